@@ -1,0 +1,229 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Configuration options of nova-consolelog.
+
+All options live in the ``[consolelog]`` group so that they can sit in
+``nova.conf`` next to nova's own; the RPC version cap follows nova's
+convention and lives in ``[upgrade_levels]``.  ``list_opts()`` is the
+``oslo.config.opts`` entry point used by ``oslo-config-generator``.
+"""
+
+from oslo_config import cfg
+
+GROUP = 'consolelog'
+
+consolelog_group = cfg.OptGroup(
+    GROUP,
+    title='Console log migration options',
+    help="""
+Options of nova-consolelog, which keeps a guest's serial console log across
+live migration with the libvirt driver.
+""")
+
+path_opts = [
+    cfg.StrOpt(
+        'instances_path',
+        default='/var/lib/nova/instances',
+        help="""
+Directory holding the instance directories, each with its ``console.log``
+chain. It must equal nova's ``[DEFAULT] instances_path``; inside nova-compute
+the nova driver of this project uses nova's value and ignores this one.
+"""),
+    cfg.StrOpt(
+        'stash_path',
+        help="""
+Directory where a migrating instance's console-log chain is moved aside
+before nova's cleanup deletes the instance directory. It must be on the same
+filesystem as ``instances_path`` (the chain is moved by rename, never
+copied) and outside every instance directory. Default:
+``<instances_path>/.consolelog-stash``.
+"""),
+    cfg.StrOpt(
+        'log_name',
+        default='console.log',
+        help="""
+File name of the console log inside an instance directory, as written by
+virtlogd for nova's ``<log file=.../console.log append="off"/>``. virtlogd's
+rotated backups are ``<log_name>.0`` (newest) to ``<log_name>.N``.
+"""),
+]
+
+read_opts = [
+    cfg.IntOpt(
+        'max_console_bytes',
+        default=100 * 1024,
+        min=1,
+        help="""
+Largest number of bytes returned by a console read, counted from the end of
+the merged log. nova uses 100 KiB (``MAX_CONSOLE_BYTES``); keep it equal so
+that the console output of an instance looks the same as with plain nova.
+"""),
+]
+
+history_opts = [
+    cfg.IntOpt(
+        'history_max_files',
+        default=16,
+        min=1,
+        help="""
+Most imported-history files kept per instance. Each live migration that
+brings a console log to this host adds one; when there are more, the oldest
+are removed (a warning is logged with the bytes removed).
+"""),
+    cfg.IntOpt(
+        'history_max_bytes',
+        default=32 * 1024 * 1024,
+        min=0,
+        help="""
+Most bytes of imported history kept per instance. Older bytes beyond this
+limit are dropped when history is imported, and a warning says how many.
+virtlogd itself keeps at most ``max_size * (max_backups + 1)`` (8 MiB by
+default) of the live log.
+"""),
+    cfg.IntOpt(
+        'stash_expiry',
+        default=7 * 24 * 3600,
+        min=0,
+        help="""
+Seconds a stashed console log is kept on the source host when no destination
+has collected it. After that the stash is deleted (a warning names the
+instance and the bytes deleted) and the leftover libvirt domain may be
+undefined by the reaper.
+"""),
+]
+
+transfer_opts = [
+    cfg.BoolOpt(
+        'enabled',
+        default=True,
+        help="""
+Migrate the console log during live migration. When disabled, nova's
+behaviour is unchanged: the source domain is undefined by libvirt
+(``VIR_MIGRATE_UNDEFINE_SOURCE``) and the destination starts a new log.
+"""),
+    cfg.StrOpt(
+        'topic',
+        default='nova-consolelog',
+        help="""
+RPC topic of the console-log endpoint on each compute host.
+"""),
+    cfg.IntOpt(
+        'chunk_size',
+        default=1024 * 1024,
+        min=4096,
+        max=8 * 1024 * 1024,
+        help="""
+Bytes per RPC chunk when pulling a console log from another host. Chunks
+travel base64-encoded; keep them well below the broker's message size limit
+(16 MiB by default on RabbitMQ 4).
+"""),
+    cfg.IntOpt(
+        'pull_window',
+        default=4,
+        min=1,
+        max=64,
+        help="""
+Number of chunk requests kept in flight while pulling. One request at a time
+leaves the link idle during every round trip.
+"""),
+    cfg.BoolOpt(
+        'compression',
+        default=True,
+        help="""
+Compress chunks with zlib when the peer supports it (RPC 1.1 and later).
+Console output is text and usually shrinks several times.
+"""),
+    cfg.IntOpt(
+        'rpc_timeout',
+        default=60,
+        min=1,
+        help="""
+Seconds to wait for one console-log RPC call.
+"""),
+    cfg.IntOpt(
+        'pull_timeout',
+        default=600,
+        min=1,
+        help="""
+Total seconds a pull may take, retries included. When it runs out, the
+source keeps its stash and the pull is retried later by a periodic task.
+"""),
+    cfg.IntOpt(
+        'pull_retries',
+        default=5,
+        min=0,
+        help="""
+Attempts per chunk after a fault before a pull gives up for now; each retry
+resumes at the last verified byte after an exponential backoff.
+"""),
+]
+
+migration_opts = [
+    cfg.IntOpt(
+        'shutoff_timeout',
+        default=30,
+        min=1,
+        help="""
+Seconds the source waits for its migrated domain to stop before it moves the
+console log aside. A domain that does not stop in time means the console log
+is not migrated; the migration itself always goes on.
+"""),
+    cfg.IntOpt(
+        'reaper_interval',
+        default=600,
+        min=0,
+        help="""
+Seconds between runs of the periodic task that undefines shut-off source
+domains left defined by console-log migration, once the instance lives on
+another host. 0 disables the task.
+"""),
+]
+
+upgrade_opts = [
+    cfg.StrOpt(
+        'consolelog',
+        help="""
+Version cap for the console-log RPC API, a version such as ``1.0`` or a
+release alias. Set it during a rolling upgrade until every compute host runs
+a release that understands the newer version.
+"""),
+]
+
+ALL_CONSOLELOG_OPTS = (path_opts + read_opts + history_opts + transfer_opts +
+                       migration_opts)
+
+
+def register_opts(conf):
+    """Register this project's options on ``conf`` (idempotent)."""
+    conf.register_group(consolelog_group)
+    conf.register_opts(ALL_CONSOLELOG_OPTS, group=consolelog_group)
+    conf.register_opts(upgrade_opts, group='upgrade_levels')
+
+
+def list_opts():
+    """Options for oslo-config-generator, grouped as in the config file."""
+    return [
+        (consolelog_group, ALL_CONSOLELOG_OPTS),
+        ('upgrade_levels', upgrade_opts),
+    ]
+
+
+def stash_path(conf):
+    """The stash directory, defaulting to one under the instances path."""
+    group = conf[GROUP]
+    return group.stash_path or '%s/.consolelog-stash' % (
+        group.instances_path.rstrip('/'))
+
+
+CONF = cfg.CONF
+register_opts(CONF)
