@@ -40,6 +40,13 @@ class ConsoleLogMigration:
     def __init__(self, conf, host, rpcapi, instances_path=None):
         raise NotImplementedError
 
+    # Source, from the driver's live_migration() before the guest moves:
+    # from now on console reads on the source also show what the
+    # destination's guest writes, so no read is ever missing lines.
+    def live_migration_started(self, instance_uuid, dest_host,
+                               shared_instance_path):
+        raise NotImplementedError
+
     # Destination, before the incoming QEMU starts (virtlogd truncates).
     def pre_live_migration(self, instance_uuid, source_host,
                            shared_instance_path):
