@@ -13,19 +13,133 @@
 """The live-migration steps of console-log migration, driver-independent.
 
 A compute driver calls these at the matching points of nova's live
-migration; nothing here imports nova. Order on the source (nova's
-``ComputeManager._post_live_migration``): ``driver.post_live_migration()``
-→ ``post_live_migration_at_source()`` → ``driver.cleanup()`` (deletes the
-instance directory, console.log included, when the path is not shared) →
-RPC ``post_live_migration_at_destination``. Hence the source stashes its
-chain in ``post_live_migration``, and the destination pulls it afterwards.
+migration; nothing here imports nova.
 
-No method here ever raises into the migration: a failure logs one warning,
-leaves the data where a retry finds it (a pending record retried by
-``retry_pending``), and returns.
+Why the steps sit where they do:
 
-STATUS: interface stub. Implementation: issue 4.
+* On the source, nova's ``ComputeManager._post_live_migration`` calls
+  ``driver.post_live_migration()``, then ``post_live_migration_at_source()``,
+  then ``driver.cleanup()`` — which deletes the instance directory,
+  console.log included, when the instance path is not shared — and only then
+  the RPC ``post_live_migration_at_destination``. So the source moves its
+  chain into a stash in ``post_live_migration`` (after the migrated domain has
+  shut off, so the log is complete), and the destination pulls the stash
+  afterwards; the source deletes the stash only when the destination has
+  verified and installed it and says so (``release``).
+* With nova's ``<log append="off"/>``, virtlogd unlinks ``console.log`` and
+  every ``console.log.N`` when a QEMU starts, including the incoming QEMU on
+  the destination. On a shared instance path that would wipe the source's
+  chain at the start of the migration, so the destination moves the chain
+  aside in ``pre_live_migration``, before its QEMU starts; the source's QEMU
+  keeps writing into the moved file through virtlogd's open descriptor.
+* Between the moment the guest runs on the destination and the end of the
+  import, the console output is split between two hosts. Each host keeps a
+  small *hand-over record* naming its peer; while it exists a console read
+  fetches the peer's part over RPC and merges it, so no read is ever missing
+  lines (nova's blueprint accepted "almost empty" output there; we do not).
+
+No public method here raises into the migration: a failure logs one warning,
+leaves the data where a retry finds it (the hand-over record, the stash),
+and returns. ``retry_pending`` retries unfinished imports and expires old
+stashes.
 """
+
+import json
+import os
+import time
+
+from oslo_log import log as logging
+from oslo_utils import uuidutils
+
+from nova_consolelog import chain as cl_chain
+from nova_consolelog import exception
+from nova_consolelog.objects import fields as cl_fields
+from nova_consolelog import stash as cl_stash
+from nova_consolelog import transfer
+
+LOG = logging.getLogger(__name__)
+
+ROLE_SOURCE = 'source'
+ROLE_DESTINATION = 'destination'
+RECORDS_DIR = '.handover'
+
+
+class HandoverRecord:
+    """What this host knows of an unfinished console-log hand-over.
+
+    Kept as a small JSON file per instance under the stash root, written
+    atomically, so that a restarted nova-compute still knows which peer holds
+    the other part of a console log and that an import is still owed.
+    """
+
+    def __init__(self, directory, instance_uuid):
+        self.path = os.path.join(directory, instance_uuid + '.json')
+        self.instance_uuid = instance_uuid
+
+    def load(self):
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            LOG.warning('Ignoring unreadable console-log hand-over record '
+                        '%s: %s', self.path, e)
+            return None
+
+    def save(self, **data):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        data.setdefault('instance_uuid', self.instance_uuid)
+        data.setdefault('created', time.time())
+        tmp = self.path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        return data
+
+    def update(self, **changes):
+        data = self.load() or {}
+        data.update(changes)
+        return self.save(**data)
+
+    def remove(self):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    @staticmethod
+    def all(directory):
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        return [HandoverRecord(directory, n[:-len('.json')])
+                for n in sorted(names)
+                if n.endswith('.json')
+                and uuidutils.is_uuid_like(n[:-len('.json')])]
+
+
+def _guarded(step):
+    """Run a migration step; never let an error escape into the migration."""
+    def wrapper(self, instance_uuid, *args, **kwargs):
+        if not self.enabled:
+            return None
+        try:
+            return step(self, instance_uuid, *args, **kwargs)
+        except Exception as e:
+            LOG.warning('Console-log migration step %s failed for instance '
+                        '%s; the live migration goes on and the console log '
+                        'stays where a retry can find it: %s',
+                        step.__name__, instance_uuid, e,
+                        exc_info=not isinstance(
+                            e, exception.ConsoleLogError))
+            return None
+    wrapper.__name__ = step.__name__
+    wrapper.__doc__ = step.__doc__
+    return wrapper
 
 
 class ConsoleLogMigration:
@@ -33,50 +147,303 @@ class ConsoleLogMigration:
 
     :param conf: ConfigOpts with our options registered.
     :param host: this compute host's name (nova's ``CONF.host``).
-    :param rpcapi: a ``rpc.api.ConsoleLogAPI`` client.
-    :param instances_path: directory holding instance directories.
+    :param rpcapi: a ``rpc.api.ConsoleLogAPI`` client, or None when this
+        host cannot talk to its peers (then only local steps run).
+    :param instances_path: directory holding instance directories; defaults
+        to ``[consolelog] instances_path``.
+    :param wait_for_shutoff: callable ``(domain, timeout) -> bool`` used by
+        the source step; defaults to :func:`virt.wait_for_shutoff`.
     """
 
-    def __init__(self, conf, host, rpcapi, instances_path=None):
-        raise NotImplementedError
+    def __init__(self, conf, host, rpcapi, instances_path=None,
+                 wait_for_shutoff=None):
+        self.conf = conf
+        self.host = host
+        self.rpcapi = rpcapi
+        group = conf.consolelog
+        self.instances_path = instances_path or group.instances_path
+        self.stash_root = group.stash_path or os.path.join(
+            self.instances_path, '.consolelog-stash')
+        self.records_dir = os.path.join(self.stash_root, RECORDS_DIR)
+        self._wait_for_shutoff = wait_for_shutoff
 
-    # Source, from the driver's live_migration() before the guest moves:
-    # from now on console reads on the source also show what the
-    # destination's guest writes, so no read is ever missing lines.
+    @property
+    def enabled(self):
+        return self.conf.consolelog.enabled
+
+    # -- helpers ---------------------------------------------------------
+
+    def chain(self, instance_uuid):
+        if not uuidutils.is_uuid_like(instance_uuid):
+            raise exception.InvalidInput(
+                reason='malformed instance uuid %r' % (instance_uuid,))
+        return cl_chain.ConsoleLogChain(
+            os.path.join(self.instances_path, instance_uuid))
+
+    def record(self, instance_uuid):
+        return HandoverRecord(self.records_dir, instance_uuid)
+
+    def stashes(self, instance_uuid):
+        """This host's stashes of an instance, oldest first."""
+        found = cl_stash.Stash.list(instance_uuid, root=self.stash_root)
+        return sorted(found, key=lambda s: (s.created, s.stash_id))
+
+    def _wait(self, domain):
+        timeout = self.conf.consolelog.shutoff_timeout
+        if self._wait_for_shutoff is not None:
+            return self._wait_for_shutoff(domain, timeout)
+        from nova_consolelog import virt
+        return virt.wait_for_shutoff(domain.connect(), domain, timeout)
+
+    # -- the steps -------------------------------------------------------
+
+    @_guarded
     def live_migration_started(self, instance_uuid, dest_host,
                                shared_instance_path):
-        raise NotImplementedError
+        """Source: note the destination before the guest moves."""
+        self.record(instance_uuid).save(
+            role=ROLE_SOURCE, peer=dest_host,
+            shared=bool(shared_instance_path), state='migrating')
 
-    # Destination, before the incoming QEMU starts (virtlogd truncates).
+    @_guarded
     def pre_live_migration(self, instance_uuid, source_host,
                            shared_instance_path):
-        raise NotImplementedError
+        """Destination, before the incoming QEMU starts.
 
-    # Source, after the guest runs on the destination, before nova's cleanup.
-    # ``domain`` is the source libvirt domain (left defined: no
-    # VIR_MIGRATE_UNDEFINE_SOURCE); waits for it to be shut off, then stashes.
+        On a shared instance path the chain in the instance directory is the
+        source's, and virtlogd is about to unlink it when the destination's
+        QEMU starts: move it into a stash now (rename, no copy).
+        """
+        stash_ids = []
+        if shared_instance_path:
+            chain = self.chain(instance_uuid)
+            if os.path.isdir(chain.directory) and chain.scan():
+                stash = cl_stash.Stash.create(
+                    instance_uuid, chain, root=self.stash_root,
+                    live_names=(self.conf.consolelog.log_name,))
+                stash_ids.append(stash.stash_id)
+                LOG.info('Moved the console log of instance %s aside to '
+                         'stash %s before the incoming QEMU starts',
+                         instance_uuid, stash.stash_id)
+        self.record(instance_uuid).save(
+            role=ROLE_DESTINATION, peer=source_host,
+            shared=bool(shared_instance_path), stash_ids=stash_ids,
+            state='migrating')
+
+    @_guarded
     def post_live_migration_at_source(self, instance_uuid, dest_host,
                                       shared_instance_path, domain=None):
-        raise NotImplementedError
+        """Source, after the guest runs on the destination, before cleanup.
 
-    # Destination, from nova's post_live_migration_at_destination: pull,
-    # verify, install as history, release the source's stash.
+        Waits for the migrated domain to shut off (so QEMU has written its
+        last byte), then moves the chain into a stash outside the instance
+        directory, where nova's cleanup cannot delete it.
+        """
+        record = self.record(instance_uuid)
+        if domain is not None and not self._wait(domain):
+            LOG.warning('The migrated domain of instance %s did not shut '
+                        'off within %ss; its console log is stashed anyway, '
+                        'but output written after now will not be migrated',
+                        instance_uuid, self.conf.consolelog.shutoff_timeout)
+        if shared_instance_path:
+            # The destination moved the chain aside in pre_live_migration
+            # and installs it from the shared stash; nothing is left here.
+            record.remove()
+            return
+        chain = self.chain(instance_uuid)
+        if not os.path.isdir(chain.directory) or not chain.scan():
+            record.remove()
+            return
+        stash = cl_stash.Stash.create(instance_uuid, chain,
+                                      root=self.stash_root)
+        record.save(role=ROLE_SOURCE, peer=dest_host, shared=False,
+                    state='stashed', stash_ids=[stash.stash_id])
+        LOG.info('Stashed the console log of instance %s (%s) for %s',
+                 instance_uuid, stash.stash_id, dest_host)
+
+    @_guarded
     def post_live_migration_at_destination(self, instance_uuid, source_host,
                                            shared_instance_path):
-        raise NotImplementedError
+        """Destination: bring the source's console log in as history.
 
+        The hand-over record is marked first, so that a failure anywhere
+        below leaves an import that ``retry_pending`` finishes later.
+        """
+        self.record(instance_uuid).update(
+            role=ROLE_DESTINATION, peer=source_host,
+            shared=bool(shared_instance_path), state='pulling')
+        self._import(instance_uuid, source_host, shared_instance_path)
+
+    def _import(self, instance_uuid, source_host, shared_instance_path):
+        record = self.record(instance_uuid)
+        chain = self.chain(instance_uuid)
+        os.makedirs(chain.directory, exist_ok=True)
+        if shared_instance_path:
+            for stash in self.stashes(instance_uuid):
+                stash.install_as_history(chain)
+            record.remove()
+            return True
+        if self.rpcapi is None:
+            raise exception.TransferFailed(
+                instance=instance_uuid, host=source_host,
+                reason='no RPC client on this host')
+        try:
+            sets = self.rpcapi.list_stashes(
+                {}, source_host, instance_uuid)
+        except exception.PeerUnsupported as e:
+            LOG.warning('Console log of instance %s not migrated: %s',
+                        instance_uuid, e)
+            record.remove()
+            return False
+        for remote in sets:
+            transfer.pull(self.conf, self.rpcapi, source_host, instance_uuid,
+                          stash_id=remote.stash_id, chain=chain)
+        record.remove()
+        return True
+
+    @_guarded
     def rollback_at_source(self, instance_uuid):
-        raise NotImplementedError
+        """Source: the migration failed; put any stash back in place."""
+        self._restore_stashes(instance_uuid)
+        self.record(instance_uuid).remove()
 
+    @_guarded
     def rollback_at_destination(self, instance_uuid, source_host,
                                 shared_instance_path):
-        raise NotImplementedError
+        """Destination: the migration failed; give the chain back.
 
-    # Console read for os-getConsoleOutput: merged chain + history, and the
-    # part still on the peer during the migration window.
+        Only a shared instance path has anything here: the chain moved aside
+        in ``pre_live_migration`` goes back into the instance directory,
+        which the source's QEMU has kept writing to all along.
+        """
+        if shared_instance_path:
+            self._restore_stashes(instance_uuid)
+        self.record(instance_uuid).remove()
+
+    def _restore_stashes(self, instance_uuid):
+        chain = self.chain(instance_uuid)
+        for stash in self.stashes(instance_uuid):
+            os.makedirs(chain.directory, exist_ok=True)
+            stash.restore(chain.directory)
+            LOG.info('Restored console-log stash %s of instance %s',
+                     stash.stash_id, instance_uuid)
+
+    # -- reading ---------------------------------------------------------
+
     def get_console_output(self, instance_uuid, length=None):
-        raise NotImplementedError
+        """The merged console output of an instance on this host.
 
-    # Periodic: retry pending pulls, expire old stashes.
+        Outside a migration this is exactly nova's read extended by the
+        imported history. During a hand-over the part held elsewhere (a
+        stash, or the peer host) is merged in, oldest first.
+        """
+        max_bytes = self.conf.consolelog.max_console_bytes
+        chain = self.chain(instance_uuid)
+        stashes = [s.chain.read_tail(max_bytes)
+                   for s in self.stashes(instance_uuid)] if self.enabled \
+            else []
+        record = self.record(instance_uuid).load() if self.enabled else None
+        if not stashes and (record is None or record.get('shared')):
+            return self._local_tail(chain, max_bytes, length)
+        parts = self._handover_parts(instance_uuid, chain, record, stashes,
+                                     max_bytes)
+        return cl_chain.last_lines(b''.join(parts)[-max_bytes:], length)
+
+    def _local_tail(self, chain, max_bytes, length=None):
+        try:
+            return chain.read_tail(max_bytes, length)
+        except exception.InstanceDirNotFound:
+            return b''
+
+    def _handover_parts(self, instance_uuid, chain, record, stashes,
+                        max_bytes):
+        """Oldest-first byte tails making up the whole console right now."""
+        local = self._local_tail(chain, max_bytes)
+        if record is None or record.get('shared') or self.rpcapi is None:
+            return stashes + [local]
+        peer = record['peer']
+        try:
+            if record['role'] == ROLE_DESTINATION:
+                remote = self._peer_source_part(peer, instance_uuid,
+                                                max_bytes)
+                return stashes + [remote, local]
+            remote = self._peer_destination_part(peer, instance_uuid,
+                                                 max_bytes, bool(stashes))
+            if stashes:
+                return stashes + [remote]
+            return [local, remote]
+        except Exception as e:
+            LOG.warning('Console output of instance %s may miss the part '
+                        'held by %s: %s', instance_uuid, peer, e)
+            return stashes + [local]
+
+    def _peer_source_part(self, peer, instance_uuid, max_bytes):
+        """What the source still holds: its stashes, else its live chain."""
+        sets = self.rpcapi.list_stashes({}, peer, instance_uuid,
+                                        tail_bytes=max_bytes)
+        if not sets:
+            sets = [self.rpcapi.describe({}, peer, instance_uuid,
+                                         tail_bytes=max_bytes)]
+        return b''.join(s.merged_tail(max_bytes) for s in sets)
+
+    def _peer_destination_part(self, peer, instance_uuid, max_bytes,
+                               only_new):
+        """What the destination's virtlogd has written since its QEMU start.
+
+        While this host still has its stash, the destination's history (if
+        it has already imported the stash) would repeat it: take only the
+        destination's virtlogd files then.
+        """
+        remote = self.rpcapi.describe({}, peer, instance_uuid,
+                                      tail_bytes=max_bytes)
+        if only_new:
+            remote.files = [f for f in remote.files
+                            if f.kind != cl_fields.FileKind.HISTORY]
+        return remote.merged_tail(max_bytes)
+
+    # -- housekeeping ----------------------------------------------------
+
+    def has_stash(self, instance_uuid):
+        """True while this host still holds console log for the instance."""
+        return bool(self.stashes(instance_uuid))
+
+    def _forget_finished_source(self, rec, data):
+        """Drop a source record once its stashes are gone or it is stale."""
+        age = time.time() - data.get('created', 0)
+        if data.get('state') == 'stashed' and not self.has_stash(
+                rec.instance_uuid):
+            rec.remove()
+        elif age > self.conf.consolelog.stash_expiry:
+            rec.remove()
+
     def retry_pending(self):
-        raise NotImplementedError
+        """Periodic: finish owed imports, expire old stashes.
+
+        Returns the uuids whose import completed in this run.
+        """
+        done = []
+        if not self.enabled:
+            return done
+        for rec in HandoverRecord.all(self.records_dir):
+            data = rec.load()
+            if not data:
+                continue
+            if data.get('role') == ROLE_SOURCE:
+                self._forget_finished_source(rec, data)
+                continue
+            if data.get('state') != 'pulling':
+                continue
+            try:
+                if self._import(rec.instance_uuid, data['peer'],
+                                data.get('shared', False)):
+                    done.append(rec.instance_uuid)
+            except Exception as e:
+                LOG.warning('Retry of the console-log import of instance %s '
+                            'from %s failed; will retry: %s',
+                            rec.instance_uuid, data.get('peer'), e)
+        try:
+            cl_stash.expire(self.conf.consolelog.stash_expiry,
+                            root=self.stash_root)
+        except Exception as e:
+            LOG.warning('Expiring console-log stashes failed: %s', e)
+        return done
