@@ -20,7 +20,14 @@ generator uses), so the option reference cannot drift from the code.
 extensions = [
     'openstackdocstheme',
     'oslo_config.sphinxext',
+    'oslo_config.sphinxconfiggen',
 ]
+
+# oslo_config.sphinxconfiggen: write the sample file at build time, from the
+# same generator configuration as ``tox -e genconfig``.
+config_generator_config_file = (
+    '../../etc/oslo-config-generator/nova-consolelog.conf')
+sample_config_basename = '_static/nova-consolelog'
 
 # openstackdocstheme
 openstackdocs_repo_name = 'openstack/nova-consolelog'
@@ -38,4 +45,4 @@ pygments_style = 'native'
 add_module_names = False
 
 html_theme = 'openstackdocs'
-html_static_path = []
+html_static_path = ['_static']
