@@ -33,6 +33,14 @@ class ConsoleLogObject(ovo_base.VersionedObject,
     OBJ_PROJECT_NAMESPACE = NAMESPACE
     OBJ_SERIAL_NAMESPACE = 'nova_consolelog_object'
 
+    def __init__(self, context=None, **kwargs):
+        # oslo.versionedobjects does not apply field defaults by itself: an
+        # unset field raises on access. Apply them, so that an object built
+        # with fewer fields, or received from an older peer (its primitive
+        # lacks the newer fields), reads as the defaults say.
+        super().__init__(context, **kwargs)
+        self.obj_set_defaults()
+
 
 class ConsoleLogObjectSerializer(ovo_base.VersionedObjectSerializer):
     """Serializer for oslo.messaging: turns our objects into primitives."""

@@ -149,7 +149,13 @@ class ConsoleLogChunk(base.ConsoleLogObject):
                    sha256=hashlib.sha256(raw).hexdigest(), **kwargs)
 
     def raw_data(self):
-        """The uncompressed bytes of the chunk."""
+        """The uncompressed bytes of the chunk.
+
+        :raises ValueError: compressed data that does not decompress.
+        """
         if self.compression == cl_fields.Compression.ZLIB:
-            return zlib.decompress(self.data)
+            try:
+                return zlib.decompress(self.data)
+            except zlib.error as e:
+                raise ValueError('chunk data does not decompress: %s' % e)
         return self.data
