@@ -59,8 +59,7 @@ class ConsoleLogFile(base.ConsoleLogObject):
 
 @base.ConsoleLogObjectRegistry.register
 class ConsoleLogSet(base.ConsoleLogObject):
-    """The console-log chain of one instance on one host, oldest file first.
-    """
+    """The console-log chain of one instance on one host, oldest first."""
 
     # Version 1.0: Initial version
     VERSION = '1.0'
