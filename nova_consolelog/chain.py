@@ -113,9 +113,12 @@ _Member = collections.namedtuple('_Member', ['file', 'fd', 'size'])
 
 
 def last_lines(data, length):
-    """The last ``length`` lines of ``data``, as nova's compute manager
-    (``_tail_log``) cuts them: ``split(b'\\n')``, keep the last ``length``
-    items, join; ``length`` 0 gives nothing, None everything."""
+    """The last ``length`` lines of ``data``, cut as nova does.
+
+    nova's compute manager (``_tail_log``) does ``split(b'\\n')``, keeps
+    the last ``length`` items and joins them; ``length`` 0 gives nothing,
+    None everything.
+    """
     if length is None:
         return data
     _check_count('length', length)
@@ -167,9 +170,11 @@ def _unlink_quietly(path):
 
 
 def write_atomic(directory, name, data):
-    """Replace ``directory/name`` with ``data`` (bytes) atomically: temp
-    file, fsync, rename, fsync of the directory. On failure the old file is
-    intact and the temp file removed."""
+    """Replace ``directory/name`` with ``data`` (bytes) atomically.
+
+    Temp file, fsync, rename, fsync of the directory: on failure the old
+    file is intact and the temp file removed.
+    """
     path = os.path.join(directory, name)
     tmp = path + _TMP_SUFFIX
     try:
@@ -322,8 +327,10 @@ class ConsoleLogChain:
         return [f for f, _ident in self._list()]
 
     def _open(self, name, missing_ok=False):
-        """A read-only descriptor of a member, refusing anything but a
-        regular file; None when missing and ``missing_ok``."""
+        """A read-only descriptor of a member; None if missing_ok.
+
+        Refuses anything but a regular file, never follows a symlink.
+        """
         path = self._path(name)
         try:
             fd = os.open(path, _OPEN_FLAGS)
@@ -345,8 +352,10 @@ class ConsoleLogChain:
         return fd
 
     def _snapshot(self):
-        """Every member opened, consistent with one listing (see the module
-        docstring); retried while virtlogd rotates."""
+        """Every member opened, consistent with one listing.
+
+        Retried while virtlogd rotates (see the module docstring).
+        """
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             listed = self._list()
             members = []
@@ -555,8 +564,11 @@ class ConsoleLogChain:
         return Import(self, import_id, files, base_offset)
 
     def remove_partials(self, older_than=0):
-        """Delete unfinished imports (and temp files) last modified more
-        than ``older_than`` seconds ago; returns the names removed."""
+        """Delete unfinished imports older than ``older_than`` seconds.
+
+        Staging files, their progress files and temp files; returns the
+        names removed.
+        """
         _check_count('older_than', older_than)
         try:
             names = os.listdir(self.directory)
@@ -592,9 +604,13 @@ class ConsoleLogChain:
         return '%s%06d' % (HISTORY_PREFIX, seq)
 
     def apply_retention(self, keep=None):
-        """Drop the oldest history files beyond ``history_max_files`` and
-        ``history_max_bytes``, never ``keep``; the dropped bytes are added
-        to the base offset. Returns the bytes dropped."""
+        """Drop the oldest history beyond the retention limits.
+
+        Limits: ``history_max_files`` and ``history_max_bytes``; the file
+        ``keep`` is never dropped. The dropped bytes are added to the base
+        offset so that stream offsets stay stable. Returns the bytes
+        dropped.
+        """
         group = self.conf.consolelog
         history = self.history()
         total = sum(f.size for f in history)
@@ -784,8 +800,10 @@ class Import:
         return position, size, first
 
     def wanted(self, name):
-        """``(start, end)``: the byte range of source file ``name`` still
-        needed (``start == end`` when nothing is)."""
+        """``(start, end)`` of source file ``name`` still needed.
+
+        ``start == end`` when nothing is.
+        """
         _position, size, first = self._range(name)
         return max(first, self._verified.get(name, 0)), size
 
@@ -817,8 +835,11 @@ class Import:
         self._written[name].append((offset, offset + len(data)))
 
     def verified(self, name, upto):
-        """Record durably that bytes ``[0, upto)`` of ``name`` are written
-        and checked: a resumed import does not want them again."""
+        """Record durably that ``[0, upto)`` of ``name`` is written.
+
+        The caller has checked these bytes: a resumed import does not want
+        them again. Call it with a contiguous watermark.
+        """
         _position, size, _first = self._range(name)
         _check_count('upto', upto)
         if upto > size:
@@ -863,9 +884,12 @@ class Import:
         return result
 
     def commit(self):
-        """Install the staging file as the next history file; returns its
-        name. Either the chain is as before (and InstallFailed is raised)
-        or the history is in place; retention then drops old history."""
+        """Install the staging file as the next history file.
+
+        Returns its name. Either the chain is as before (and InstallFailed
+        is raised) or the history is in place; retention then drops old
+        history.
+        """
         if self._fd is None:
             raise exception.InvalidInput(
                 reason='import %s is closed' % self.import_id)
