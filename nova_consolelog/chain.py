@@ -354,7 +354,11 @@ class ConsoleLogChain:
     def _snapshot(self):
         """Every member opened, consistent with one listing.
 
-        Retried while virtlogd rotates (see the module docstring).
+        Members are opened oldest first: virtlogd only ever moves a file to
+        an older name, so a rotation between two opens can make a later
+        open see a newer file (bytes skipped) but never an older one
+        (bytes repeated). The second listing then detects the rotation and
+        the snapshot is retried.
         """
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             listed = self._list()
