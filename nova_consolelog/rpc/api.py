@@ -1,0 +1,171 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Client side of the console-log RPC API.
+
+A destination host calls the source host's endpoint (rpc.manager) on the
+topic ``[consolelog] topic`` with ``server=<source host>``. Any answer that
+means "the peer does not offer this" — a version above our cap, a method or
+version the peer's dispatcher does not know — becomes
+``exception.PeerUnsupported``, which the migration step turns into a clean
+"console log not migrated" warning instead of a failed migration.
+"""
+
+import functools
+
+from oslo_log import log as logging
+import oslo_messaging
+
+from nova_consolelog import exception
+from nova_consolelog.objects import fields as cl_fields
+from nova_consolelog.rpc import transport as cl_transport
+
+LOG = logging.getLogger(__name__)
+
+NAMESPACE = 'consolelog'
+
+# The errors by which a peer (or our own version cap) says it does not
+# offer a call; RemoteError carries the dispatcher's class name when the
+# dispatcher's module is not importable on our side.
+_UNSUPPORTED = (oslo_messaging.UnsupportedVersion,
+                oslo_messaging.NoSuchMethod,
+                oslo_messaging.RPCVersionCapError)
+_UNSUPPORTED_NAMES = ('UnsupportedVersion', 'NoSuchMethod',
+                      'RPCVersionCapError')
+
+
+def _peer_support(what):
+    """Turn "peer lacks this call" into PeerUnsupported(host, what)."""
+    def decorator(fn):
+        @functools.wraps(fn)
+        def wrapper(self, ctxt, host, *args, **kwargs):
+            try:
+                return fn(self, ctxt, host, *args, **kwargs)
+            except _UNSUPPORTED as e:
+                raise exception.PeerUnsupported(
+                    host=host, what='%s (%s)' % (what, e)) from e
+            except oslo_messaging.RemoteError as e:
+                if e.exc_type in _UNSUPPORTED_NAMES:
+                    raise exception.PeerUnsupported(
+                        host=host, what='%s (%s)' % (what, e.exc_type)) from e
+                raise
+        return wrapper
+    return decorator
+
+
+class ConsoleLogAPI:
+    """Client side of the console-log RPC API.
+
+    API version history:
+
+    * 1.0 - Initial version: describe_console_log, list_console_log_stashes,
+            read_console_log_chunk, release_console_log_stash
+    * 1.1 - read_console_log_chunk takes ``compression``; its answer is a
+            ConsoleLogChunk 1.1, zlib-compressed when that shrinks it
+    """
+
+    VERSION = '1.1'
+
+    # Release name -> the newest version that release understands, for
+    # ``[upgrade_levels] consolelog`` during a rolling upgrade.
+    VERSION_ALIASES = {
+        'initial': '1.0',
+        'compression': '1.1',
+    }
+
+    def __init__(self, conf, transport=None, transport_url=None):
+        """Build the client.
+
+        Uses ``transport`` (for example nova's), or one built from
+        ``transport_url`` / ``conf``'s ``[DEFAULT] transport_url``.
+        """
+        self.conf = conf
+        if transport is None:
+            transport = cl_transport.get_transport(conf, transport_url)
+        self.transport = transport
+        cap = conf.upgrade_levels.consolelog
+        self.version_cap = self.VERSION_ALIASES.get(cap, cap)
+        target = oslo_messaging.Target(
+            topic=conf.consolelog.topic, namespace=NAMESPACE,
+            version='1.0')
+        self.client = oslo_messaging.get_rpc_client(
+            transport, target, version_cap=self.version_cap,
+            serializer=cl_transport.RequestContextSerializer(),
+            timeout=conf.consolelog.rpc_timeout)
+        # Hosts that answered UnsupportedVersion to a 1.1 call.
+        self._only_1_0 = set()
+
+    def can_send_version(self, version):
+        return self.client.can_send_version(version)
+
+    def _prepare(self, host, version='1.0', timeout=None):
+        return self.client.prepare(
+            server=host, version=version,
+            timeout=timeout or self.conf.consolelog.rpc_timeout)
+
+    @_peer_support('console-log describe')
+    def describe(self, ctxt, host, instance_uuid, stash_id=None,
+                 checksums=False, tail_bytes=0):
+        """ConsoleLogSet of the instance's live chain, or of a stash."""
+        return self._prepare(host).call(
+            ctxt, 'describe_console_log', instance_uuid=instance_uuid,
+            stash_id=stash_id, checksums=checksums, tail_bytes=tail_bytes)
+
+    @_peer_support('console-log stashes')
+    def list_stashes(self, ctxt, host, instance_uuid, checksums=False,
+                     tail_bytes=0):
+        """ConsoleLogSets of the instance's stashes on host, oldest first."""
+        return self._prepare(host).call(
+            ctxt, 'list_console_log_stashes', instance_uuid=instance_uuid,
+            checksums=checksums, tail_bytes=tail_bytes)
+
+    @_peer_support('console-log chunk read')
+    def read_chunk(self, ctxt, host, instance_uuid, name, offset, length,
+                   stash_id=None, compress=True, timeout=None):
+        """ConsoleLogChunk with up to ``length`` bytes of file ``name``.
+
+        Compression is asked for only when we may send 1.1 (version cap);
+        a peer that answers UnsupportedVersion to 1.1 is asked again, and
+        from then on, with 1.0, and answers an uncompressed 1.0 chunk.
+        """
+        kwargs = dict(instance_uuid=instance_uuid, name=name, offset=offset,
+                      length=length, stash_id=stash_id)
+        if self.can_send_version('1.1') and host not in self._only_1_0:
+            try:
+                return self._prepare(host, '1.1', timeout).call(
+                    ctxt, 'read_console_log_chunk',
+                    compression=(cl_fields.Compression.ZLIB if compress
+                                 else cl_fields.Compression.NONE),
+                    **kwargs)
+            except oslo_messaging.RemoteError as e:
+                if e.exc_type != 'UnsupportedVersion':
+                    raise
+            except oslo_messaging.UnsupportedVersion:
+                pass
+            # The peer runs an older release: speak 1.0 to it from now on.
+            LOG.info('Host %s does not speak console-log RPC 1.1; reading '
+                     'uncompressed 1.0 chunks', host)
+            self._only_1_0.add(host)
+        return self._prepare(host, '1.0', timeout).call(
+            ctxt, 'read_console_log_chunk', **kwargs)
+
+    @_peer_support('console-log stash release')
+    def release(self, ctxt, host, instance_uuid, stash_id, sha256s):
+        """Ask ``host`` to delete its stash after a verified install.
+
+        ``sha256s`` maps every file name of the stash to the sha256 the
+        caller installed; the host refuses (ChecksumMismatch) unless its
+        files match.
+        """
+        return self._prepare(host).call(
+            ctxt, 'release_console_log_stash', instance_uuid=instance_uuid,
+            stash_id=stash_id, sha256s=sha256s)
