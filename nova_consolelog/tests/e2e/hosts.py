@@ -264,7 +264,8 @@ class TwoHosts(fixtures.Fixture):
     Everything is torn down on cleanup, also when the setup fails halfway.
 
     Set ``NCLOG_E2E_KEEP=1`` to keep ``/var/tmp/nclog-e2e`` (daemon logs,
-    console logs) after the run.
+    console logs) after the run; ``NCLOG_E2E_VIRT_TYPE=qemu|kvm`` to skip
+    probing whether KVM guests run here.
     """
 
     def _setUp(self):
@@ -275,7 +276,8 @@ class TwoHosts(fixtures.Fixture):
         if not os.environ.get('NCLOG_E2E_KEEP'):
             self.addCleanup(shutil.rmtree, ROOT, True)
         self.image = guest.build_boot_image(ROOT)
-        self.virt_type = 'kvm' if guest.kvm_works(self.image) else 'qemu'
+        self.virt_type = os.environ.get('NCLOG_E2E_VIRT_TYPE') or (
+            'kvm' if guest.kvm_works(self.image) else 'qemu')
 
         self.a = Host('a', 1, '198.18.0.1', '198.18.0.2')
         self.b = Host('b', 2, '198.18.0.2', '198.18.0.1')
