@@ -231,6 +231,8 @@ def wait_for_shutoff(conn, domain, timeout, poll_interval=0.5):
     domain is still not shut off after ``timeout`` seconds (or libvirt
     cannot tell): the caller then gives up the console log, never the
     migration. Never raises and never blocks much past ``timeout``.
+    ``conn`` None means polling only (a caller that leaves the connection's
+    event callbacks to their owner, as the nova driver does).
 
     A domain that has vanished (someone undefined it, or it was transient)
     counts as stopped: no QEMU writes its console log on this host any
@@ -247,12 +249,13 @@ def wait_for_shutoff(conn, domain, timeout, poll_interval=0.5):
             woken.set()
 
     callback_id = None
-    try:
-        callback_id = conn.domainEventRegisterAny(
-            domain, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle,
-            None)
-    except (libvirt.libvirtError, AttributeError) as e:
-        LOG.debug('No lifecycle events (%s); polling domain state.', e)
+    if conn is not None:
+        try:
+            callback_id = conn.domainEventRegisterAny(
+                domain, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_lifecycle,
+                None)
+        except libvirt.libvirtError as e:
+            LOG.debug('No lifecycle events (%s); polling domain state.', e)
     try:
         while True:
             try:

@@ -208,6 +208,12 @@ class WaitForShutoffTest(TestDriverTestCase):
             poll_interval=0.05))
         self.assertEqual(libvirt.VIR_DOMAIN_SHUTOFF, dom.state()[0])
 
+    def test_polling_without_connection(self):
+        _uuid, dom = self.define(PTY, start=True)
+        self._later(dom.destroy)
+        self.assertTrue(virt.wait_for_shutoff(
+            None, dom, timeout=30, poll_interval=0.05))
+
     def test_already_shut_off(self):
         _uuid, dom = self.define(PTY)
         self.assertTrue(virt.wait_for_shutoff(self.conn, dom, timeout=1))
