@@ -1,0 +1,200 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The pull engine on oslo.messaging's ``fake://`` driver.
+
+Faults a real peer cannot produce on demand (a chunk damaged in flight, a
+timeout on one particular call) are injected by wrapping the client.
+Small chunks (4 KiB) keep files multi-chunk while call counts stay low.
+"""
+
+import collections
+import hashlib
+import os
+import threading
+import uuid
+
+import oslo_messaging
+from oslotest import base as test_base
+
+from nova_consolelog import chain as cl_chain
+from nova_consolelog import exception
+from nova_consolelog import stash as cl_stash
+from nova_consolelog.tests.unit import test_rpc
+from nova_consolelog import transfer
+
+
+class FaultyAPI:
+    """The real client, with a fault on the first read of chosen chunks.
+
+    faults maps (name, offset) to a function taking the real chunk
+    (or None before the call) and returning a chunk or raising.
+    """
+
+    def __init__(self, api, faults=None, times=1):
+        self.api = api
+        self.faults = faults or {}
+        self.times = times
+        self.calls = collections.Counter()
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self.api, name)
+
+    def read_chunk(self, ctxt, host, instance_uuid, name, offset, length,
+                   **kwargs):
+        with self.lock:
+            self.calls[(name, offset)] += 1
+            count = self.calls[(name, offset)]
+        fault = self.faults.get((name, offset))
+        if fault is not None and count <= self.times:
+            return fault(lambda: self.api.read_chunk(
+                ctxt, host, instance_uuid, name, offset, length, **kwargs))
+        chunk = self.api.read_chunk(ctxt, host, instance_uuid, name, offset,
+                                    length, **kwargs)
+        with self.lock:
+            self.bytes += len(chunk.raw_data())
+        return chunk
+
+
+def corrupt(call):
+    chunk = call()
+    raw = bytearray(chunk.raw_data())
+    raw[len(raw) // 2] ^= 0xff
+    chunk.data = bytes(raw)
+    chunk.compression = 'none'
+    return chunk
+
+
+def time_out(call):
+    raise oslo_messaging.MessagingTimeout('injected')
+
+
+class TestPull(test_base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.hosts = self.useFixture(test_rpc.Hosts())
+        self.uuid = str(uuid.uuid4())
+        self.files = test_rpc.sample_chain()
+        self.src = self.hosts.start('src')
+        test_rpc.write_chain(self.src, self.uuid, self.files)
+        self.conf, self.rpcapi = self.hosts.client(
+            'dst', pull_retries=2, pull_window=4)
+        self.chain = cl_chain.ConsoleLogChain.for_instance(self.uuid,
+                                                           conf=self.conf)
+        os.makedirs(self.chain.directory)
+
+    def history(self):
+        names = [f.name for f in self.chain.history()]
+        return b''.join(open(os.path.join(self.chain.directory, n),
+                             'rb').read() for n in names)
+
+    def leftovers(self):
+        return [n for n in os.listdir(self.chain.directory)
+                if n.startswith(cl_chain.PARTIAL_PREFIX)]
+
+    def test_pull_is_byte_exact(self):
+        seen = []
+        result = transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
+                               chain=self.chain,
+                               progress=lambda d, t: seen.append((d, t)))
+        expected = test_rpc.chain_bytes(self.files)
+        self.assertEqual(expected, self.history())
+        self.assertEqual(len(expected), result.bytes)
+        self.assertEqual(4, result.files)
+        # Text compresses: fewer bytes travel than were pulled.
+        self.assertLess(result.wire_bytes, result.bytes)
+        self.assertEqual([], self.leftovers())
+        self.assertEqual((len(expected), len(expected)), seen[-1])
+        self.assertEqual(sorted(seen), seen)
+        self.assertFalse(result.released)
+        # The merged read now starts with the imported chain.
+        self.assertEqual(expected[-1000:], self.chain.read_tail(1000))
+
+    def test_corrupted_chunk_is_fetched_again(self):
+        api = FaultyAPI(self.rpcapi, {('console.log.1', 4096): corrupt})
+        transfer.pull(self.conf, api, 'src', self.uuid, chain=self.chain)
+        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(2, api.calls[('console.log.1', 4096)])
+        self.assertEqual(1, api.calls[('console.log.1', 0)])
+
+    def test_timeout_is_retried(self):
+        api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out})
+        transfer.pull(self.conf, api, 'src', self.uuid, chain=self.chain)
+        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(2, api.calls[('console.log.0', 8192)])
+
+    def test_gives_up_then_resumes(self):
+        api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out},
+                        times=10)
+        self.assertRaises(exception.TransferFailed, transfer.pull,
+                          self.conf, api, 'src', self.uuid, chain=self.chain)
+        self.assertEqual(3, api.calls[('console.log.0', 8192)])
+        self.assertEqual(b'', self.history())
+        # The files before the faulty one are verified and kept: a new pull
+        # fetches only the rest.
+        api = FaultyAPI(self.rpcapi)
+        result = transfer.pull(self.conf, api, 'src', self.uuid,
+                               chain=self.chain)
+        expected = test_rpc.chain_bytes(self.files)
+        self.assertEqual(expected, self.history())
+        already = (len(self.files['console.history.000001']) +
+                   len(self.files['console.log.1']))
+        self.assertEqual(len(expected) - already, result.bytes)
+        self.assertEqual(0, api.calls[('console.log.1', 0)])
+        self.assertEqual([], self.leftovers())
+
+    def test_unknown_instance_is_typed(self):
+        other = str(uuid.uuid4())
+        chain = cl_chain.ConsoleLogChain.for_instance(other, conf=self.conf)
+        os.makedirs(chain.directory)
+        self.assertRaises(exception.InstanceDirNotFound, transfer.pull,
+                          self.conf, self.rpcapi, 'src', other, chain=chain)
+
+    def test_peer_without_the_rpc(self):
+        self.hosts.start('broken', endpoint_cls=test_rpc.ManagerWithoutStashes)
+        test_rpc.write_chain(self.hosts.conf('broken'), self.uuid, self.files)
+        self.assertRaises(exception.PeerUnsupported, transfer.pull,
+                          self.conf, self.rpcapi, 'broken', self.uuid,
+                          chain=self.chain)
+        self.assertEqual(b'', self.history())
+
+    def test_stash_is_released_after_verified_install(self):
+        other = str(uuid.uuid4())
+        files = {'console.log.0': os.urandom(5000),
+                 'console.log': b'last line\n'}
+        src_dir = test_rpc.write_chain(self.src, other, files)
+        stash = cl_stash.Stash.create(
+            other, cl_chain.ConsoleLogChain(src_dir, conf=self.src),
+            root=self.src.consolelog.stash_path)
+        chain = cl_chain.ConsoleLogChain.for_instance(other, conf=self.conf)
+        os.makedirs(chain.directory)
+        result = transfer.pull(self.conf, self.rpcapi, 'src', other,
+                               stash_id=stash.stash_id, chain=chain)
+        self.assertTrue(result.released)
+        self.assertEqual(files['console.log.0'] + files['console.log'],
+                         chain.read_tail(100000))
+        self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
+                          other, stash.stash_id,
+                          root=self.src.consolelog.stash_path)
+
+    def test_import_id_is_stable_and_valid(self):
+        a = transfer.import_id_for('host-1.example.org', 'abc')
+        self.assertEqual(a, transfer.import_id_for('host-1.example.org',
+                                                   'abc'))
+        self.assertNotEqual(a, transfer.import_id_for('host-1', 'abc'))
+        self.assertRegex(a, cl_chain.IMPORT_ID_RE.pattern)
+        self.assertEqual(
+            hashlib.sha256(b'h\0').hexdigest()[:40],
+            transfer.import_id_for('h', None)[len('pull-'):])
