@@ -61,6 +61,7 @@ rotated away during a read may be missing from it.
 
 import collections
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -135,6 +136,19 @@ def _check_count(what, value):
         raise exception.InvalidInput(
             reason='%s must not be negative, got %d' % (what, value))
     return value
+
+
+def _typed_io(method):
+    """Turn a stray OSError of a read into ChainFileUnreadable."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as e:
+            raise exception.ChainFileUnreadable(
+                path=e.filename or self.directory,
+                reason=e.strerror or str(e))
+    return wrapper
 
 
 def _pread_exact(fd, length, offset):
@@ -322,6 +336,7 @@ class ConsoleLogChain:
         found.sort(key=lambda item: _order_key(item[0]))
         return found
 
+    @_typed_io
     def scan(self):
         """ChainFile list, oldest first. Never follows a symlink."""
         return [f for f, _ident in self._list()]
@@ -402,6 +417,7 @@ class ConsoleLogChain:
 
     # -- base offset -----------------------------------------------------
 
+    @_typed_io
     def base_offset(self):
         """Stream offset of the first retained byte (0 when never set)."""
         path = self._path(BASE_OFFSET_NAME)
@@ -439,6 +455,7 @@ class ConsoleLogChain:
             return self.conf.consolelog.max_console_bytes
         return _check_count('max_bytes', max_bytes)
 
+    @_typed_io
     def read_tail(self, max_bytes=None, length=None):
         """Last ``max_bytes`` of the stream, then the last ``length`` lines.
 
@@ -460,6 +477,7 @@ class ConsoleLogChain:
                 wanted -= n
         return last_lines(b''.join(reversed(parts)), length)
 
+    @_typed_io
     def read(self, start, max_bytes=None):
         """Paged read over the whole stream; returns a ReadResult.
 
@@ -495,6 +513,7 @@ class ConsoleLogChain:
         data = b''.join(parts)
         return ReadResult(data, begin, begin + len(data), truncated)
 
+    @_typed_io
     def read_chunk(self, name, offset, length):
         """``(data, eof)``: up to ``length`` bytes of member ``name``.
 
@@ -517,6 +536,7 @@ class ConsoleLogChain:
             os.close(fd)
         return data, offset + len(data) >= size
 
+    @_typed_io
     def describe(self, host, instance_uuid, checksums=False, tail_bytes=0,
                  stash_id=None, live_names=None):
         """A ConsoleLogSet of this chain (every member, gaps included).
@@ -554,6 +574,7 @@ class ConsoleLogChain:
 
     # -- importing history -----------------------------------------------
 
+    @_typed_io
     def history(self):
         """The history members, oldest first."""
         return [f for f in self.scan()
@@ -567,6 +588,7 @@ class ConsoleLogChain:
         """
         return Import(self, import_id, files, base_offset)
 
+    @_typed_io
     def remove_partials(self, older_than=0):
         """Delete unfinished imports older than ``older_than`` seconds.
 
@@ -907,10 +929,16 @@ class Import:
             os.fsync(self._fd)
         except OSError as e:
             self._fail(e)
-        name = chain._next_history_name()
+        try:
+            name = chain._next_history_name()
+            had_history = bool(chain.history())
+            old_base = chain.base_offset()
+        except exception.InstallFailed:
+            raise
+        except exception.ConsoleLogError as e:
+            raise exception.InstallFailed(instance=chain.instance,
+                                          reason=str(e))
         target = chain._path(name)
-        had_history = bool(chain.history())
-        old_base = chain.base_offset()
         new_base = old_base if had_history else self.base_offset + self.skip
         base_changed = new_base != old_base
         try:
@@ -932,9 +960,12 @@ class Import:
                 except OSError as undo:
                     LOG.error('Could not restore the base offset of %s: %s',
                               chain.directory, undo)
-            if isinstance(e, exception.ConsoleLogError):
+            if isinstance(e, exception.InstallFailed):
                 raise
-            self._fail(e)
+            if isinstance(e, OSError):
+                self._fail(e)
+            raise exception.InstallFailed(instance=chain.instance,
+                                          reason=str(e))
         self._close()
         _unlink_quietly(self.sidecar)
         if self.skip:
@@ -948,6 +979,10 @@ class Import:
             LOG.warning('Console-log history retention in %s failed: %s',
                         chain.directory, e)
         return name
+
+    def close(self):
+        """Stop for now; ``begin_import`` with the same id resumes."""
+        self._close()
 
     def abort(self):
         """Forget the import: remove the staging file and its progress."""
