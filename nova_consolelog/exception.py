@@ -82,3 +82,10 @@ class PeerUnsupported(ConsoleLogError):
 class TransferFailed(ConsoleLogError):
     msg_fmt = ('Console log of instance %(instance)s was not pulled from '
                '%(host)s: %(reason)s')
+
+
+class StashFailed(ConsoleLogError):
+    """A chain could not be moved into or out of a stash (undone)."""
+
+    msg_fmt = ('Console log of instance %(instance)s was not moved: '
+               '%(reason)s')
