@@ -1,0 +1,375 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""nova's libvirt driver with console-log migration.
+
+The only module of this project that imports nova (tested with nova
+34.0.0). nova loads a compute driver only as ``nova.virt.<compute_driver>``,
+so the thin package ``nova/virt/consolelog`` re-exports this class and
+operators set ``[DEFAULT] compute_driver = consolelog.LibvirtDriver``.
+
+Where the steps hook into nova's live migration, and why:
+
+* ``live_migration`` (source, before ``migrateToURI3``): remember the
+  destination; the later source hooks are not told it.
+* ``pre_live_migration`` (destination): nova's part first — it creates the
+  instance directory and refuses one that exists — then ours, which on a
+  shared instance path moves the chain aside *before* the incoming QEMU
+  starts (virtlogd's ``append="off"`` unlinks every ``console.log*`` then).
+  The incoming QEMU only starts once this method has returned.
+* ``post_live_migration`` (source): runs before nova's ``cleanup()``
+  deletes the instance directory, console.log included; the chain is
+  stashed outside it once the migrated domain has shut off.
+* ``cleanup(migrate_data=...)`` is, in nova, only the source's
+  post-live-migration cleanup: the shut-off source domain is left defined
+  (libvirt left it defined: ``VIR_MIGRATE_UNDEFINE_SOURCE`` is not in our
+  flags) and the periodic reaper undefines it once nova's database shows
+  the instance elsewhere and the console log has been handed over. The
+  stash lives outside the instance directory, so nothing of nova's cleanup
+  can delete it.
+* ``post_live_migration_at_destination``: pull the stash from the source.
+* ``rollback_live_migration_at_source`` / ``..._at_destination``: put a
+  stash back.
+
+No console-log step raises into nova: ``ConsoleLogMigration`` guards its
+steps and this class guards them again. ``get_console_output`` serves the
+merged history and falls back to nova's read on any failure of ours.
+
+Periodic work (retry of unfinished pulls, stash expiry, the leftover-domain
+reaper) runs in a ``FixedIntervalLoopingCall`` started by ``init_host``
+every ``[consolelog] reaper_interval`` seconds and stopped by
+``cleanup_host``: nova gives drivers no periodic-task hook of their own
+(``manage_image_cache`` is tied to the image cache settings), and the
+libvirt driver already uses looping calls for its own timed work.
+"""
+
+import threading
+
+from nova import context as nova_context
+from nova import exception as nova_exception
+from nova import objects
+from nova.objects import migrate_data as migrate_data_obj
+from nova import rpc as nova_rpc
+from nova.virt.libvirt import driver as libvirt_driver
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_service import loopingcall
+
+from nova_consolelog import conf as cl_conf
+from nova_consolelog import virt
+
+LOG = logging.getLogger(__name__)
+
+CONF = cl_conf.CONF
+
+# Polling interval while waiting for the migrated source domain to stop.
+# nova's Host owns the connection's lifecycle-event callbacks, so we poll
+# instead of registering our own; after a completed migration job the
+# domain is normally stopped already at the first look.
+SHUTOFF_POLL_INTERVAL = 0.2
+
+
+def private_conf(instances_path):
+    """Our options, copied from nova's CONF, on a ConfigOpts of their own.
+
+    ``[consolelog] instances_path`` is replaced by nova's instances path of
+    this driver, so that the RPC endpoint, the stash and the steps all use
+    the directory nova writes console logs to. One ConfigOpts per driver
+    also lets two drivers in one process (nova's functional tests) keep
+    separate directories.
+    """
+    conf = cfg.ConfigOpts()
+    cl_conf.register_opts(conf)
+    conf([], project='nova', default_config_files=[],
+         default_config_dirs=[])
+    for opt in cl_conf.ALL_CONSOLELOG_OPTS:
+        conf.set_override(opt.dest, CONF[cl_conf.GROUP][opt.dest],
+                          group=cl_conf.GROUP)
+    for opt in cl_conf.upgrade_opts:
+        conf.set_override(opt.dest, CONF.upgrade_levels[opt.dest],
+                          group='upgrade_levels')
+    conf.set_override('instances_path', instances_path, group=cl_conf.GROUP)
+    return conf
+
+
+class LibvirtDriver(libvirt_driver.LibvirtDriver):
+    """nova's libvirt driver that keeps console logs across live migration.
+
+    ``consolelog`` is the ``ConsoleLogMigration`` of this host once
+    ``init_host`` has run (None before, or when it could not be set up:
+    then the driver behaves like nova's).
+    """
+
+    def __init__(self, virtapi, read_only=False):
+        super().__init__(virtapi, read_only)
+        cl_conf.register_opts(CONF)
+        # nova's instances path as this driver was created; nova reads it
+        # from CONF each time, but it cannot change while nova runs.
+        self.instances_path = CONF.instances_path
+        self.consolelog_conf = private_conf(self.instances_path)
+        self.consolelog = None
+        self._consolelog_server = None
+        self._consolelog_timer = None
+        self._migration_dest = {}
+        self._keep_defined = threading.local()
+
+    # -- start and stop --------------------------------------------------
+
+    def init_host(self, host):
+        super().init_host(host)
+        try:
+            self._start_consolelog(host)
+        except Exception:
+            LOG.exception('Console-log migration is not available on host '
+                          '%s; live migrations go on without it.', host)
+
+    def _start_consolelog(self, host):
+        # Imported here: the steps and the RPC layer are only needed once
+        # nova runs, and a failure to load them must not stop nova-compute.
+        from nova_consolelog import migration as cl_migration
+        from nova_consolelog.rpc import api as cl_api
+        from nova_consolelog.rpc import server as cl_server
+
+        conf = self.consolelog_conf
+        rpcapi = cl_api.ConsoleLogAPI(conf, transport=nova_rpc.TRANSPORT)
+        self.consolelog = cl_migration.ConsoleLogMigration(
+            conf, host, rpcapi, instances_path=self.instances_path,
+            wait_for_shutoff=self._wait_for_shutoff)
+        server = cl_server.ConsoleLogServer(
+            conf, host, transport=nova_rpc.TRANSPORT)
+        server.start()
+        self._consolelog_server = server
+        interval = conf.consolelog.reaper_interval
+        if interval:
+            timer = loopingcall.FixedIntervalLoopingCall(
+                self.consolelog_periodic_task)
+            timer.start(interval=interval, initial_delay=interval,
+                        stop_on_exception=False)
+            self._consolelog_timer = timer
+
+    def cleanup_host(self, host):
+        if self._consolelog_timer is not None:
+            self._consolelog_timer.stop()
+            self._consolelog_timer = None
+        if self._consolelog_server is not None:
+            try:
+                self._consolelog_server.stop()
+            except Exception as e:
+                LOG.warning('Stopping the console-log RPC endpoint: %s', e)
+            self._consolelog_server = None
+        super().cleanup_host(host)
+
+    # -- migration flags -------------------------------------------------
+
+    def _prepare_migration_flags(self):
+        """nova's flags without ``VIR_MIGRATE_UNDEFINE_SOURCE``.
+
+        The migrated source domain stays defined and shut off, still naming
+        its console log; the reaper undefines it later.
+        """
+        live, block = super()._prepare_migration_flags()
+        enabled = CONF.consolelog.enabled
+        return (virt.migration_flags(live, enabled),
+                virt.migration_flags(block, enabled))
+
+    def _consolelog_active(self, migrate_data):
+        """True when our steps should run for this migration."""
+        if self.consolelog is None or not CONF.consolelog.enabled:
+            return False
+        block = bool(migrate_data and migrate_data.obj_attr_is_set(
+            'block_migration') and migrate_data.block_migration)
+        flags = (self._block_migration_flags if block
+                 else self._live_migration_flags)
+        return virt.check_flags(flags)
+
+    @staticmethod
+    def _shared_path(migrate_data):
+        return bool(migrate_data is not None and migrate_data.obj_attr_is_set(
+            'is_shared_instance_path') and
+            migrate_data.is_shared_instance_path)
+
+    def _step(self, name, *args, **kwargs):
+        """Run a ConsoleLogMigration step; never raise into nova."""
+        try:
+            return getattr(self.consolelog, name)(*args, **kwargs)
+        except Exception:
+            LOG.exception('Console-log step %s failed; the live migration '
+                          'goes on.', name)
+            return None
+
+    def _wait_for_shutoff(self, domain, timeout):
+        # No connection: virt.wait_for_shutoff then polls domain.state()
+        # and leaves nova's event callbacks alone.
+        return virt.wait_for_shutoff(None, domain, timeout,
+                                     poll_interval=SHUTOFF_POLL_INTERVAL)
+
+    # -- the migration steps ---------------------------------------------
+
+    def live_migration(self, context, instance, dest, post_method,
+                       recover_method, block_migration=False,
+                       migrate_data=None):
+        if self._consolelog_active(migrate_data):
+            self._migration_dest[instance.uuid] = dest
+            self._step('live_migration_started', instance.uuid, dest,
+                       self._shared_path(migrate_data))
+        return super().live_migration(
+            context, instance, dest, post_method, recover_method,
+            block_migration=block_migration, migrate_data=migrate_data)
+
+    def pre_live_migration(self, context, instance, block_device_info,
+                           network_info, disk_info, migrate_data):
+        result = super().pre_live_migration(
+            context, instance, block_device_info, network_info, disk_info,
+            migrate_data)
+        if self._consolelog_active(migrate_data):
+            # instance.host still names the source here.
+            self._step('pre_live_migration', instance.uuid, instance.host,
+                       self._shared_path(migrate_data))
+        return result
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None):
+        super().post_live_migration(context, instance, block_device_info,
+                                    migrate_data)
+        dest = self._migration_dest.pop(instance.uuid, None)
+        if not self._consolelog_active(migrate_data):
+            return
+        domain = None
+        try:
+            domain = self._host.get_guest(instance)._domain
+        except nova_exception.InstanceNotFound:
+            LOG.debug('Source domain already gone', instance=instance)
+        except Exception as e:
+            LOG.warning('Cannot look up the source domain: %s', e,
+                        instance=instance)
+        self._step('post_live_migration_at_source', instance.uuid, dest,
+                   self._shared_path(migrate_data), domain=domain)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        # nova passes migrate_data only from the source's post-live-
+        # migration cleanup: keep the shut-off source domain for the reaper.
+        keep = (isinstance(migrate_data,
+                           migrate_data_obj.LibvirtLiveMigrateData) and
+                self._consolelog_active(migrate_data))
+        self._keep_defined.uuid = instance.uuid if keep else None
+        try:
+            return super().cleanup(
+                context, instance, network_info,
+                block_device_info=block_device_info,
+                destroy_disks=destroy_disks, migrate_data=migrate_data,
+                destroy_vifs=destroy_vifs, destroy_secrets=destroy_secrets)
+        finally:
+            self._keep_defined.uuid = None
+
+    def _undefine_domain(self, instance, keep_vtpm=False, keep_nvram=False):
+        if getattr(self._keep_defined, 'uuid', None) == instance.uuid:
+            LOG.info('Leaving the migrated source domain defined; the '
+                     'console-log reaper undefines it once the instance '
+                     'lives elsewhere.', instance=instance)
+            return
+        super()._undefine_domain(instance, keep_vtpm=keep_vtpm,
+                                 keep_nvram=keep_nvram)
+
+    def post_live_migration_at_destination(self, context, instance,
+                                           network_info,
+                                           block_migration=False,
+                                           block_device_info=None):
+        super().post_live_migration_at_destination(
+            context, instance, network_info, block_migration,
+            block_device_info)
+        if self.consolelog is None or not CONF.consolelog.enabled:
+            return
+        # instance.host still names the source: the manager saves the new
+        # host after this hook. The record written in pre_live_migration
+        # knows whether the path is shared.
+        record = self.consolelog.record(instance.uuid).load() or {}
+        self._step('post_live_migration_at_destination', instance.uuid,
+                   instance.host, bool(record.get('shared')))
+
+    def rollback_live_migration_at_source(self, context, instance,
+                                          migrate_data):
+        try:
+            super().rollback_live_migration_at_source(context, instance,
+                                                      migrate_data)
+        finally:
+            self._migration_dest.pop(instance.uuid, None)
+            if self.consolelog is not None:
+                self._step('rollback_at_source', instance.uuid)
+
+    def rollback_live_migration_at_destination(self, context, instance,
+                                               network_info,
+                                               block_device_info,
+                                               destroy_disks=True,
+                                               migrate_data=None):
+        # Give a moved-aside chain back before nova's destroy can remove
+        # the instance directory of a non-shared path.
+        if self.consolelog is not None:
+            self._step('rollback_at_destination', instance.uuid,
+                       instance.host, self._shared_path(migrate_data))
+        super().rollback_live_migration_at_destination(
+            context, instance, network_info, block_device_info,
+            destroy_disks=destroy_disks, migrate_data=migrate_data)
+
+    # -- reading ---------------------------------------------------------
+
+    def get_console_output(self, context, instance):
+        """The whole console history on this host, nova's read otherwise.
+
+        nova's manager keeps the last ``length`` lines of what is returned
+        here, so the merged read returns the last ``max_console_bytes``
+        (nova's ``MAX_CONSOLE_BYTES``) of the merged chain.
+        """
+        if self.consolelog is not None and CONF.consolelog.enabled:
+            try:
+                return self.consolelog.get_console_output(instance.uuid)
+            except Exception as e:
+                LOG.warning('Merged console read failed, falling back to '
+                            "nova's: %s", e, instance=instance)
+        return super().get_console_output(context, instance)
+
+    # -- periodic work ---------------------------------------------------
+
+    def consolelog_periodic_task(self):
+        """Retry owed pulls, expire stashes, undefine leftover domains.
+
+        Returns the reaper's list of ``virt.Reaped``. Never raises.
+        """
+        if self.consolelog is None or not CONF.consolelog.enabled:
+            return []
+        self._step('retry_pending')
+        try:
+            reaper = virt.Reaper(
+                self._host.get_connection(), self.consolelog.host,
+                self._instance_host, self._stash_age,
+                stash_expiry=self.consolelog_conf.consolelog.stash_expiry)
+            return reaper.run()
+        except Exception:
+            LOG.exception('Console-log reaper pass failed')
+            return []
+
+    def _instance_host(self, instance_uuid):
+        """Where nova's database says the instance lives (None: unknown).
+
+        Deleted instances are included: their leftover domain goes as soon
+        as the instance was deleted on another host.
+        """
+        ctxt = nova_context.get_admin_context(read_deleted='yes')
+        try:
+            return objects.Instance.get_by_uuid(ctxt, instance_uuid).host
+        except nova_exception.InstanceNotFound:
+            return None
+
+    def _stash_age(self, instance_uuid):
+        ages = [s.age() for s in self.consolelog.stashes(instance_uuid)]
+        return max(ages) if ages else None
