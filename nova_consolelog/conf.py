@@ -22,13 +22,17 @@ from oslo_config import cfg
 
 GROUP = 'consolelog'
 
-consolelog_group = cfg.OptGroup(
-    GROUP,
-    title='Console log migration options',
-    help="""
+
+def _group():
+    """A new OptGroup for ``[consolelog]`` (see ``register_opts``)."""
+    return cfg.OptGroup(
+        GROUP,
+        title='Console log migration options',
+        help="""
 Options of nova-consolelog, which keeps a guest's serial console log across
 live migration with the libvirt driver.
 """)
+
 
 path_opts = [
     cfg.StrOpt(
@@ -204,16 +208,23 @@ ALL_CONSOLELOG_OPTS = (path_opts + read_opts + history_opts + transfer_opts +
 
 
 def register_opts(conf):
-    """Register this project's options on ``conf`` (idempotent)."""
-    conf.register_group(consolelog_group)
-    conf.register_opts(ALL_CONSOLELOG_OPTS, group=consolelog_group)
+    """Register this project's options on ``conf`` (idempotent).
+
+    Each ConfigOpts gets an OptGroup object of its own: oslo.config keeps
+    an option's override inside the registered group, and
+    ``register_group`` only makes a shallow copy, so a module-level group
+    shared by two ConfigOpts would share their overrides too (two hosts in
+    one process would see one ``instances_path``).
+    """
+    conf.register_group(_group())
+    conf.register_opts(ALL_CONSOLELOG_OPTS, group=GROUP)
     conf.register_opts(upgrade_opts, group='upgrade_levels')
 
 
 def list_opts():
     """Options for oslo-config-generator, grouped as in the config file."""
     return [
-        (consolelog_group, ALL_CONSOLELOG_OPTS),
+        (_group(), ALL_CONSOLELOG_OPTS),
         ('upgrade_levels', upgrade_opts),
     ]
 
