@@ -178,15 +178,16 @@ class ConsoleLogMigration:
             raise exception.InvalidInput(
                 reason='malformed instance uuid %r' % (instance_uuid,))
         return cl_chain.ConsoleLogChain(
-            os.path.join(self.instances_path, instance_uuid))
+            os.path.join(self.instances_path, instance_uuid),
+            instance=instance_uuid, conf=self.conf)
 
     def record(self, instance_uuid):
         return HandoverRecord(self.records_dir, instance_uuid)
 
     def stashes(self, instance_uuid):
         """This host's stashes of an instance, oldest first."""
-        found = cl_stash.Stash.list(instance_uuid, root=self.stash_root)
-        return sorted(found, key=lambda s: (s.created, s.stash_id))
+        return cl_stash.Stash.list(instance_uuid, root=self.stash_root,
+                                   conf=self.conf)
 
     def _wait(self, domain):
         timeout = self.conf.consolelog.shutoff_timeout
@@ -220,7 +221,8 @@ class ConsoleLogMigration:
             if os.path.isdir(chain.directory) and chain.scan():
                 stash = cl_stash.Stash.create(
                     instance_uuid, chain, root=self.stash_root,
-                    live_names=(self.conf.consolelog.log_name,))
+                    live_names=(self.conf.consolelog.log_name,),
+                    conf=self.conf)
                 stash_ids.append(stash.stash_id)
                 LOG.info('Moved the console log of instance %s aside to '
                          'stash %s before the incoming QEMU starts',
@@ -255,7 +257,7 @@ class ConsoleLogMigration:
             record.remove()
             return
         stash = cl_stash.Stash.create(instance_uuid, chain,
-                                      root=self.stash_root)
+                                      root=self.stash_root, conf=self.conf)
         record.save(role=ROLE_SOURCE, peer=dest_host, shared=False,
                     state='stashed', stash_ids=[stash.stash_id])
         LOG.info('Stashed the console log of instance %s (%s) for %s',
@@ -443,7 +445,7 @@ class ConsoleLogMigration:
                             rec.instance_uuid, data.get('peer'), e)
         try:
             cl_stash.expire(self.conf.consolelog.stash_expiry,
-                            root=self.stash_root)
+                            root=self.stash_root, conf=self.conf)
         except Exception as e:
             LOG.warning('Expiring console-log stashes failed: %s', e)
         return done

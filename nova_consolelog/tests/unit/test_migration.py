@@ -1,0 +1,226 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Tests of the live-migration steps with two hosts on fake://.
+
+Both hosts run the real endpoint, chain and stash code, each with its own
+instance directory (or one shared directory); the steps are called in
+nova's order, and the test stands in for QEMU (virtlogd truncation at the
+incoming QEMU's start, new output) and for nova's cleanup.
+"""
+
+import os
+import shutil
+import uuid
+
+from oslotest import base as test_base
+
+from nova_consolelog import migration
+from nova_consolelog.tests.unit import test_rpc
+
+
+def lines(first, last, host):
+    return b''.join(b'%s line %06d\r\n' % (host.encode(), i)
+                    for i in range(first, last))
+
+
+class Host:
+    """One compute host: its endpoint, client and migration steps."""
+
+    def __init__(self, hosts, name, **overrides):
+        self.name = name
+        self.conf = hosts.start(name, **overrides)
+        _, self.rpcapi = hosts.client(name, **overrides)
+        self.steps = migration.ConsoleLogMigration(
+            self.conf, name, self.rpcapi,
+            wait_for_shutoff=lambda domain, timeout: True)
+
+    def instance_dir(self, instance_uuid):
+        return os.path.join(self.conf.consolelog.instances_path,
+                            instance_uuid)
+
+    def append(self, instance_uuid, name, data):
+        path = self.instance_dir(instance_uuid)
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, name), 'ab') as f:
+            f.write(data)
+
+    def qemu_start(self, instance_uuid):
+        """What virtlogd does at a QEMU start with append="off"."""
+        path = self.instance_dir(instance_uuid)
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name == 'console.log' or (
+                    name.startswith('console.log.')
+                    and name[len('console.log.'):].isdigit()):
+                os.unlink(os.path.join(path, name))
+        open(os.path.join(path, 'console.log'), 'wb').close()
+
+    def nova_cleanup(self, instance_uuid):
+        shutil.rmtree(self.instance_dir(instance_uuid), ignore_errors=True)
+
+    def read(self, instance_uuid, length=None):
+        return self.steps.get_console_output(instance_uuid, length=length)
+
+
+class MigrationTestBase(test_base.BaseTestCase):
+
+    shared = False
+
+    def setUp(self):
+        super().setUp()
+        self.hosts = self.useFixture(test_rpc.Hosts())
+        self.uuid = str(uuid.uuid4())
+        overrides = {}
+        if self.shared:
+            shared = os.path.join(self.hosts.root, 'shared')
+            os.makedirs(shared)
+            overrides = dict(
+                instances_path=shared,
+                stash_path=os.path.join(shared, '.consolelog-stash'))
+        self.src = Host(self.hosts, 'src', max_console_bytes=1 << 20,
+                        **overrides)
+        self.dst = Host(self.hosts, 'dst', max_console_bytes=1 << 20,
+                        **overrides)
+        # A rotated chain on the source, as virtlogd leaves it.
+        self.before = lines(0, 300, 'src')
+        self.src.append(self.uuid, 'console.log.1', self.before[:9000])
+        self.src.append(self.uuid, 'console.log.0', self.before[9000:15000])
+        self.src.append(self.uuid, 'console.log', self.before[15000:])
+
+    def migrate_until_switchover(self):
+        self.src.steps.live_migration_started(self.uuid, 'dst', self.shared)
+        self.dst.steps.pre_live_migration(self.uuid, 'src', self.shared)
+        self.dst.qemu_start(self.uuid)
+
+
+class TestNonSharedMigration(MigrationTestBase):
+
+    def test_whole_log_on_every_read_and_after_import(self):
+        self.migrate_until_switchover()
+        after = lines(0, 50, 'dst')
+        self.dst.append(self.uuid, 'console.log', after)
+        whole = self.before + after
+        # The window: the guest runs on dst, nothing imported yet.
+        self.assertEqual(whole, self.src.read(self.uuid))
+        self.assertEqual(whole, self.dst.read(self.uuid))
+
+        self.src.steps.post_live_migration_at_source(
+            self.uuid, 'dst', False, domain=object())
+        self.src.nova_cleanup(self.uuid)
+        self.assertEqual(whole, self.src.read(self.uuid))
+        self.assertEqual(whole, self.dst.read(self.uuid))
+
+        self.dst.steps.post_live_migration_at_destination(
+            self.uuid, 'src', False)
+        self.assertEqual(whole, self.dst.read(self.uuid))
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        history = [n for n in os.listdir(self.dst.instance_dir(self.uuid))
+                   if n.startswith('console.history.')]
+        self.assertEqual(['console.history.000001'], history)
+        # length keeps the last N lines, as nova's API does.
+        self.assertEqual(b'\n'.join(whole.split(b'\n')[-3:]),
+                         self.dst.read(self.uuid, length=3))
+
+    def test_round_trip_keeps_everything(self):
+        whole = self.before
+        for a, b in ((self.src, self.dst), (self.dst, self.src),
+                     (self.src, self.dst)):
+            a.steps.live_migration_started(self.uuid, b.name, False)
+            b.steps.pre_live_migration(self.uuid, a.name, False)
+            b.qemu_start(self.uuid)
+            new = lines(len(whole), len(whole) + 40, b.name)
+            b.append(self.uuid, 'console.log', new)
+            whole += new
+            a.steps.post_live_migration_at_source(self.uuid, b.name, False)
+            a.nova_cleanup(self.uuid)
+            b.steps.post_live_migration_at_destination(
+                self.uuid, a.name, False)
+            self.assertEqual(whole, b.read(self.uuid))
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertFalse(self.dst.steps.has_stash(self.uuid))
+
+    def test_source_unreachable_then_retried(self):
+        self.migrate_until_switchover()
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
+        self.src.nova_cleanup(self.uuid)
+        self.hosts.servers['src'].stop()
+        self.dst.conf.set_override('rpc_timeout', 1, group='consolelog')
+        self.dst.conf.set_override('pull_timeout', 2, group='consolelog')
+        # Never raises into the migration; the import stays owed.
+        self.assertIsNone(self.dst.steps.post_live_migration_at_destination(
+            self.uuid, 'src', False))
+        self.assertEqual('pulling',
+                         self.dst.steps.record(self.uuid).load()['state'])
+        self.assertTrue(self.src.steps.has_stash(self.uuid))
+
+        self.hosts.servers['src'].start()
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertEqual(self.before, self.dst.read(self.uuid))
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+
+    def test_rollback_at_source_puts_the_stash_back(self):
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
+        self.assertFalse(os.path.exists(os.path.join(
+            self.src.instance_dir(self.uuid), 'console.log')))
+        self.src.steps.rollback_at_source(self.uuid)
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual(self.before, self.src.read(self.uuid))
+
+    def test_disabled_does_nothing(self):
+        self.src.conf.set_override('enabled', False, group='consolelog')
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual(self.before, self.src.read(self.uuid))
+
+    def test_shutoff_timeout_still_stashes(self):
+        self.src.steps._wait_for_shutoff = lambda domain, timeout: False
+        self.src.steps.post_live_migration_at_source(
+            self.uuid, 'dst', False, domain=object())
+        self.assertTrue(self.src.steps.has_stash(self.uuid))
+
+    def test_plain_read_is_the_chain_read(self):
+        chain = self.src.steps.chain(self.uuid)
+        self.assertEqual(chain.read_tail(1 << 20, 7),
+                         self.src.read(self.uuid, length=7))
+
+    def test_malformed_uuid_never_raises_from_a_step(self):
+        self.assertIsNone(self.src.steps.post_live_migration_at_source(
+            '../etc', 'dst', False))
+
+
+class TestSharedMigration(MigrationTestBase):
+
+    shared = True
+
+    def test_chain_survives_the_incoming_qemu_and_is_installed(self):
+        self.migrate_until_switchover()
+        after = lines(0, 30, 'dst')
+        self.dst.append(self.uuid, 'console.log', after)
+        whole = self.before + after
+        self.assertEqual(whole, self.dst.read(self.uuid))
+        self.assertEqual(whole, self.src.read(self.uuid))
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', True)
+        self.dst.steps.post_live_migration_at_destination(
+            self.uuid, 'src', True)
+        self.assertEqual(whole, self.dst.read(self.uuid))
+        self.assertFalse(self.dst.steps.has_stash(self.uuid))
+
+    def test_rollback_restores_the_chain_byte_for_byte(self):
+        names = sorted(os.listdir(self.src.instance_dir(self.uuid)))
+        self.dst.steps.pre_live_migration(self.uuid, 'src', True)
+        self.assertEqual([], os.listdir(self.src.instance_dir(self.uuid)))
+        self.dst.steps.rollback_at_destination(self.uuid, 'src', True)
+        self.assertEqual(names,
+                         sorted(os.listdir(self.src.instance_dir(self.uuid))))
+        self.assertEqual(self.before, self.src.read(self.uuid))
