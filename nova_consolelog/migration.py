@@ -242,6 +242,9 @@ class ConsoleLogMigration:
         directory, where nova's cleanup cannot delete it.
         """
         record = self.record(instance_uuid)
+        # A restarted nova-compute forgets the destination its driver saw
+        # in live_migration(); the record from live_migration_started has it.
+        dest_host = dest_host or (record.load() or {}).get('peer')
         if domain is not None and not self._wait(domain):
             LOG.warning('The migrated domain of instance %s did not shut '
                         'off within %ss; its console log is stashed anyway, '
