@@ -105,7 +105,7 @@ class ConsoleLogManager:
 
     def _stash(self, instance_uuid, stash_id):
         return cl_stash.Stash.load(instance_uuid, stash_id,
-                                   root=self._stash_root())
+                                   root=self._stash_root(), conf=self.conf)
 
     def _chain(self, instance_uuid, stash_id):
         if stash_id is None:
@@ -150,7 +150,8 @@ class ConsoleLogManager:
         _check_uuid(instance_uuid)
         _check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
-        stashes = cl_stash.Stash.list(instance_uuid, root=self._stash_root())
+        stashes = cl_stash.Stash.list(instance_uuid, root=self._stash_root(),
+                                      conf=self.conf)
         return [self._describe_stash(instance_uuid, s, checksums, tail_bytes)
                 for s in stashes]
 

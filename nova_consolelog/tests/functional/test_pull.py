@@ -64,7 +64,8 @@ class PullTestCase(base.FunctionalTestCase):
             stash_id = cl_stash.Stash.create(
                 instance, cl_chain.ConsoleLogChain(directory,
                                                    conf=self.src.conf),
-                root=self.src.conf.consolelog.stash_path).stash_id
+                root=self.src.conf.consolelog.stash_path,
+                conf=self.src.conf).stash_id
         return instance, stash_id
 
     def dest_chain(self, conf, instance):
@@ -100,7 +101,8 @@ class TestPull(PullTestCase):
         self.assertTrue(result.released)
         self.assertLess(result.wire_bytes, result.bytes)
         self.assertEqual([], cl_stash.Stash.list(
-            instance, root=self.src.conf.consolelog.stash_path))
+            instance, root=self.src.conf.consolelog.stash_path,
+            conf=self.src.conf))
         self.assertEqual([], self.partials(chain))
 
     def test_twenty_pulls_at_once(self):
@@ -174,7 +176,8 @@ class TestPull(PullTestCase):
         self.assertEqual(earlier, self.history(chain))
         # Nothing was released: the source still has every byte.
         self.assertEqual([stash_id], [s.stash_id for s in cl_stash.Stash.list(
-            instance, root=self.src.conf.consolelog.stash_path)])
+            instance, root=self.src.conf.consolelog.stash_path,
+            conf=self.src.conf)])
 
 
 class TestFaults(PullTestCase):

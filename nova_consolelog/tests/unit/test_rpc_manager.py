@@ -24,6 +24,7 @@ import uuid
 import oslo_messaging
 from oslotest import base as test_base
 
+from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.rpc import manager as cl_manager
@@ -65,10 +66,10 @@ class TestManager(test_base.BaseTestCase):
         other = str(uuid.uuid4())
         chain_dir = test_rpc.write_chain(self.conf, other, {
             'console.log.0': b'old', 'console.log': b'new'})
-        from nova_consolelog import chain as cl_chain
         stash = cl_stash.Stash.create(
             other, cl_chain.ConsoleLogChain(chain_dir, conf=self.conf),
-            root=self.conf.consolelog.stash_path)
+            root=self.conf.consolelog.stash_path,
+            conf=self.conf)
         return other, stash
 
     def _call(self, method, *args, **kwargs):
@@ -186,7 +187,8 @@ class TestManager(test_base.BaseTestCase):
             {}, other, stash.stash_id, sha256s))
         self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
                           other, stash.stash_id,
-                          root=self.conf.consolelog.stash_path)
+                          root=self.conf.consolelog.stash_path,
+                          conf=self.conf)
 
     def test_list_stashes(self):
         other, stash = self._stash()

@@ -177,7 +177,8 @@ class TestPull(test_base.BaseTestCase):
         src_dir = test_rpc.write_chain(self.src, other, files)
         stash = cl_stash.Stash.create(
             other, cl_chain.ConsoleLogChain(src_dir, conf=self.src),
-            root=self.src.consolelog.stash_path)
+            root=self.src.consolelog.stash_path,
+            conf=self.src)
         chain = cl_chain.ConsoleLogChain.for_instance(other, conf=self.conf)
         os.makedirs(chain.directory)
         result = transfer.pull(self.conf, self.rpcapi, 'src', other,
@@ -187,7 +188,8 @@ class TestPull(test_base.BaseTestCase):
                          chain.read_tail(100000))
         self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
                           other, stash.stash_id,
-                          root=self.src.consolelog.stash_path)
+                          root=self.src.consolelog.stash_path,
+                          conf=self.src)
 
     def test_import_id_is_stable_and_valid(self):
         a = transfer.import_id_for('host-1.example.org', 'abc')
