@@ -1,0 +1,267 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-consolelog status``: the console-log state this host holds.
+
+An operator asks this when a console log looks incomplete after a live
+migration, or when disk is used under the stash directory. The answer, per
+instance:
+
+* stashes: chains moved aside by a migration on this host and not yet
+  released by a destination (age, files, bytes);
+* the hand-over record, while a migration is unfinished (role, peer, state);
+* partial imports: history being pulled, with the verified bytes so far
+  (a retry resumes them);
+* the chain in the instance directory: imported history and virtlogd's
+  files, with their sizes.
+
+Everything is read-only. Exit codes: 0 when everything could be read; 1
+when some state could not be read (the problem is part of the output); 2
+for bad input (a malformed uuid, an instances path that does not exist); 3
+with ``--instance`` when this host holds nothing for that instance.
+"""
+
+import json
+import os
+import time
+
+from oslo_utils import uuidutils
+
+from nova_consolelog import chain as cl_chain
+from nova_consolelog.cmd import main as cl_main
+from nova_consolelog import conf as cl_conf
+from nova_consolelog import exception
+from nova_consolelog import migration as cl_migration
+from nova_consolelog.objects import fields as cl_fields
+from nova_consolelog import stash as cl_stash
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        'status',
+        help='show the console-log stashes, hand-overs, partial imports '
+             'and history held on this host',
+        description='Show, per instance, the console-log state this host '
+                    'holds: stashes waiting for a destination to collect '
+                    'them (age, files, bytes), unfinished hand-overs, '
+                    'partial imports with their verified bytes, and the '
+                    'imported history and virtlogd files in the instance '
+                    'directory. Read-only. Reads [consolelog] instances_path '
+                    'and stash_path from --config-file (for example '
+                    '/etc/nova/nova.conf). Exit status: 0 all read, 1 some '
+                    'state unreadable (shown), 2 bad input, 3 nothing held '
+                    'for --instance.')
+    parser.add_argument(
+        '--instance', metavar='UUID',
+        help='only this instance')
+    parser.add_argument(
+        '--format', choices=('text', 'json'), default='text',
+        help='output format (default: text)')
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _new_entry():
+    return {'chain': [], 'history_files': 0, 'history_bytes': 0,
+            'log_files': 0, 'log_bytes': 0, 'stashes': [],
+            'handover': None, 'partial_imports': [], 'errors': []}
+
+
+def _instance_dirs(instances_path, only):
+    if only is not None:
+        return [only] if os.path.isdir(
+            os.path.join(instances_path, only)) else []
+    return sorted(n for n in os.listdir(instances_path)
+                  if uuidutils.is_uuid_like(n) and
+                  os.path.isdir(os.path.join(instances_path, n)))
+
+
+def _chain_state(entry, chain):
+    for f in chain.scan():
+        entry['chain'].append({'name': f.name, 'kind': f.kind,
+                               'size': f.size, 'mtime': f.mtime})
+        if f.kind == cl_fields.FileKind.HISTORY:
+            entry['history_files'] += 1
+            entry['history_bytes'] += f.size
+        else:
+            entry['log_files'] += 1
+            entry['log_bytes'] += f.size
+
+
+def _partial_imports(entry, directory, now):
+    """Unfinished imports: staging files and their progress records.
+
+    Only listed and stat'ed here (never opened for writing); the progress
+    record is the JSON sidecar the chain module keeps next to the staging
+    file.
+    """
+    for name in sorted(os.listdir(directory)):
+        if not name.startswith(cl_chain.PARTIAL_PREFIX) or name.endswith(
+                cl_chain.SIDECAR_SUFFIX):
+            continue
+        st = os.lstat(os.path.join(directory, name))
+        item = {'import_id': name[len(cl_chain.PARTIAL_PREFIX):],
+                'staged_bytes': st.st_size, 'age': now - st.st_mtime,
+                'total_bytes': None, 'verified_bytes': 0}
+        try:
+            with open(os.path.join(directory,
+                                   name + cl_chain.SIDECAR_SUFFIX)) as f:
+                progress = json.load(f)
+            item['total_bytes'] = sum(size for _n, size in progress['files'])
+            item['verified_bytes'] = sum(progress['verified'].values())
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            entry['errors'].append('progress of import %s unreadable: %s'
+                                   % (item['import_id'], e))
+        entry['partial_imports'].append(item)
+
+
+def _stash_state(stash):
+    files = stash.chain.scan()
+    return {'stash_id': stash.stash_id, 'age': stash.age(),
+            'state': stash.state,
+            'files': len(files), 'bytes': sum(f.size for f in files),
+            'names': [f.name for f in files],
+            'live_names': list(stash.live_names or ())}
+
+
+def collect(conf, instance_uuid=None, now=None):
+    """The console-log state of this host, as plain data.
+
+    ``{'instances_path', 'stash_path', 'instances': {uuid: entry}}``, where
+    an entry has ``chain``, ``history_*``, ``log_*``, ``stashes``,
+    ``handover``, ``partial_imports`` and ``errors``.
+    """
+    now = time.time() if now is None else now
+    if instance_uuid is not None and not uuidutils.is_uuid_like(
+            instance_uuid):
+        raise exception.InvalidInput(
+            reason='--instance must be an instance uuid, not %r' % (
+                instance_uuid,))
+    instances_path = conf.consolelog.instances_path
+    if not os.path.isdir(instances_path):
+        raise exception.InvalidInput(
+            reason='instances path %s is not a directory (set [consolelog] '
+                   'instances_path, or pass nova.conf with --config-file)'
+            % instances_path)
+    stash_root = cl_conf.stash_path(conf)
+    instances = {}
+
+    def entry(uuid):
+        return instances.setdefault(uuid, _new_entry())
+
+    for uuid in _instance_dirs(instances_path, instance_uuid):
+        e = entry(uuid)
+        chain = cl_chain.ConsoleLogChain(os.path.join(instances_path, uuid),
+                                         conf=conf)
+        try:
+            _chain_state(e, chain)
+            _partial_imports(e, chain.directory, now)
+        except (exception.ConsoleLogError, OSError) as err:
+            e['errors'].append(str(err))
+    try:
+        stashes = cl_stash.Stash.list(instance_uuid, root=stash_root,
+                                      conf=conf)
+    except (exception.ConsoleLogError, OSError) as err:
+        stashes = []
+        entry(instance_uuid or '-')['errors'].append(
+            'stashes under %s unreadable: %s' % (stash_root, err))
+    for stash in stashes:
+        e = entry(stash.instance_uuid)
+        try:
+            e['stashes'].append(_stash_state(stash))
+        except (exception.ConsoleLogError, OSError) as err:
+            e['errors'].append('stash %s unreadable: %s' % (stash.stash_id,
+                                                            err))
+    records_dir = os.path.join(stash_root, cl_migration.RECORDS_DIR)
+    for record in cl_migration.HandoverRecord.all(records_dir):
+        if instance_uuid is not None and record.instance_uuid != (
+                instance_uuid):
+            continue
+        data = record.load()
+        if data:
+            data = dict(data, age=now - data.get('created', now))
+            entry(record.instance_uuid)['handover'] = data
+    return {'instances_path': instances_path, 'stash_path': stash_root,
+            'instances': instances}
+
+
+def format_size(n):
+    """``n`` bytes for humans: 512 B, 2.0 MiB."""
+    if n < 1024:
+        return '%d B' % n
+    for unit in ('KiB', 'MiB', 'GiB'):
+        n /= 1024.0
+        if n < 1024 or unit == 'GiB':
+            return '%.1f %s' % (n, unit)
+
+
+def _age(seconds):
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return '%ds' % seconds
+    if seconds < 7200:
+        return '%dm' % (seconds // 60)
+    if seconds < 172800:
+        return '%dh' % (seconds // 3600)
+    return '%dd' % (seconds // 86400)
+
+
+def format_text(state):
+    """The state as text lines, one block per instance."""
+    out = ['instances path: %s' % state['instances_path'],
+           'stash path:     %s' % state['stash_path']]
+    if not state['instances']:
+        out.append('no console-log state on this host')
+    for uuid in sorted(state['instances']):
+        e = state['instances'][uuid]
+        out.append('')
+        out.append('instance %s' % uuid)
+        if e['chain']:
+            out.append('  history: %d file(s), %s; virtlogd files: %d, %s' % (
+                e['history_files'], format_size(e['history_bytes']),
+                e['log_files'], format_size(e['log_bytes'])))
+            for f in e['chain']:
+                out.append('    %-24s %-8s %s' % (f['name'], f['kind'],
+                                                  format_size(f['size'])))
+        h = e['handover']
+        if h:
+            out.append('  hand-over: %s, peer %s, state %s, %s old' % (
+                h.get('role'), h.get('peer'), h.get('state'),
+                _age(h['age'])))
+        for s in e['stashes']:
+            out.append('  stash %s: %d file(s), %s, %s old, %s' % (
+                s['stash_id'], s['files'], format_size(s['bytes']),
+                _age(s['age']), s['state']))
+        for p in e['partial_imports']:
+            total = ('of %s' % format_size(p['total_bytes'])
+                     if p['total_bytes'] is not None else '')
+            out.append('  partial import %s: %s verified %s, %s old' % (
+                p['import_id'], format_size(p['verified_bytes']), total,
+                _age(p['age'])))
+        for err in e['errors']:
+            out.append('  ERROR: %s' % err)
+    return out
+
+
+def run(args, conf):
+    state = collect(conf, args.instance)
+    if args.format == 'json':
+        print(json.dumps(state, indent=2, sort_keys=True))
+    else:
+        print('\n'.join(format_text(state)))
+    if any(e['errors'] for e in state['instances'].values()):
+        return cl_main.EXIT_FAILED
+    if args.instance is not None and not state['instances']:
+        return cl_main.EXIT_NOTHING
+    return cl_main.EXIT_OK

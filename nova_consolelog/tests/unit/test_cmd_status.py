@@ -1,0 +1,215 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-consolelog status`` on real chains, stashes and imports."""
+
+import io
+import json
+import os
+import sys
+
+import fixtures
+from oslo_config import cfg
+from oslotest import base
+
+from nova_consolelog import chain as cl_chain
+from nova_consolelog.cmd import main as cl_main
+from nova_consolelog import conf as cl_conf
+from nova_consolelog import migration
+from nova_consolelog import stash as cl_stash
+
+UUID_A = '11111111-2222-4333-8444-555555555555'
+UUID_B = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee'
+UUID_C = '99999999-8888-4777-8666-555555555555'
+
+
+class StatusTest(base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.useFixture(fixtures.TempDir()).path
+        self.instances = os.path.join(self.root, 'instances')
+        os.mkdir(self.instances)
+        self.config_file = os.path.join(self.root, 'nova.conf')
+        with open(self.config_file, 'w') as f:
+            f.write('[consolelog]\ninstances_path = %s\n' % self.instances)
+        self.conf = cfg.ConfigOpts()
+        cl_conf.register_opts(self.conf)
+        self.conf([], default_config_files=[self.config_file])
+        self.stash_root = cl_conf.stash_path(self.conf)
+
+    def write(self, uuid, name, data):
+        directory = os.path.join(self.instances, uuid)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, name), 'wb') as f:
+            f.write(data)
+
+    def chain(self, uuid):
+        return cl_chain.ConsoleLogChain(os.path.join(self.instances, uuid),
+                                        conf=self.conf)
+
+    def status(self, *args):
+        out = io.StringIO()
+        err = io.StringIO()
+        self.useFixture(fixtures.MonkeyPatch('sys.stdout', out))
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', err))
+        code = cl_main.main(['--config-file', self.config_file, 'status'] +
+                            list(args))
+        return code, out.getvalue(), err.getvalue()
+
+    def snapshot(self):
+        """Every path under the temp root with its size and mtime."""
+        found = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            for name in dirnames + filenames:
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                found[path] = (st.st_size, st.st_mtime_ns)
+        return found
+
+    def populate(self):
+        # A: history imported by an earlier migration, plus virtlogd files.
+        self.write(UUID_A, 'console.history.000001', b'h' * 300)
+        self.write(UUID_A, 'console.log.0', b'b' * 200)
+        self.write(UUID_A, 'console.log', b'l' * 50)
+        # A: an import in progress, 100 of 150 bytes verified.
+        imp = self.chain(UUID_A).begin_import(
+            'host1-stash1', [('console.log.0', 100), ('console.log', 50)])
+        imp.write('console.log.0', 0, b'x' * 100)
+        imp.verified('console.log.0', 100)
+        imp.close()
+        # B: migrated away; its chain waits in a stash for the destination.
+        self.write(UUID_B, 'console.log.1', b'1' * 70)
+        self.write(UUID_B, 'console.log.0', b'0' * 20)
+        self.write(UUID_B, 'console.log', b'L' * 10)
+        stash = cl_stash.Stash.create(UUID_B, self.chain(UUID_B),
+                                      root=self.stash_root)
+        records = os.path.join(self.stash_root, migration.RECORDS_DIR)
+        migration.HandoverRecord(records, UUID_B).save(
+            role='source', peer='host2', shared=False, state='stashed',
+            stash_ids=[stash.stash_id])
+        return stash
+
+    def test_json(self):
+        stash = self.populate()
+        before = self.snapshot()
+        code, out, err = self.status('--format', 'json')
+        self.assertEqual(cl_main.EXIT_OK, code, err)
+        state = json.loads(out)
+        self.assertEqual(self.instances, state['instances_path'])
+        a = state['instances'][UUID_A]
+        self.assertEqual((1, 300, 2, 250),
+                         (a['history_files'], a['history_bytes'],
+                          a['log_files'], a['log_bytes']))
+        self.assertEqual(['console.history.000001', 'console.log.0',
+                          'console.log'], [f['name'] for f in a['chain']])
+        self.assertEqual([('host1-stash1', 150, 100, 150)],
+                         [(p['import_id'], p['staged_bytes'],
+                           p['verified_bytes'], p['total_bytes'])
+                          for p in a['partial_imports']])
+        self.assertEqual([], a['stashes'])
+        self.assertIsNone(a['handover'])
+        b = state['instances'][UUID_B]
+        self.assertEqual(1, len(b['stashes']))
+        s = b['stashes'][0]
+        self.assertEqual((stash.stash_id, 3, 100),
+                         (s['stash_id'], s['files'], s['bytes']))
+        self.assertEqual(['console.log.1', 'console.log.0', 'console.log'],
+                         s['names'])
+        self.assertLess(s['age'], 60)
+        self.assertEqual(('source', 'host2', 'stashed'),
+                         (b['handover']['role'], b['handover']['peer'],
+                          b['handover']['state']))
+        self.assertEqual([], a['errors'] + b['errors'])
+        # Read-only: not a byte, name or mtime changed.
+        self.assertEqual(before, self.snapshot())
+
+    def test_text(self):
+        stash = self.populate()
+        code, out, err = self.status()
+        self.assertEqual(cl_main.EXIT_OK, code, err)
+        self.assertIn('instance %s' % UUID_A, out)
+        self.assertIn('history: 1 file(s), 300 B; virtlogd files: 2, 250 B',
+                      out)
+        self.assertIn('partial import host1-stash1: 100 B verified of '
+                      '150 B', out)
+        self.assertIn('stash %s: 3 file(s), 100 B, ' % stash.stash_id, out)
+        self.assertIn('hand-over: source, peer host2, state stashed', out)
+
+    def test_one_instance(self):
+        self.populate()
+        code, out, err = self.status('--instance', UUID_B, '--format',
+                                     'json')
+        self.assertEqual(cl_main.EXIT_OK, code, err)
+        self.assertEqual([UUID_B], list(json.loads(out)['instances']))
+
+    def test_nothing_for_instance(self):
+        self.populate()
+        code, out, err = self.status('--instance', UUID_C)
+        self.assertEqual(cl_main.EXIT_NOTHING, code)
+        self.assertIn('no console-log state on this host', out)
+
+    def test_empty_host(self):
+        code, out, err = self.status()
+        self.assertEqual(cl_main.EXIT_OK, code, err)
+        self.assertIn('no console-log state on this host', out)
+
+    def test_malformed_uuid(self):
+        for bad in ('not-a-uuid', '../' + UUID_A, UUID_A + '/..', ''):
+            code, out, err = self.status('--instance', bad)
+            self.assertEqual(cl_main.EXIT_USAGE, code, bad)
+            self.assertIn('must be an instance uuid', err)
+            self.assertNotIn('Traceback', err)
+
+    def test_missing_instances_path(self):
+        with open(self.config_file, 'w') as f:
+            f.write('[consolelog]\ninstances_path = %s/nope\n' % self.root)
+        code, out, err = self.status()
+        self.assertEqual(cl_main.EXIT_USAGE, code)
+        self.assertIn('is not a directory', err)
+        self.assertFalse(os.path.exists(os.path.join(self.root, 'nope')))
+
+    def test_unsafe_member_is_reported(self):
+        self.populate()
+        secret = os.path.join(self.root, 'secret')
+        with open(secret, 'w') as f:
+            f.write('do not read')
+        os.symlink(secret, os.path.join(self.instances, UUID_A,
+                                        'console.log.1'))
+        before = self.snapshot()
+        code, out, err = self.status()
+        self.assertEqual(cl_main.EXIT_FAILED, code)
+        self.assertIn('ERROR: ', out)
+        self.assertIn('symbolic link', out)
+        self.assertNotIn('do not read', out)
+        # The other instance is still reported.
+        self.assertIn('instance %s' % UUID_B, out)
+        self.assertEqual(before, self.snapshot())
+
+    def test_unreadable_progress_record(self):
+        self.populate()
+        sidecar = os.path.join(
+            self.instances, UUID_A,
+            cl_chain.PARTIAL_PREFIX + 'host1-stash1' +
+            cl_chain.SIDECAR_SUFFIX)
+        with open(sidecar, 'w') as f:
+            f.write('{not json')
+        code, out, err = self.status('--instance', UUID_A)
+        self.assertEqual(cl_main.EXIT_FAILED, code)
+        self.assertIn('progress of import host1-stash1 unreadable', out)
+
+    def test_help(self):
+        e = self.assertRaises(SystemExit, self.status, '--help')
+        self.assertEqual(0, e.code)
+        text = sys.stdout.getvalue()
+        for word in ('--instance', '--format', 'stashes', 'Exit status'):
+            self.assertIn(word, text)
