@@ -1,8 +1,37 @@
 #!/usr/bin/env bash
-# The test command of the README: sets up this machine, then runs every
-# test suite CI runs. Extra arguments replace the list of tox environments.
-set -euo pipefail
+# The test command of the README (and of CI, through .ci/run).
+#
+#   tools/test.sh [TOXENV[,TOXENV...]]
+#
+# Sets up this machine (Debian packages from bindep.txt, .venv with tox,
+# RabbitMQ started if it is not running), runs the tox environments (by
+# default every suite: style, unit, functional on RabbitMQ, end-to-end on
+# real libvirtd + QEMU, and nova's own functional harness), then prints one
+# closing line "N passed, N failed, N skipped" summed over every suite.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-tools/setup-host.sh test functional
-envs="${*:-pep8,py3,functional}"
-exec .venv/bin/tox -e "$envs"
+
+default_envs=pep8,py3,functional,e2e,nova-functional
+envs="${1:-$default_envs}"
+
+profiles=(test functional)
+case ",$envs," in *,e2e,*) profiles+=(e2e) ;; esac
+tools/setup-host.sh "${profiles[@]}" || exit 1
+
+log=$(mktemp /tmp/nova-consolelog-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+.venv/bin/tox -e "$envs" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+
+# stestr prints " - Passed: N", " - Failed: N", " - Skipped: N" per suite.
+sum() { grep -E "^ - $1: [0-9]+" "$log" | awk '{s += $NF} END {print s + 0}'; }
+passed=$(sum Passed)
+failed=$(sum Failed)
+skipped=$(sum Skipped)
+if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    # A suite that failed before running tests (set-up, style) counts once.
+    failed=1
+fi
+echo
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+exit "$rc"
