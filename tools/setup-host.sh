@@ -4,8 +4,10 @@
 #   tools/setup-host.sh [PROFILE ...]     (default profile: test)
 #
 # Installs the Debian packages bindep.txt lists for the profiles (as root),
-# creates .venv with tox and bindep, and starts RabbitMQ when a profile
-# needs it and nothing listens on 127.0.0.1:5672. Safe to run again.
+# creates .venv with tox and bindep, and starts RabbitMQ for the
+# `functional` profile when nothing listens on 127.0.0.1:5672. Safe to run
+# again. Profiles: compile, test (unit tests, the demo), functional
+# (RabbitMQ), e2e (libvirtd, virtlogd, QEMU).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,7 +41,7 @@ fi
 
 needs_rabbit=no
 for p in "${profiles[@]}"; do
-    case "$p" in functional|test|demo-rabbit) needs_rabbit=yes ;; esac
+    case "$p" in functional) needs_rabbit=yes ;; esac
 done
 if [ "$needs_rabbit" = yes ]; then
     tools/ensure-rabbitmq.sh
