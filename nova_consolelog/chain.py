@@ -56,7 +56,15 @@ member first (the descriptors pin the inodes), then lists the directory
 again; if any name now points at another inode (or vanished), a rotation
 happened and the snapshot is retried. Identity is ``(st_dev, st_ino)``, so
 one inode is never read twice and a read never duplicates bytes; bytes
-rotated away during a read may be missing from it.
+rotated away during a read may be missing from it. If the chain keeps
+rotating through every retry, the read falls back to ``console.log`` alone
+(consistent with itself).
+
+**Importing history.** ``begin_import`` stages another host's chain in
+``.console.history.partial-<id>`` (progress in ``<staging>.json``, so an
+interrupted import resumes), and ``Import.commit`` renames it to the next
+``console.history.<seq>``: until that rename nothing visible changes, and a
+failure at any step leaves the previous chain intact.
 """
 
 import collections
@@ -589,7 +597,7 @@ class ConsoleLogChain:
         return Import(self, import_id, files, base_offset)
 
     @_typed_io
-    def remove_partials(self, older_than=0):
+    def remove_partials(self, older_than):
         """Delete unfinished imports older than ``older_than`` seconds.
 
         Staging files, their progress files and temp files; returns the

@@ -35,6 +35,7 @@ stash without files: the caller always gets a stash id to hand over.
 """
 
 import errno
+import functools
 import json
 import os
 import re
@@ -82,6 +83,20 @@ def new_stash_id():
     """A fresh, sortable stash id: UTC time and a random part."""
     return '%s-%s' % (time.strftime('%Y%m%dT%H%M%SZ', time.gmtime()),
                       uuid.uuid4().hex[:8])
+
+
+def _typed_io(method):
+    """Turn a stray OSError into StashFailed: callers get typed errors."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except OSError as e:
+            owner = args[0]
+            instance = getattr(owner, 'instance_uuid', None) or (
+                args[1] if len(args) > 1 else kwargs.get('instance_uuid'))
+            raise exception.StashFailed(instance=instance, reason=str(e))
+    return wrapper
 
 
 def _is_real_dir(path):
@@ -262,6 +277,7 @@ class Stash:
         return cls(root, instance_uuid, stash_id, manifest, conf=conf)
 
     @classmethod
+    @_typed_io
     def load(cls, instance_uuid, stash_id, root=None, conf=None):
         """The stash ``stash_id`` of an instance; StashNotFound if none."""
         conf = conf if conf is not None else CONF
@@ -295,6 +311,7 @@ class Stash:
         return cls(root, instance_uuid, stash_id, manifest, conf=conf)
 
     @classmethod
+    @_typed_io
     def list(cls, instance_uuid=None, root=None, conf=None):
         """Stashes of one instance (or of all), oldest first."""
         conf = conf if conf is not None else CONF
@@ -328,6 +345,7 @@ class Stash:
     def base_offset(self):
         return self.chain.base_offset()
 
+    @_typed_io
     def restore(self, directory):
         """Roll back: move the files back into ``directory``.
 
@@ -355,15 +373,23 @@ class Stash:
             names.append(cl_chain.BASE_OFFSET_NAME)
         try:
             moved = _move_names(names, self.path, directory)
-            _fsync_dir(directory)
         except OSError as e:
             raise exception.StashFailed(instance=self.instance_uuid,
                                         reason=str(e))
+        try:
+            _fsync_dir(directory)
+        except OSError as e:
+            # Everything is back under its name; only durability is in
+            # doubt, and moving the files away again would not help.
+            LOG.warning('Could not fsync %s after restoring the console '
+                        'log of instance %s: %s', directory,
+                        self.instance_uuid, e)
         LOG.info('Restored %d console-log file(s) of instance %s from '
                  'stash %s', len(moved), self.instance_uuid, self.stash_id)
         self.release()
         return [n for n in moved if n != cl_chain.BASE_OFFSET_NAME]
 
+    @_typed_io
     def install_as_history(self, chain):
         """Copy the stash into ``chain`` as one history file, then release.
 
@@ -397,6 +423,7 @@ class Stash:
         self.release()
         return name
 
+    @_typed_io
     def release(self):
         """Delete the stash and its files."""
         shutil.rmtree(self.path)
@@ -423,7 +450,7 @@ def expire(max_age, root=None, conf=None, now=None):
         size = stash.total_size()
         try:
             stash.release()
-        except OSError as e:
+        except exception.StashFailed as e:
             LOG.warning('Could not delete expired console-log stash %s of '
                         'instance %s: %s', stash.stash_id,
                         stash.instance_uuid, e)

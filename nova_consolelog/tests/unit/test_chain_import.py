@@ -226,7 +226,7 @@ class TestResume(ImportTestCase):
         imp.close()
         self.write('console.log', b'live')
         self.assertEqual([], self.chain.remove_partials(older_than=3600))
-        removed = self.chain.remove_partials()
+        removed = self.chain.remove_partials(0)
         self.assertEqual(['.console.history.partial-old',
                           '.console.history.partial-old.json'], removed)
         self.assertEqual(['console.log'], os.listdir(self.dir))

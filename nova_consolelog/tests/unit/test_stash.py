@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 from unittest import mock
 
 import fixtures
@@ -25,6 +26,7 @@ from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import stash as cl_stash
 from nova_consolelog.tests.unit import test_chain
+from nova_consolelog.tests.unit import test_chain_import
 
 UUID = test_chain.UUID
 OTHER = '0c6b5a2e-8e7b-4f1e-9b8f-3f0e2d7c1a90'
@@ -335,3 +337,77 @@ class TestExpire(StashTestCase):
 
     def test_no_stash_root(self):
         self.assertEqual([], cl_stash.expire(0, conf=self.conf))
+
+
+class TestFaultAtEveryStep(StashTestCase):
+    """A failing os call at each step: all moved or nothing moved."""
+
+    def _fresh_chain(self):
+        for directory in (self.dir, self.stash_root):
+            if os.path.isdir(directory):
+                shutil.rmtree(directory)
+        os.mkdir(self.dir)
+        for name, data in CHAIN.items():
+            self.write(name, data)
+
+    def test_create(self):
+        self._fresh_chain()
+        original = self.state()
+        step = 0
+        outcomes = set()
+        while True:
+            step += 1
+            self._fresh_chain()
+            faulty = test_chain_import.FaultyOS(step)
+            with mock.patch.object(cl_stash, 'os', faulty), \
+                    mock.patch.object(cl_chain, 'os', faulty):
+                try:
+                    stash = self.create(stash_id='s')
+                except exception.ConsoleLogError:
+                    stash = None
+            where = 'step %d (%s)' % (step, faulty.failed)
+            if stash is None:
+                outcomes.add('undone')
+                self.assertEqual(original, self.state(), where)
+                self.assertEqual([], cl_stash.Stash.list(conf=self.conf),
+                                 where)
+                continue
+            self.assertEqual({}, self.state(), where)
+            loaded = cl_stash.Stash.load(UUID, 's', conf=self.conf)
+            self.assertEqual('stashed', loaded.state, where)
+            self.assertEqual(original, {
+                n: v for n, v in self.state(loaded.path).items()
+                if n != 'manifest.json'}, where)
+            if faulty.failed is None:
+                break
+        self.assertIn('undone', outcomes)
+        self.assertGreater(step, 8)
+
+    def test_restore(self):
+        self._fresh_chain()
+        original = self.state()
+        step = 0
+        while True:
+            step += 1
+            self._fresh_chain()
+            stash = self.create(stash_id='s')
+            in_stash = self.state(stash.path)
+            faulty = test_chain_import.FaultyOS(step)
+            with mock.patch.object(cl_stash, 'os', faulty), \
+                    mock.patch.object(cl_chain, 'os', faulty):
+                try:
+                    stash.restore(self.dir)
+                    restored = True
+                except exception.ConsoleLogError:
+                    restored = False
+            where = 'step %d (%s)' % (step, faulty.failed)
+            if restored:
+                self.assertEqual(original, self.state(), where)
+                self.assertEqual([], cl_stash.Stash.list(conf=self.conf),
+                                 where)
+                if faulty.failed is None:
+                    break
+            else:
+                self.assertEqual({}, self.state(), where)
+                self.assertEqual(in_stash, self.state(stash.path), where)
+        self.assertGreater(step, 5)
