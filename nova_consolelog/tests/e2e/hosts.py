@@ -57,10 +57,11 @@ BIND_TARGETS = ('/etc/libvirt', '/run/libvirt', '/var/lib/libvirt',
 REQUIRED_TOOLS = ('libvirtd', 'virtlogd', 'qemu-system-x86_64', 'ip', 'as',
                   'ld')
 
-# virtlogd rotates small files here so that the tests cross rollovers;
-# 8 backups keep every line a test writes (virtlogd deletes older ones).
-VIRTLOGD_MAX_SIZE = 16 * 1024
-VIRTLOGD_MAX_BACKUPS = 8
+# virtlogd rotates small files here so that every stay of a guest on a
+# host (300+ lines of 14 bytes) crosses a rollover; 16 backups keep every
+# line a test writes (virtlogd deletes older ones).
+VIRTLOGD_MAX_SIZE = 4096
+VIRTLOGD_MAX_BACKUPS = 16
 
 LIBVIRTD_CONF = """\
 listen_tls = 0
