@@ -47,8 +47,10 @@ import nova.tests.functional  # noqa: F401  (nova's monkey patching first)
 import fixtures
 from lxml import etree
 from nova import conf as nova_conf
+from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional import integrated_helpers
 from nova.tests.functional.libvirt import base as libvirt_base
+from nova.virt.libvirt import driver as libvirt_driver
 
 from nova_consolelog import nova_driver
 
@@ -59,16 +61,22 @@ CONF = nova_conf.CONF
 API_PASTE = os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini')
 os.environ.setdefault('OS_WSGI__API_PASTE_CONFIG', API_PASTE)
 
+DRIVER = 'consolelog.LibvirtDriver'
+
 VIR_MIGRATE_UNDEFINE_SOURCE = 16
 VIR_MIGRATE_PERSIST_DEST = 8
+VIR_DOMAIN_SHUTOFF = 5
+VIR_CONNECT_LIST_DOMAINS_ACTIVE = 1
+VIR_CONNECT_LIST_DOMAINS_INACTIVE = 2
 
 
 def _driver_in_stack():
-    """The nearest LibvirtDriver up the call stack, or None."""
+    """The nearest libvirt driver with a path of its own up the stack."""
     frame = sys._getframe(2)
     while frame is not None:
         candidate = frame.f_locals.get('self')
-        if isinstance(candidate, nova_driver.LibvirtDriver):
+        if (isinstance(candidate, libvirt_driver.LibvirtDriver) and
+                hasattr(candidate, 'instances_path')):
             return candidate
         frame = frame.f_back
     return None
@@ -128,6 +136,31 @@ class PerHostInstancePaths(fixtures.Fixture):
             return_value=[]))
 
 
+class LibvirtCompletions(fixtures.Fixture):
+    """Two libvirt behaviours fakelibvirt lacks and our code relies on.
+
+    ``virDomain.state()`` (fakelibvirt only has ``info()``) and
+    ``listAllDomains(0)`` returning every domain (fakelibvirt returns none
+    without an ACTIVE/INACTIVE flag; libvirt returns all).
+    """
+
+    def _setUp(self):
+        fake = 'nova.tests.fixtures.libvirt.'
+        list_all = fakelibvirt.Connection.listAllDomains
+
+        def state(domain, flags=0):
+            return [domain._state, 0]
+
+        def list_all_domains(conn, flags=0):
+            return list_all(conn, flags or (
+                VIR_CONNECT_LIST_DOMAINS_ACTIVE |
+                VIR_CONNECT_LIST_DOMAINS_INACTIVE))
+
+        self.useFixture(fixtures.MonkeyPatch(fake + 'Domain.state', state))
+        self.useFixture(fixtures.MonkeyPatch(
+            fake + 'Connection.listAllDomains', list_all_domains))
+
+
 def last_bytes(path, num):
     """nova.privsep.path.last_bytes, in-process (no privsep in tests)."""
     with open(path, 'rb') as f:
@@ -154,6 +187,7 @@ class ConsoleLogNovaTestBase(libvirt_base.LibvirtMigrationMixin,
         super().setUp()
         self.root = CONF.instances_path
         self.useFixture(PerHostInstancePaths())
+        self.useFixture(LibvirtCompletions())
         self.useFixture(fixtures.MonkeyPatch(
             'nova.privsep.path.last_bytes', last_bytes))
         # A peer that does not answer must not hold a test for a minute.
@@ -162,16 +196,25 @@ class ConsoleLogNovaTestBase(libvirt_base.LibvirtMigrationMixin,
 
     def _setup_compute_service(self):
         super()._setup_compute_service()
-        self.flags(compute_driver='consolelog.LibvirtDriver')
+        self.flags(compute_driver=DRIVER)
 
-    def start_host(self, hostname):
-        """Start a compute with its own instances path; its service."""
+    def start_host(self, hostname, compute_driver=DRIVER):
+        """Start a compute with its own instances path; its service.
+
+        ``compute_driver='libvirt.LibvirtDriver'`` starts nova's own driver
+        (a host without nova-consolelog).
+        """
         path = os.path.join(self.root, hostname)
         os.makedirs(path, exist_ok=True)
-        self.flags(instances_path=path)
+        self.flags(instances_path=path, compute_driver=compute_driver)
         self.start_compute(hostname=hostname)
         compute = self.computes[hostname]
-        self.assertIsInstance(compute.driver, nova_driver.LibvirtDriver)
+        if compute_driver == DRIVER:
+            self.assertIsInstance(compute.driver, nova_driver.LibvirtDriver)
+        else:
+            self.assertNotIsInstance(compute.driver,
+                                     nova_driver.LibvirtDriver)
+            compute.driver.instances_path = path
         self.assertEqual(path, compute.driver.instances_path)
         return compute
 
@@ -193,15 +236,18 @@ class ConsoleLogNovaTestBase(libvirt_base.LibvirtMigrationMixin,
         else:
             dest_conn.createXML(xml, 0)
         self.before_source_stops(uuid, dest)
-        src_dom = domain._connection.lookupByUUIDString(uuid)
-        src_dom.destroy()
+        domain.destroy()
         if flags & VIR_MIGRATE_UNDEFINE_SOURCE:
-            src_dom.undefine()
-        src_dom.complete_job()
+            domain.undefine()
+        self.after_source_stops(uuid, dest)
+        domain.complete_job()
         self.migrate_stub_ran = True
 
     def before_source_stops(self, instance_uuid, dest_host):
-        """Hook: the guest runs on both hosts (end of the memory copy)."""
+        """Hook: the guest still runs on the source (before switch-over)."""
+
+    def after_source_stops(self, instance_uuid, dest_host):
+        """Hook: the source domain has stopped, nova has not noticed."""
 
     # -- helpers ---------------------------------------------------------
 

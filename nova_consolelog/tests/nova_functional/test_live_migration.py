@@ -1,0 +1,178 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Console-log migration through the real nova API (non-shared paths).
+
+Every scenario boots a server with ``consolelog.LibvirtDriver`` on both
+computes, writes console lines where virtlogd would, live-migrates through
+``os-migrateLive`` and reads ``os-getConsoleOutput``.
+"""
+
+import os
+
+from nova_consolelog import stash as cl_stash
+from nova_consolelog.tests.nova_functional import base
+from nova_consolelog import virt
+
+
+def lines(prefix, count):
+    return [b'%s %04d' % (prefix.encode(), i) for i in range(count)]
+
+
+def text(*groups):
+    return b''.join(line + b'\n' for group in groups
+                    for line in group).decode()
+
+
+class LiveMigrationTest(base.ConsoleLogNovaTestBase):
+
+    def setUp(self):
+        super().setUp()
+        self.src = self.start_host('src')
+        self.dest = self.start_host('dest')
+        self.server = self._create_server(host='src', networks='none')
+        self.uuid = self.server['id']
+        self.late_lines = {}
+
+    def before_source_stops(self, instance_uuid, dest_host):
+        # The guest still runs on the source until the switch-over: its
+        # last lines land in the source's console.log.
+        for host, extra in self.late_lines.items():
+            self.write_console(host, instance_uuid, extra)
+
+    def stashes(self, compute):
+        return cl_stash.Stash.list(
+            self.uuid, root=compute.driver.consolelog.stash_root)
+
+    def test_history_follows_the_guest(self):
+        # Scenario 1: lines from the source, including the last ones
+        # written during the migration, then the destination's, in order.
+        before = lines('src', 300)
+        late = lines('src-late', 5)
+        after = lines('dest', 40)
+        self.write_console('src', self.uuid, before[:100], 'console.log.0')
+        self.write_console('src', self.uuid, before[100:])
+        self.late_lines = {'src': late}
+
+        server = self._live_migrate(self.server)
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.write_console('dest', self.uuid, after)
+
+        self.assertEqual(text(before, late, after),
+                         self.console_output(server))
+        # nova keeps the last ``length`` pieces of split('\n'); the text
+        # ends with a newline, so that is length - 1 lines.
+        self.assertEqual(text(after[-6:]),
+                         self.console_output(server, length=7))
+        self.assertEqual(text(late[-2:], after),
+                         self.console_output(server, length=43))
+        # The source's stash was released after the destination verified
+        # its copy; nova's cleanup deleted the source instance directory.
+        self.assertEqual([], self.stashes(self.src))
+        self.assertFalse(os.path.exists(self.instance_dir('src', self.uuid)))
+
+    def test_failed_migration_keeps_the_log_on_the_source(self):
+        # Scenario 2: the migration job fails; nova rolls back.
+        before = lines('src', 50)
+        self.write_console('src', self.uuid, before)
+
+        def failing_migration(domain, destination, params, flags):
+            domain.fail_job()
+
+        self.useFixture(base.fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
+            failing_migration))
+        server = self._live_migrate(self.server,
+                                    migration_expected_state='failed')
+        self.assertEqual('src', server['OS-EXT-SRV-ATTR:host'])
+        more = lines('src-after', 3)
+        self.write_console('src', self.uuid, more)
+
+        self.assertEqual(text(before, more), self.console_output(server))
+        with open(os.path.join(self.instance_dir('src', self.uuid),
+                               'console.log'), 'rb') as f:
+            self.assertEqual(text(before, more).encode(), f.read())
+        self.assertEqual([], self.stashes(self.src))
+        self.assertEqual([], self.stashes(self.dest))
+        for compute in (self.src, self.dest):
+            self.assertIsNone(
+                compute.driver.consolelog.record(self.uuid).load())
+        self.assertIsNotNone(self.domain('src', self.uuid))
+
+    def test_migrating_back_keeps_everything(self):
+        # Scenario 3: src -> dest -> src, lines written on every leg.
+        first = lines('src', 120)
+        second = lines('dest', 80)
+        third = lines('src-again', 30)
+        self.write_console('src', self.uuid, first)
+        server = self._live_migrate(self.server)
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.write_console('dest', self.uuid, second)
+
+        server = self._live_migrate(server)
+        self.assertEqual('src', server['OS-EXT-SRV-ATTR:host'])
+        self.write_console('src', self.uuid, third)
+
+        self.assertEqual(text(first, second, third),
+                         self.console_output(server))
+        self.assertEqual(text(third[-4:]),
+                         self.console_output(server, length=5))
+        self.assertEqual([], self.stashes(self.src))
+        self.assertEqual([], self.stashes(self.dest))
+
+    def test_reaper_undefines_the_source_domain_only_afterwards(self):
+        # Scenario 4: the source domain is left defined and shut off by
+        # the migration; the periodic task undefines it once nova's
+        # database shows the instance on the destination, not before.
+        self.write_console('src', self.uuid, lines('src', 10))
+        seen_during = []
+
+        def reap_during(instance_uuid, dest_host):
+            # Guest switched over, nova's database still says "src".
+            seen_during.extend(
+                self.src.driver.consolelog_periodic_task())
+
+        self.after_source_stops = reap_during
+        server = self._live_migrate(self.server)
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(
+            [virt.Reaped(self.uuid, virt.KEPT,
+                         'instance still on this host')],
+            seen_during)
+
+        leftover = self.domain('src', self.uuid)
+        self.assertIsNotNone(leftover, 'source domain was undefined')
+        self.assertEqual(base.VIR_DOMAIN_SHUTOFF, leftover.state()[0])
+        # nova's cleanup ran and kept it; the destination's domain runs.
+        self.assertFalse(os.path.exists(self.instance_dir('src', self.uuid)))
+        self.assertIsNotNone(self.domain('dest', self.uuid))
+
+        # The destination never reaps the domain it runs.
+        self.assertEqual(
+            [virt.Reaped(self.uuid, virt.KEPT, 'domain not shut off')],
+            self.dest.driver.consolelog_periodic_task())
+
+        done = self.src.driver.consolelog_periodic_task()
+        self.assertEqual([(self.uuid, virt.UNDEFINED)],
+                         [(r.uuid, r.action) for r in done])
+        self.assertIsNone(self.domain('src', self.uuid))
+        self.assertEqual([], self.src.driver.consolelog_periodic_task())
+
+    def test_reaper_keeps_a_domain_whose_instance_is_still_here(self):
+        # A shut-off domain of an instance nova still places on this host
+        # (stopped by the user, say) is never undefined.
+        self.server = self._stop_server(self.server)
+        self.assertEqual(
+            [virt.Reaped(self.uuid, virt.KEPT,
+                         'instance still on this host')],
+            self.src.driver.consolelog_periodic_task())
+        self.assertIsNotNone(self.domain('src', self.uuid))
