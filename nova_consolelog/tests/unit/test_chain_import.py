@@ -402,3 +402,48 @@ class TestInterruptedInstall(ImportTestCase):
         self.assertEqual(before, self.visible())
         self.assertEqual(['console.history.000001'],
                          os.listdir(self.dir))
+
+
+class TestFaultAnywhereThenResume(ImportTestCase):
+
+    def test_every_step_of_a_whole_import(self):
+        step = 0
+        while True:
+            step += 1
+            for name in os.listdir(self.dir):
+                os.unlink(os.path.join(self.dir, name))
+            self.write('console.history.000001', b'old\n')
+            before = self.visible()
+            faulty = FaultyOS(step)
+            imp = None
+            with mock.patch.object(cl_chain, 'os', faulty):
+                try:
+                    imp = self.chain.begin_import('mig', FILES)
+                    self.pull(imp, chunk=7)
+                    imp.commit()
+                    done = True
+                except exception.ConsoleLogError:
+                    done = False
+            where = 'step %d (%s)' % (step, faulty.failed)
+            if imp is not None:
+                imp.close()
+            if not done:
+                self.assertEqual(before, self.visible(), where)
+                # A retry without faults resumes (or starts over) and
+                # installs exactly the source bytes.
+                imp = self.chain.begin_import('mig', FILES)
+                self.pull(imp, chunk=7)
+                imp.commit()
+            self.assertEqual(b'old\n' + SOURCE_BYTES,
+                             self.chain.read_tail(), where)
+            leftovers = [n for n in os.listdir(self.dir)
+                         if n.startswith('.')]
+            if leftovers:
+                # Only a progress file whose removal failed after the
+                # install (logged); housekeeping removes it.
+                self.assertEqual('unlink', faulty.failed, where)
+                self.assertIn('Could not remove', self.logger.output)
+                self.assertEqual(leftovers, self.chain.remove_partials(0))
+            if faulty.failed is None:
+                break
+        self.assertGreater(step, 20)
