@@ -198,6 +198,46 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
                          self.domain(self.b, uuid).state()[0])
 
+    def _failed_migration(self, shared):
+        """A migration that fails after the destination QEMU started.
+
+        The source is told to send the migration stream to its own
+        address: the destination's incoming QEMU has started (virtlogd has
+        opened, and truncated, the console log for it) when the source's
+        connection is refused. nova then rolls back, source first.
+        """
+        a, b = self.compute_hosts(shared)
+        uuid = self.start_guest(self.a, shared)
+        src_dir = self.a.instance_dir(uuid, shared)
+        dst_dir = self.b.instance_dir(uuid, shared)
+        before = self.wait_for_counter(src_dir, base.LINES_PER_HOP)
+
+        a.steps.live_migration_started(uuid, b.name, shared)
+        os.makedirs(dst_dir, exist_ok=True)
+        b.steps.pre_live_migration(uuid, a.name, shared)
+        flags = virt.migration_flags(base.NOVA_LIVE_MIGRATION_FLAGS, True)
+        params = {libvirt.VIR_MIGRATE_PARAM_URI: 'tcp://%s' % self.a.address}
+        error = self.assertRaises(libvirt.libvirtError,
+                                  self.domain(self.a, uuid).migrateToURI3,
+                                  self.b.migrate_uri, params, flags)
+        LOG.info('%s: the migration failed as intended: %s', uuid, error)
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
+                         self.domain(self.a, uuid).state()[0])
+        a.steps.rollback_at_source(uuid)
+        b.steps.rollback_at_destination(uuid, a.name, shared)
+        if not shared:
+            shutil.rmtree(dst_dir)  # nova's destination cleanup
+
+        self.wait_for_counter(src_dir, before[-1] + base.LINES_PER_HOP)
+        values = self.check_final_log(a, uuid)
+        self.assertGreater(values[-1], before[-1] + base.LINES_PER_HOP - 1)
+
+    def test_failed_migration_non_shared(self):
+        self._failed_migration(shared=False)
+
+    def test_failed_migration_shared(self):
+        self._failed_migration(shared=True)
+
     def test_non_shared_instance_path(self):
         self._round_trip(shared=False)
 
