@@ -30,6 +30,13 @@ during a live migration:
    verified chunks, install it as ``console.history.NNNNNN``, release the
    source's stash.
 
+With ``shared=True`` both hosts use one instance directory, as on NFS:
+the destination moves the chain aside in ``pre_live_migration``, because
+virtlogd unlinks every ``console.log*`` when the incoming QEMU starts; the
+source QEMU's last lines still reach the moved file through virtlogd's open
+descriptor; the destination installs the moved chain as history by a local
+copy, without RPC.
+
 The source chain is written the way virtlogd writes it: files of exactly
 ``max_size`` bytes (lines may be split between two files), rotated
 ``console.log`` → ``.0`` → ``.1`` → ``.2``. Every guest line carries a
@@ -179,6 +186,7 @@ class DemoReport:
     dest_host: str
     transport_url: str
     workdir: str
+    shared: bool
     source_files: list
     dest_files: list
     origins: list
@@ -219,10 +227,12 @@ def _check_reachable(transport_url, timeout=3.0):
 class DemoHost:
     """One compute host: its configuration, endpoint, client and steps."""
 
-    def __init__(self, name, root, transport_url, chunk_size=None):
+    def __init__(self, name, root, transport_url, chunk_size=None,
+                 instances_path=None):
         self.name = name
-        self.instances_path = os.path.join(root, name, 'instances')
-        os.makedirs(self.instances_path)
+        self.instances_path = instances_path or os.path.join(
+            root, name, 'instances')
+        os.makedirs(self.instances_path, exist_ok=True)
         self.conf = cfg.ConfigOpts()
         cl_conf.register_opts(self.conf)
         self.conf(args=[], project='nova-consolelog-demo',
@@ -334,13 +344,15 @@ def _origins(source_files, dest_chain, dest_stream_head):
     return origins
 
 
-def run(transport_url=None, keep=False, source_lines=120000,
+def run(transport_url=None, keep=False, shared=False, source_lines=120000,
         dest_lines=200, max_size=VIRTLOGD_MAX_SIZE, chunk_size=None,
         tail_lines=12, workdir=None):
     """Run the demo; returns a DemoReport (``report.ok`` tells success).
 
     :param transport_url: oslo.messaging URL; default ``fake://``.
     :param keep: keep the temporary directory (its path is in the report).
+    :param shared: both hosts share one instance directory (NFS-style);
+        default: each host has its own.
     :param source_lines: guest lines written on the source before the
         migration (about 60 bytes each: the default fills three 2 MiB
         backups and part of ``console.log``).
@@ -361,13 +373,17 @@ def run(transport_url=None, keep=False, source_lines=120000,
     suffix = uuid_lib.uuid4().hex[:6]
     hosts = []
     try:
+        common = os.path.join(root, 'shared', 'instances') if shared \
+            else None
         source = DemoHost('source-' + suffix, root, transport_url,
-                          chunk_size)
+                          chunk_size, common)
         hosts.append(source)
-        dest = DemoHost('dest-' + suffix, root, transport_url, chunk_size)
+        dest = DemoHost('dest-' + suffix, root, transport_url, chunk_size,
+                        common)
         hosts.append(dest)
         report = _hand_over(source, dest, root, transport_url,
-                            source_lines, dest_lines, max_size, tail_lines)
+                            source_lines, dest_lines, max_size, tail_lines,
+                            shared=bool(shared))
     finally:
         for host in reversed(hosts):
             host.stop()
@@ -376,98 +392,182 @@ def run(transport_url=None, keep=False, source_lines=120000,
     return report
 
 
-def _hand_over(source, dest, root, transport_url, source_lines, dest_lines,
-               max_size, tail_lines):
-    instance_uuid = str(uuid_lib.uuid4())
-    max_bytes = source.conf.consolelog.max_console_bytes
-    checks = []
+class _Scenario:
+    """The state of one hand-over while it is played."""
 
-    # The guest runs on the source; virtlogd logs and rotates.
-    writer = VirtlogdWriter(source.instance_dir(instance_uuid), max_size)
-    counter = 0
-    while counter < source_lines:
-        batch = range(counter + 1, min(source_lines, counter + 1000) + 1)
-        writer.write(b''.join(guest_line(n, source.name) for n in batch))
-        counter = batch[-1]
-    source_chain = source.chain(instance_uuid)
+    def __init__(self, source, dest, max_size):
+        self.source = source
+        self.dest = dest
+        self.max_size = max_size
+        self.instance_uuid = str(uuid_lib.uuid4())
+        self.max_bytes = source.conf.consolelog.max_console_bytes
+        self.checks = []
+        self.counter = 0
+        self.after_move = []
+        self.dest_writer = None
+
+    def lines(self, count, where):
+        first = self.counter + 1
+        self.counter += count
+        return b''.join(guest_line(n, where)
+                        for n in range(first, self.counter + 1))
+
+    def guest_on_source(self, count):
+        writer = VirtlogdWriter(self.source.instance_dir(self.instance_uuid),
+                                self.max_size)
+        while count > 0:
+            batch = min(count, 1000)
+            writer.write(self.lines(batch, self.source.name))
+            count -= batch
+
+    def guest_on_dest(self, count):
+        """The guest runs on the destination: its virtlogd logs there."""
+        if self.dest_writer is None:
+            self.dest_writer = VirtlogdWriter(
+                self.dest.instance_dir(self.instance_uuid), self.max_size)
+        data = self.lines(count, self.dest.name)
+        self.after_move.append(data)
+        self.dest_writer.write(data)
+
+    def check(self, what, ok, detail=''):
+        self.checks.append(Check(what, ok, detail))
+
+    def check_read(self, what, source_stream):
+        """A console read on the destination shows the whole log now."""
+        got = self.dest.steps.get_console_output(self.instance_uuid)
+        want = (source_stream + b''.join(self.after_move))[-self.max_bytes:]
+        self.check(what, got == want, '%d bytes, last %d expected' % (
+            len(got), len(want)))
+
+    def stashes(self, host):
+        return cl_stash.Stash.list(self.instance_uuid, root=host.stash_root,
+                                   conf=host.conf)
+
+
+def _non_shared(sc, source_lines, dest_lines):
+    """Each host has its own instance directory: stash, pull, release."""
+    source, dest, uuid = sc.source, sc.dest, sc.instance_uuid
+    sc.guest_on_source(source_lines)
+    source_chain = source.chain(uuid)
     source_files = _describe_files(source_chain)
     source_stream = read_stream(source_chain)
 
-    # 1. nova's live migration starts.
-    source.steps.live_migration_started(instance_uuid, dest.name, False)
-    dest.steps.pre_live_migration(instance_uuid, source.name, False)
-
-    # 2. The guest runs on the destination: its virtlogd starts a new log.
-    dest_writer = VirtlogdWriter(dest.instance_dir(instance_uuid), max_size)
-    after_move = []
-    for _ in range(dest_lines // 2):
-        counter += 1
-        after_move.append(guest_line(counter, dest.name))
-        dest_writer.write(after_move[-1])
-    expected = source_stream + b''.join(after_move)
-    checks.append(_read_check(
-        'console read on the destination before the source stashed',
-        dest.steps.get_console_output(instance_uuid), expected, max_bytes))
+    # nova's live migration starts; the guest moves to the destination.
+    source.steps.live_migration_started(uuid, dest.name, False)
+    dest.steps.pre_live_migration(uuid, source.name, False)
+    sc.guest_on_dest(dest_lines // 2)
+    sc.check_read('console read on the destination before the source '
+                  'stashed', source_stream)
 
     started = time.monotonic()
-    # 3. Source: the migrated domain is off; stash before nova's cleanup.
-    source.steps.post_live_migration_at_source(instance_uuid, dest.name,
-                                               False, domain=None)
-    stashes = cl_stash.Stash.list(instance_uuid, root=source.stash_root,
-                                  conf=source.conf)
-    checks.append(Check('source stashed its chain before cleanup',
-                        len(stashes) == 1,
-                        ', '.join(s.stash_id for s in stashes)))
-    shutil.rmtree(source.instance_dir(instance_uuid))   # nova's cleanup()
-    checks.append(_read_check(
-        'console read on the destination after the source cleanup',
-        dest.steps.get_console_output(instance_uuid), expected, max_bytes))
+    # Source: the migrated domain is off; stash before nova's cleanup.
+    source.steps.post_live_migration_at_source(uuid, dest.name, False,
+                                               domain=None)
+    stashes = sc.stashes(source)
+    sc.check('source stashed its chain before cleanup', len(stashes) == 1,
+             ', '.join(s.stash_id for s in stashes))
+    shutil.rmtree(source.instance_dir(uuid))   # nova's cleanup()
+    sc.check_read('console read on the destination after the source '
+                  'cleanup', source_stream)
 
-    # 4. Destination: pull, verify, install as history, release.
-    dest.steps.post_live_migration_at_destination(instance_uuid,
-                                                  source.name, False)
-    handover_seconds = time.monotonic() - started
+    # Destination: pull, verify, install as history, release.
+    dest.steps.post_live_migration_at_destination(uuid, source.name, False)
+    seconds = time.monotonic() - started
     source.steps.retry_pending()   # the source's periodic housekeeping
-    left = cl_stash.Stash.list(instance_uuid, root=source.stash_root,
-                               conf=source.conf)
-    checks.append(Check('source released its stash after the destination '
-                        'verified it', not left,
-                        ', '.join(s.stash_id for s in left)))
+    left = sc.stashes(source)
+    sc.check('source released its stash after the destination verified it',
+             not left, ', '.join(s.stash_id for s in left))
+    return source_files, source_stream, seconds
+
+
+def _virtlogd_truncates(directory, log_name='console.log'):
+    """What virtlogd does at a QEMU start with ``append="off"``."""
+    for name in os.listdir(directory):
+        if name == log_name or (name.startswith(log_name + '.') and
+                                name[len(log_name) + 1:].isdigit()):
+            os.unlink(os.path.join(directory, name))
+
+
+def _shared(sc, source_lines, dest_lines):
+    """Both hosts see one instance directory: move aside, install locally.
+
+    The destination's QEMU start would make virtlogd unlink the source's
+    whole chain, so ``pre_live_migration`` moves it into a stash first.
+    The source QEMU keeps writing through virtlogd's open descriptor, into
+    the moved file, until it stops.
+    """
+    source, dest, uuid = sc.source, sc.dest, sc.instance_uuid
+    sc.guest_on_source(source_lines)
+    before = source.chain(uuid)
+    source_files = _describe_files(before)
+    source_stream = read_stream(before)
+    live = open(os.path.join(source.instance_dir(uuid), 'console.log'),
+                'ab', buffering=0)   # the source virtlogd's descriptor
+    try:
+        source.steps.live_migration_started(uuid, dest.name, True)
+        dest.steps.pre_live_migration(uuid, source.name, True)
+        stashes = sc.stashes(dest)
+        sc.check('destination moved the chain aside before its QEMU '
+                 'started', len(stashes) == 1,
+                 ', '.join(s.stash_id for s in stashes))
+        # The source guest's last lines, written after the move.
+        late = sc.lines(max(1, source_lines // 1000), source.name)
+        live.write(late)
+        source_stream += late
+    finally:
+        live.close()
+    if stashes:
+        # What the source left: the files as they are now, grown by the
+        # late lines.
+        source_files = _describe_files(stashes[0].chain)
+    # The destination QEMU starts: virtlogd truncates, then logs anew.
+    _virtlogd_truncates(dest.instance_dir(uuid))
+    sc.guest_on_dest(dest_lines // 2)
+    sc.check_read('console read on the destination during the migration',
+                  source_stream)
+
+    started = time.monotonic()
+    source.steps.post_live_migration_at_source(uuid, dest.name, True,
+                                               domain=None)
+    # nova keeps a shared instance directory: no cleanup here.
+    dest.steps.post_live_migration_at_destination(uuid, source.name, True)
+    seconds = time.monotonic() - started
+    left = sc.stashes(dest)
+    sc.check('destination installed and removed the stash', not left,
+             ', '.join(s.stash_id for s in left))
+    return source_files, source_stream, seconds
+
+
+def _hand_over(source, dest, root, transport_url, source_lines, dest_lines,
+               max_size, tail_lines, shared=False):
+    sc = _Scenario(source, dest, max_size)
+    play = _shared if shared else _non_shared
+    source_files, source_stream, seconds = play(sc, source_lines,
+                                                dest_lines)
 
     # The guest goes on writing on the destination.
-    for _ in range(dest_lines - dest_lines // 2):
-        counter += 1
-        after_move.append(guest_line(counter, dest.name))
-        dest_writer.write(after_move[-1])
-    dest_chain = dest.chain(instance_uuid)
+    sc.guest_on_dest(dest_lines - dest_lines // 2)
+    dest_chain = dest.chain(sc.instance_uuid)
     dest_stream = read_stream(dest_chain)
-    after_move_bytes = b''.join(after_move)
-    expected = source_stream + after_move_bytes
-    checks.append(Check(
-        'destination stream == source stream + output after the move',
-        dest_stream == expected,
-        '%d bytes vs %d expected' % (len(dest_stream), len(expected))))
-    tail = dest.steps.get_console_output(instance_uuid)
-    checks.append(_read_check('console read on the destination at the end',
-                              tail, expected, max_bytes))
+    after_move = b''.join(sc.after_move)
+    expected = source_stream + after_move
+    sc.check('destination stream == source stream + output after the move',
+             dest_stream == expected,
+             '%d bytes vs %d expected' % (len(dest_stream), len(expected)))
+    sc.check_read('console read on the destination at the end',
+                  source_stream)
+    tail = dest.steps.get_console_output(sc.instance_uuid)
     origins = _origins(source_files, dest_chain, dest_stream)
-    checks.append(Check('every source byte found in the history file',
-                        bool(origins) and all(o.matches for o in origins)))
-    copied = dest_stream[:len(dest_stream) - len(after_move_bytes)]
+    sc.check('every source byte found in the history file',
+             bool(origins) and all(o.matches for o in origins))
+    copied = dest_stream[:len(dest_stream) - len(after_move)]
     return DemoReport(
-        instance_uuid=instance_uuid, source_host=source.name,
+        instance_uuid=sc.instance_uuid, source_host=source.name,
         dest_host=dest.name, transport_url=transport_url, workdir=root,
-        source_files=source_files, dest_files=_describe_files(dest_chain),
-        origins=origins, checks=checks,
-        source_bytes=len(source_stream),
+        shared=shared, source_files=source_files,
+        dest_files=_describe_files(dest_chain), origins=origins,
+        checks=sc.checks, source_bytes=len(source_stream),
         source_sha256=_sha256(source_stream),
         dest_bytes=len(copied), dest_sha256=_sha256(copied),
-        after_move_bytes=len(after_move_bytes),
-        handover_seconds=handover_seconds,
+        after_move_bytes=len(after_move), handover_seconds=seconds,
         tail=cl_chain.last_lines(tail, tail_lines))
-
-
-def _read_check(what, got, expected, max_bytes):
-    want = expected[-max_bytes:]
-    return Check(what, got == want, '%d bytes, last %d expected' % (
-        len(got), len(want)))

@@ -48,6 +48,12 @@ def add_parser(subparsers):
              'rabbit://guest:guest@127.0.0.1:5672/ (default: fake://, '
              'in-process)')
     parser.add_argument(
+        '--shared', action='store_true',
+        help='both hosts share one instance directory, as on NFS: the '
+             'destination moves the chain aside before its QEMU starts '
+             '(virtlogd would truncate it) and installs it locally '
+             '(default: each host has its own directory)')
+    parser.add_argument(
         '--keep', action='store_true',
         help='keep the temporary instance and stash directories and print '
              'where they are')
@@ -59,9 +65,11 @@ def format_report(report):
     """The report as text lines."""
     out = []
     add = out.append
-    add('nova-consolelog demo: instance %s, %s -> %s over %s' % (
+    add('nova-consolelog demo: instance %s, %s -> %s over %s, %s' % (
         report.instance_uuid, report.source_host, report.dest_host,
-        report.transport_url))
+        report.transport_url,
+        'shared instance path' if report.shared
+        else 'an instance directory per host'))
     add('')
     add('Merged console on %s after the migration (last lines, as the '
         'console output API shows them):' % report.dest_host)
@@ -94,7 +102,9 @@ def format_report(report):
     add('Written after move: %10d bytes' % report.after_move_bytes)
     rate = (report.source_bytes / report.handover_seconds
             if report.handover_seconds else 0.0)
-    add('Hand-over (stash, pull, install, release): %.3f s, %s/s' % (
+    add('Hand-over (%s): %.3f s, %s/s' % (
+        'install the moved chain as history' if report.shared
+        else 'stash, pull, install, release',
         report.handover_seconds, cl_status.format_size(rate)))
     add('')
     for c in report.checks:
@@ -107,7 +117,8 @@ def format_report(report):
 
 
 def run(args, conf):
-    report = cl_demo.run(transport_url=args.transport_url, keep=args.keep)
+    report = cl_demo.run(transport_url=args.transport_url, keep=args.keep,
+                         shared=args.shared)
     for line in format_report(report):
         print(line)
     if args.keep:

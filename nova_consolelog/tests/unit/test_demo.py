@@ -106,6 +106,35 @@ class DemoRunTest(base.BaseTestCase):
                       'verified it', failed)
         self.assertNotEqual(report.source_sha256, report.dest_sha256)
 
+    def test_shared_instance_path(self):
+        report = demo.run(shared=True, **SMALL)
+        self.assertEqual([], [c for c in report.checks if not c.ok])
+        self.assertTrue(report.shared)
+        self.assertEqual(report.source_sha256, report.dest_sha256)
+        # The source guest's last lines reached the moved file through the
+        # open descriptor, and were installed with the rest.
+        late = SMALL['source_lines'] + SMALL['source_lines'] // 1000
+        self.assertEqual('guest line %07d' % late,
+                         report.source_files[-1].last_line[:18])
+        self.assertTrue(all(o.matches for o in report.origins))
+        self.assertEqual(report.source_bytes,
+                         sum(f.size for f in report.source_files))
+        self.assertEqual(['console.history.000001', 'console.log'],
+                         [f.name for f in report.dest_files])
+
+    def test_shared_without_move_aside_loses_the_log(self):
+        # Fault injection: the destination does not move the chain aside;
+        # virtlogd's truncation at the QEMU start then wipes it.
+        self.useFixture(fixtures.MockPatchObject(
+            migration.ConsoleLogMigration, 'pre_live_migration'))
+        report = demo.run(shared=True, **SMALL)
+        self.assertFalse(report.ok)
+        failed = {c.what for c in report.checks if not c.ok}
+        self.assertIn('destination moved the chain aside before its QEMU '
+                      'started', failed)
+        self.assertIn('destination stream == source stream + output after '
+                      'the move', failed)
+
     def test_keep(self):
         report = demo.run(keep=True, **SMALL)
         self.addCleanup(__import__('shutil').rmtree, report.workdir)
