@@ -202,7 +202,13 @@ class EventLoop:
     @staticmethod
     def _run():
         while True:
-            libvirt.virEventRunDefaultImpl()
+            try:
+                libvirt.virEventRunDefaultImpl()
+            except libvirt.libvirtError as e:
+                # One failed iteration must not end event delivery for the
+                # whole process; waits fall back to polling meanwhile.
+                LOG.warning('libvirt event loop iteration failed: %s', e)
+                time.sleep(1)
 
 
 def _is_no_domain(error):
