@@ -198,13 +198,14 @@ class ConsoleLogNovaTestBase(libvirt_base.LibvirtMigrationMixin,
         super()._setup_compute_service()
         self.flags(compute_driver=DRIVER)
 
-    def start_host(self, hostname, compute_driver=DRIVER):
+    def start_host(self, hostname, compute_driver=DRIVER, path=None):
         """Start a compute with its own instances path; its service.
 
         ``compute_driver='libvirt.LibvirtDriver'`` starts nova's own driver
-        (a host without nova-consolelog).
+        (a host without nova-consolelog); ``path`` another host's path
+        makes the instance path shared.
         """
-        path = os.path.join(self.root, hostname)
+        path = path or os.path.join(self.root, hostname)
         os.makedirs(path, exist_ok=True)
         self.flags(instances_path=path, compute_driver=compute_driver)
         self.start_compute(hostname=hostname)
@@ -235,6 +236,7 @@ class ConsoleLogNovaTestBase(libvirt_base.LibvirtMigrationMixin,
             dest_conn.defineXML(xml).create()
         else:
             dest_conn.createXML(xml, 0)
+        self.virtlogd_truncates(dest, uuid)
         self.before_source_stops(uuid, dest)
         domain.destroy()
         if flags & VIR_MIGRATE_UNDEFINE_SOURCE:
@@ -242,6 +244,21 @@ class ConsoleLogNovaTestBase(libvirt_base.LibvirtMigrationMixin,
         self.after_source_stops(uuid, dest)
         domain.complete_job()
         self.migrate_stub_ran = True
+
+    def virtlogd_truncates(self, hostname, instance_uuid):
+        """What virtlogd does when a QEMU starts with ``append="off"``.
+
+        It unlinks ``console.log`` and every ``console.log.N`` of the
+        instance directory; on a shared path that is the source's chain.
+        """
+        directory = self.instance_dir(hostname, instance_uuid)
+        if not os.path.isdir(directory):
+            return
+        for name in os.listdir(directory):
+            if name == 'console.log' or (
+                    name.startswith('console.log.') and
+                    name[len('console.log.'):].isdigit()):
+                os.unlink(os.path.join(directory, name))
 
     def before_source_stops(self, instance_uuid, dest_host):
         """Hook: the guest still runs on the source (before switch-over)."""

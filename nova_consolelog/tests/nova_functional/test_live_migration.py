@@ -176,3 +176,43 @@ class LiveMigrationTest(base.ConsoleLogNovaTestBase):
                          'instance still on this host')],
             self.src.driver.consolelog_periodic_task())
         self.assertIsNotNone(self.domain('src', self.uuid))
+
+
+class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
+    """Both computes on one instances path (nova sees shared storage)."""
+
+    def setUp(self):
+        super().setUp()
+        self.src = self.start_host('src')
+        self.dest = self.start_host('dest',
+                                    path=self.src.driver.instances_path)
+        self.server = self._create_server(host='src', networks='none')
+        self.uuid = self.server['id']
+
+    def test_chain_survives_the_incoming_qemu_start(self):
+        before = lines('src', 150)
+        late = lines('src-late', 3)
+        after = lines('dest', 20)
+        self.write_console('src', self.uuid, before[:50], 'console.log.0')
+        self.write_console('src', self.uuid, before[50:])
+        # virtlogd's descriptor of the source QEMU's log: it keeps writing
+        # into the same file wherever the file is moved.
+        log = open(os.path.join(self.instance_dir('src', self.uuid),
+                                'console.log'), 'ab')
+        self.addCleanup(log.close)
+
+        def source_writes_last_lines(instance_uuid, dest_host):
+            log.write(b''.join(line + b'\n' for line in late))
+            log.flush()
+
+        self.before_source_stops = source_writes_last_lines
+        server = self._live_migrate(self.server)
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.assertFalse(self.migration_flags[0] & (1 << 7),
+                         'nova block-migrated: the path is not shared')
+        self.write_console('dest', self.uuid, after)
+
+        self.assertEqual(text(before, late, after),
+                         self.console_output(server))
+        self.assertEqual([], cl_stash.Stash.list(
+            self.uuid, root=self.dest.driver.consolelog.stash_root))
