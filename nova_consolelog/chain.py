@@ -879,6 +879,9 @@ class Import:
         if upto > size:
             raise exception.InvalidInput(
                 reason='%s has only %d bytes, not %d' % (name, size, upto))
+        if self._fd is None:
+            raise exception.InvalidInput(
+                reason='import %s is closed' % self.import_id)
         if upto <= self._verified.get(name, 0):
             return
         try:

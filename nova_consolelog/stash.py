@@ -384,10 +384,12 @@ class Stash:
             LOG.warning('Could not fsync %s after restoring the console '
                         'log of instance %s: %s', directory,
                         self.instance_uuid, e)
+        restored = [n for n in moved if n != cl_chain.BASE_OFFSET_NAME]
         LOG.info('Restored %d console-log file(s) of instance %s from '
-                 'stash %s', len(moved), self.instance_uuid, self.stash_id)
+                 'stash %s', len(restored), self.instance_uuid,
+                 self.stash_id)
         self.release()
-        return [n for n in moved if n != cl_chain.BASE_OFFSET_NAME]
+        return restored
 
     @_typed_io
     def install_as_history(self, chain):

@@ -116,6 +116,12 @@ class TestImport(ImportTestCase):
         imp.verified('console.log.1', 5)
         imp.abort()
         self.assertEqual([], os.listdir(self.dir))
+        self.assertRaises(exception.InvalidInput, imp.write,
+                          'console.log.1', 0, b'f')
+        self.assertRaises(exception.InvalidInput, imp.verified,
+                          'console.log.1', 6)
+        self.assertRaises(exception.InvalidInput, imp.commit)
+        self.assertEqual([], os.listdir(self.dir))
 
     def test_bad_input_changes_nothing(self):
         before = self.state()
