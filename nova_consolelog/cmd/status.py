@@ -126,10 +126,11 @@ def _partial_imports(entry, directory, now):
         entry['partial_imports'].append(item)
 
 
-def _stash_state(stash):
+def _stash_state(stash, expiry):
     files = stash.chain.scan()
-    return {'stash_id': stash.stash_id, 'age': stash.age(),
-            'state': stash.state,
+    age = stash.age()
+    return {'stash_id': stash.stash_id, 'age': age,
+            'state': stash.state, 'expired': age >= expiry,
             'files': len(files), 'bytes': sum(f.size for f in files),
             'names': [f.name for f in files],
             'live_names': list(stash.live_names or ())}
@@ -179,7 +180,8 @@ def collect(conf, instance_uuid=None, now=None):
     for stash in stashes:
         e = entry(stash.instance_uuid)
         try:
-            e['stashes'].append(_stash_state(stash))
+            e['stashes'].append(_stash_state(
+                stash, conf.consolelog.stash_expiry))
         except (exception.ConsoleLogError, OSError) as err:
             e['errors'].append('stash %s unreadable: %s' % (stash.stash_id,
                                                             err))
@@ -240,9 +242,11 @@ def format_text(state):
                 h.get('role'), h.get('peer'), h.get('state'),
                 _age(h['age'])))
         for s in e['stashes']:
-            out.append('  stash %s: %d file(s), %s, %s old, %s' % (
+            out.append('  stash %s: %d file(s), %s, %s old, %s%s' % (
                 s['stash_id'], s['files'], format_size(s['bytes']),
-                _age(s['age']), s['state']))
+                _age(s['age']), s['state'],
+                ' (expired: deleted by the next periodic run)'
+                if s['expired'] else ''))
         for p in e['partial_imports']:
             total = ('of %s' % format_size(p['total_bytes'])
                      if p['total_bytes'] is not None else '')

@@ -126,6 +126,7 @@ class StatusTest(base.BaseTestCase):
         self.assertEqual(['console.log.1', 'console.log.0', 'console.log'],
                          s['names'])
         self.assertLess(s['age'], 60)
+        self.assertFalse(s['expired'])
         self.assertEqual(('source', 'host2', 'stashed'),
                          (b['handover']['role'], b['handover']['peer'],
                           b['handover']['state']))
@@ -144,6 +145,14 @@ class StatusTest(base.BaseTestCase):
                       '150 B', out)
         self.assertIn('stash %s: 3 file(s), 100 B, ' % stash.stash_id, out)
         self.assertIn('hand-over: source, peer host2, state stashed', out)
+
+    def test_expired_stash(self):
+        self.populate()
+        with open(self.config_file, 'a') as f:
+            f.write('stash_expiry = 0\n')
+        code, out, err = self.status('--instance', UUID_B)
+        self.assertEqual(cl_main.EXIT_OK, code, err)
+        self.assertIn('(expired: deleted by the next periodic run)', out)
 
     def test_one_instance(self):
         self.populate()
