@@ -106,6 +106,9 @@ def format_report(report):
         'install the moved chain as history' if report.shared
         else 'stash, pull, install, release',
         report.handover_seconds, cl_status.format_size(rate)))
+    if report.transport_url.startswith('fake:'):
+        add('  (fake:// spends about 50 ms per call; --transport-url '
+            'rabbit://... measures a real broker)')
     add('')
     for c in report.checks:
         add('  [%s] %s%s' % ('ok' if c.ok else 'FAILED', c.what,
