@@ -30,6 +30,21 @@ from nova_consolelog.objects import base
 from nova_consolelog.objects import fields as cl_fields
 
 
+# zlib level 1: console text shrinks 3-5 times at about 80 MB/s; higher
+# levels gain little on it and cost much more.
+ZLIB_LEVEL = 1
+_SAMPLE = 64 * 1024
+_SAMPLE_RATIO = 0.9
+
+
+def _compressible(raw):
+    """Whether the first bytes of ``raw`` shrink by at least 10 %."""
+    if len(raw) <= _SAMPLE:
+        return True
+    sample = raw[:_SAMPLE]
+    return len(zlib.compress(sample, ZLIB_LEVEL)) < _SAMPLE * _SAMPLE_RATIO
+
+
 @base.ConsoleLogObjectRegistry.register
 class ConsoleLogFile(base.ConsoleLogObject):
     """One file of a console-log chain."""
@@ -136,11 +151,16 @@ class ConsoleLogChunk(base.ConsoleLogObject):
 
     @classmethod
     def from_bytes(cls, raw, compress=False, **kwargs):
-        """Build a chunk for ``raw`` bytes, compressed when it pays."""
+        """Build a chunk for ``raw`` bytes, compressed when it pays.
+
+        A sample is compressed first: data that does not shrink (random
+        bytes, already compressed output) is sent as it is without paying
+        for a full compression (about 20 ms per MiB).
+        """
         compression = cl_fields.Compression.NONE
         data = raw
-        if compress and raw:
-            packed = zlib.compress(raw, 1)
+        if compress and raw and _compressible(raw):
+            packed = zlib.compress(raw, ZLIB_LEVEL)
             if len(packed) < len(raw):
                 compression = cl_fields.Compression.ZLIB
                 data = packed

@@ -142,6 +142,12 @@ class TestChunkCompression(test_base.BaseTestCase):
         self.assertEqual(cl_fields.Compression.NONE, chunk.compression)
         self.assertEqual(raw, chunk.data)
 
+    def test_random_mib_skips_compression(self):
+        raw = os.urandom(1024 * 1024)
+        chunk = _chunk(raw, compress=True)
+        self.assertEqual(cl_fields.Compression.NONE, chunk.compression)
+        self.assertEqual(raw, _wire(chunk).raw_data())
+
     def test_make_compatible_1_0_decompresses(self):
         chunk = _chunk(self.TEXT, compress=True)
         self.assertEqual(cl_fields.Compression.ZLIB, chunk.compression)

@@ -1,0 +1,263 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Pull throughput and memory, against raw kombu on the same broker.
+
+All on the local RabbitMQ in one run (DESIGN.md fact 6: about 600 MB/s for
+raw kombu at 1 MiB messages, about 80 MB/s for one oslo.messaging call at a
+time):
+
+* raw kombu, pipelined: N x 1 MiB published to a queue and consumed
+  (the ceiling: no RPC, no JSON, no base64);
+* naive pull: one ``read_chunk`` call at a time, 1 MiB, uncompressed;
+* our pull (``transfer.pull`` with the default window, chunk size and
+  compression) of a 64 MiB random-byte chain and of a 64 MiB console-like
+  text chain;
+* peak RSS growth of a process pulling a 256 MiB random chain.
+
+Goals: random >= 0.5x raw kombu, text >= 1.0x raw kombu, RSS growth
+<= 32 MiB.
+"""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import kombu
+
+from nova_consolelog import chain as cl_chain
+from nova_consolelog.tests.functional import base
+from nova_consolelog.tests.unit import test_rpc
+from nova_consolelog import transfer
+
+MiB = 1024 * 1024
+SIZE = 64 * MiB
+RSS_SIZE = 256 * MiB
+KOMBU_URL = 'amqp://guest:guest@127.0.0.1:5672//'
+
+
+def raw_kombu(total=SIZE, size=MiB):
+    """MB/s of N x size messages published and consumed, pipelined."""
+    body = os.urandom(size)
+    count = total // size
+    name = 'consolelog-bench-%s' % uuid.uuid4().hex
+    with kombu.Connection(KOMBU_URL) as conn:
+        queue = kombu.Queue(name, exchange=kombu.Exchange(name),
+                            routing_key=name, auto_delete=True)
+        queue(conn.channel()).declare()
+        received = []
+        done = threading.Event()
+
+        def on_message(body_, message):
+            received.append(len(message.body))
+            message.ack()
+            if len(received) == count:
+                done.set()
+
+        def publish():
+            with kombu.Connection(KOMBU_URL) as pconn:
+                producer = pconn.Producer(serializer='raw')
+                for _ in range(count):
+                    producer.publish(body, exchange=queue.exchange,
+                                     routing_key=name)
+        started = time.monotonic()
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        with conn.Consumer(queue, callbacks=[on_message], prefetch_count=16,
+                           accept=None):
+            while not done.is_set():
+                conn.drain_events(timeout=30)
+        elapsed = time.monotonic() - started
+        publisher.join()
+        queue(conn.channel()).delete()
+    assert sum(received) == count * size
+    return total / elapsed / 1e6
+
+
+def text_chain_bytes(total, seed):
+    """Console-like text: boot messages with timestamps and counters."""
+    rnd = random.Random(seed)
+    words = [b'systemd[1]:', b'kernel:', b'Started', b'Reached target',
+             b'eth0:', b'link up', b'cloud-init[812]:', b'login:',
+             b'audit:', b'Mounted', b'/dev/vda1', b'OK']
+    out = bytearray()
+    i = 0
+    while len(out) < total:
+        line = b'[%11.6f] %s %s %s %d\r\n' % (
+            i * 0.000731, rnd.choice(words), rnd.choice(words),
+            rnd.choice(words), rnd.getrandbits(24))
+        out += line * 1
+        i += 1
+    return bytes(out[:total])
+
+
+def make_chain(host, total, kind, seed):
+    """A 4-file chain of total bytes on host; its files."""
+    part = total // 4
+    names = ['console.log.2', 'console.log.1', 'console.log.0', 'console.log']
+    if kind == 'random':
+        rnd = random.Random(seed)
+        files = {n: rnd.randbytes(part) for n in names}
+    else:
+        files = {n: text_chain_bytes(part, seed + i)
+                 for i, n in enumerate(names)}
+    instance = str(uuid.uuid4())
+    test_rpc.write_chain(host.conf, instance, files)
+    return instance, files
+
+
+def naive_pull(conf, rpcapi, host, instance, files):
+    """MB/s of one uncompressed 1 MiB read_chunk call at a time."""
+    started = time.monotonic()
+    total = 0
+    for name, data in files.items():
+        offset = 0
+        while offset < len(data):
+            chunk = rpcapi.read_chunk({}, host, instance, name, offset, MiB,
+                                      compress=False)
+            offset += len(chunk.raw_data())
+        total += offset
+    return total / (time.monotonic() - started) / 1e6
+
+
+def _fresh_chain(conf, instance):
+    chain = cl_chain.ConsoleLogChain.for_instance(instance, conf=conf)
+    shutil.rmtree(chain.directory, ignore_errors=True)
+    os.makedirs(chain.directory)
+    return chain
+
+
+def our_pull(conf, rpcapi, host, instance, files):
+    chain = _fresh_chain(conf, instance)
+    result = transfer.pull(conf, rpcapi, host, instance, chain=chain)
+    assert result.bytes == sum(len(d) for d in files.values())
+    with open(os.path.join(chain.directory, chain.history()[-1].name),
+              'rb') as f:
+        assert f.read() == test_rpc.chain_bytes(files)
+    return result
+
+
+def rss_child(root, topic, instance, expected):
+    """Run in a child: pull, print RSS before and peak after, in KiB."""
+    conf = test_rpc.make_conf(root, 'rss', topic, chunk_size=MiB,
+                              rpc_timeout=60, pull_timeout=600,
+                              history_max_bytes=1024 * MiB)
+    from nova_consolelog.rpc import api as cl_api
+    rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
+    chain = cl_chain.ConsoleLogChain.for_instance(instance, conf=conf)
+    os.makedirs(chain.directory, exist_ok=True)
+    # Warm up the client (connections, reply queue) before the baseline.
+    rpcapi.describe({}, 'src', instance)
+    before = _status_kib('VmRSS')
+    peak = [before]
+    stop = threading.Event()
+
+    def sample():
+        # ru_maxrss would carry the parent's peak across exec; sample.
+        while not stop.wait(0.005):
+            peak[0] = max(peak[0], _status_kib('VmRSS'))
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    result = transfer.pull(conf, rpcapi, 'src', instance, chain=chain)
+    stop.set()
+    sampler.join()
+    assert result.bytes == expected, result
+    print('rss', before, peak[0], _status_kib('VmHWM'), result.seconds)
+    rpcapi.transport.cleanup()
+
+
+def _status_kib(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def run():
+    problem = base.ensure_rabbitmq()
+    if problem:
+        print('cannot run: %s' % problem)
+        return
+    root = tempfile.mkdtemp(prefix='consolelog-bench-')
+    topic = 'consolelog-bench-%s' % uuid.uuid4().hex
+    src = base.HostProcess(root, 'src', topic, overrides={'chunk_size': MiB})
+    src.start()
+    try:
+        _run(root, topic, src)
+    finally:
+        src.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(root, topic, src):
+    from nova_consolelog.rpc import api as cl_api
+    conf = test_rpc.make_conf(root, 'dst', topic, chunk_size=MiB,
+                              rpc_timeout=60, pull_timeout=600,
+                              history_max_bytes=1024 * MiB)
+    rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
+    print('chunk_size %d KiB, pull_window %d, compression %s' % (
+        conf.consolelog.chunk_size // 1024, conf.consolelog.pull_window,
+        conf.consolelog.compression))
+    kombu_rate = max(raw_kombu() for _ in range(2))
+    print('raw kombu pipelined, 1 MiB messages: %7.1f MB/s (baseline)'
+          % kombu_rate)
+    rnd_instance, rnd_files = make_chain(src, SIZE, 'random', 1)
+    txt_instance, txt_files = make_chain(src, SIZE, 'text', 2)
+    rate = naive_pull(conf, rpcapi, 'src', rnd_instance, rnd_files)
+    print('naive pull, 1 call at a time, random: %7.1f MB/s  %.2fx raw kombu'
+          % (rate, rate / kombu_rate))
+    for label, instance, files, goal in (
+            ('random', rnd_instance, rnd_files, 0.5),
+            ('text', txt_instance, txt_files, 1.0)):
+        results = [our_pull(conf, rpcapi, 'src', instance, files)
+                   for _ in range(2)]
+        best = max(results, key=lambda r: r.rate)
+        rate = best.rate / 1e6
+        print('our pull, 64 MiB %-6s: %7.1f MB/s  %.2fx raw kombu (goal '
+              '>= %.1fx)  wire %.1f%% of bytes' % (
+                  label, rate, rate / kombu_rate, goal,
+                  100.0 * best.wire_bytes / best.bytes))
+    for window, chunk in ((8, MiB), (4, 4 * MiB)):
+        result = transfer.pull(
+            conf, rpcapi, 'src', rnd_instance, window=window,
+            chunk_size=chunk, chain=_fresh_chain(conf, rnd_instance))
+        rate = result.rate / 1e6
+        print('tuning: random, window %d, chunk %d KiB: %7.1f MB/s  %.2fx '
+              'raw kombu' % (window, chunk // 1024, rate, rate / kombu_rate))
+    rpcapi.transport.cleanup()
+    big_instance, big_files = make_chain(src, RSS_SIZE, 'random', 3)
+    expected = sum(len(d) for d in big_files.values())
+    del big_files
+    out = subprocess.run(
+        [sys.executable, '-c',
+         'from nova_consolelog.tests.bench import bench_transfer as b; '
+         'b.rss_child(%r, %r, %r, %d)' % (root, topic, big_instance,
+                                          expected)],
+        capture_output=True, text=True, timeout=900, cwd=base.REPO)
+    line = [x for x in out.stdout.splitlines() if x.startswith('rss')]
+    if not line:
+        print('RSS child failed: %s' % out.stderr[-2000:])
+        return
+    _, before, peak, hwm, seconds = line[0].split()
+    growth = (int(peak) - int(before)) / 1024.0
+    print('peak RSS growth pulling 256 MiB random: %.1f MiB (goal <= 32 '
+          'MiB; RSS before %.1f MiB, sampled peak %.1f MiB, VmHWM %.1f '
+          'MiB, %.1f MB/s)' % (
+              growth, int(before) / 1024.0, int(peak) / 1024.0,
+              int(hwm) / 1024.0, RSS_SIZE / float(seconds) / 1e6))
