@@ -23,6 +23,8 @@ import subprocess
 import sys
 import uuid
 
+import oslo_messaging
+
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import api as cl_api
@@ -96,6 +98,19 @@ class TestBadInputOverRPC(base.FunctionalTestCase):
             self.assertNotIn('must never be read', str(e))
         self.assertEqual(before, test_rpc_manager.tree(self.root))
         self.assertGreaterEqual(len(cases), 12)
+
+    def test_typed_errors_on_a_foreign_transport(self):
+        # nova-compute hands us its own transport, whose
+        # allowed_remote_exmods does not name our exceptions module.
+        conf, _rpcapi = self.client('nova-like')
+        transport = oslo_messaging.get_rpc_transport(
+            conf, url=base.TRANSPORT_URL, allowed_remote_exmods=[])
+        self.addCleanup(transport.cleanup)
+        api = cl_api.ConsoleLogAPI(conf, transport=transport)
+        self.assertRaises(exception.StashNotFound, api.release, {}, 'src',
+                          self.uuid, 'nosuchstash', {})
+        self.assertRaises(exception.InvalidInput, api.read_chunk, {}, 'src',
+                          self.uuid, '../secret', 0, 10)
 
 
 class TestVersionSkew(test_pull.PullTestCase):

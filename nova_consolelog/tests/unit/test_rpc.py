@@ -245,3 +245,28 @@ class TestConsoleLogRPC(test_base.BaseTestCase):
                           {}, 'src', str(uuid.uuid4()))
         self.assertRaises(exception.InvalidInput, self.rpcapi.read_chunk,
                           {}, 'src', self.uuid, '../etc/passwd', 0, 10)
+
+
+class TestRemoteErrors(test_base.BaseTestCase):
+    """Typed errors through a transport that does not allow our module."""
+
+    def _call(self, error):
+        def fn(self, ctxt, host):
+            raise error
+        return cl_api._peer_support('x')(fn)(None, {}, 'peer')
+
+    def test_our_class_comes_back(self):
+        e = self.assertRaises(
+            exception.StashNotFound, self._call,
+            oslo_messaging.RemoteError('StashNotFound', 'No stash s1', []))
+        self.assertIn('No stash s1', str(e))
+
+    def test_dispatcher_refusal_is_peer_unsupported(self):
+        for name in ('NoSuchMethod', 'UnsupportedVersion'):
+            self.assertRaises(exception.PeerUnsupported, self._call,
+                              oslo_messaging.RemoteError(name, 'no', []))
+
+    def test_other_remote_errors_stay(self):
+        for name in ('KeyError', 'ConsoleLogErrorX', 'LOG', None):
+            self.assertRaises(oslo_messaging.RemoteError, self._call,
+                              oslo_messaging.RemoteError(name, 'x', []))
