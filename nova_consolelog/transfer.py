@@ -206,6 +206,15 @@ class _Puller:
     def run(self, release):
         remote = self.describe()
         files = list(remote.files)
+        if not any(f.size for f in files):
+            # Nothing to install: an empty history file would only be
+            # clutter. The (empty) stash may still be released.
+            empty = hashlib.sha256(b'').hexdigest()
+            released = bool(release and self.stash_id is not None and
+                            self._release(files, {f.name: empty
+                                                  for f in files}))
+            return PullResult(0, len(files), 0.0, 0.0, 0, self.stash_id,
+                              released)
         imp = self.chain.begin_import(
             import_id_for(self.host, self.stash_id),
             [(f.name, f.size) for f in files],

@@ -191,6 +191,20 @@ class TestPull(test_base.BaseTestCase):
                           root=self.src.consolelog.stash_path,
                           conf=self.src)
 
+    def test_empty_stash_installs_nothing_and_is_released(self):
+        other = str(uuid.uuid4())
+        src_dir = test_rpc.write_chain(self.src, other, {'console.log': b''})
+        stash = cl_stash.Stash.create(
+            other, cl_chain.ConsoleLogChain(src_dir, conf=self.src),
+            root=self.src.consolelog.stash_path, conf=self.src)
+        chain = cl_chain.ConsoleLogChain.for_instance(other, conf=self.conf)
+        os.makedirs(chain.directory)
+        result = transfer.pull(self.conf, self.rpcapi, 'src', other,
+                               stash_id=stash.stash_id, chain=chain)
+        self.assertEqual((0, 1, True), (result.bytes, result.files,
+                                        result.released))
+        self.assertEqual([], os.listdir(chain.directory))
+
     def test_import_id_is_stable_and_valid(self):
         a = transfer.import_id_for('host-1.example.org', 'abc')
         self.assertEqual(a, transfer.import_id_for('host-1.example.org',
