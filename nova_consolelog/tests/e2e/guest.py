@@ -226,3 +226,28 @@ def read_virtlogd_chain(directory, log_name='console.log'):
     except FileNotFoundError:
         pass
     return data
+
+
+def describe_files(directory):
+    """One line per file of ``directory``: size and counter range.
+
+    Attached to failures so that a lost, repeated or misordered piece can
+    be traced to the file holding it.
+    """
+    rows = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return '%s: no such directory' % directory
+    for name in names:
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            rows.append('%s/' % name)
+            continue
+        with open(path, 'rb') as f:
+            values = counters(f.read())
+        rows.append('%s: %d bytes, %s' % (
+            name, os.path.getsize(path),
+            '%d..%d (%d lines)' % (values[0], values[-1], len(values))
+            if values else 'no counter lines'))
+    return '\n'.join(rows)

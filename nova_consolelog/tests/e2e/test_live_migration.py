@@ -38,6 +38,7 @@ and handed over, are undefined; the running one is kept.
 import os
 import shutil
 import subprocess
+import time
 import uuid as uuidlib
 
 import libvirt
@@ -146,14 +147,17 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
 
     def check_final_log(self, host, uuid):
         """Every counter exactly once, in order, in the merged read."""
-        merged = cl_chain.ConsoleLogChain(
-            os.path.join(host.instances_path, uuid)).read_tail(
-                MERGED_READ_BYTES)
+        directory = os.path.join(host.instances_path, uuid)
+        merged = cl_chain.ConsoleLogChain(directory).read_tail(
+            MERGED_READ_BYTES)
         values = guest.counters(merged)
         LOG.info('%s final on %s: merged log %d..%d, %d lines checked',
                  uuid, host.name, values[0], values[-1], len(values))
-        self.assertEqual(1, values[0], 'the first lines are missing')
-        self.assertEqual([], guest.check_sequence(values))
+        files = guest.describe_files(directory)
+        self.assertEqual(1, values[0],
+                         'the first lines are missing; files:\n' + files)
+        self.assertEqual([], guest.check_sequence(values),
+                         'files:\n' + files)
         return values
 
     def reap(self, computes, uuid, final):
@@ -197,6 +201,37 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
                           self.domain, self.a, uuid)
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
                          self.domain(self.b, uuid).state()[0])
+
+    def test_shared_source_virtlogd_rotates_during_migration(self):
+        """The source's virtlogd rolls over while the guest migrates.
+
+        On a shared path the chain is moved aside in pre_live_migration,
+        but the source's virtlogd keeps writing until the source QEMU stops
+        and rotates *by path*, in the shared instance directory the
+        destination's virtlogd now writes to. Start the migration when the
+        source's console.log is nearly full so that this happens.
+
+        Found by this harness (2026-11-25): the source's last lines then
+        sit in a backup numbered as if newer than the destination's first
+        full file (for example ``console.log.1`` = 585..704 and
+        ``console.log.2`` = 705..996), and the merged read, which orders
+        backups by number, returns them out of order. Their modification
+        times are in the true order.
+        """
+        a, b = self.compute_hosts(shared=True)
+        uuid = self.start_guest(self.a, shared=True)
+        directory = self.a.instance_dir(uuid, shared=True)
+        self.wait_for_counter(directory, base.LINES_PER_HOP)
+        log = os.path.join(directory, 'console.log')
+        deadline = time.monotonic() + 30
+        while not (hosts.VIRTLOGD_MAX_SIZE - 400 <= os.path.getsize(log)
+                   < hosts.VIRTLOGD_MAX_SIZE - 200):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.005)
+        self.hop(a, b, uuid, True, 0)
+        self.wait_for_counter(directory, 1)
+        time.sleep(1)
+        self.check_final_log(b, uuid)
 
     def _failed_migration(self, shared):
         """A migration that fails after the destination QEMU started.
