@@ -52,6 +52,7 @@ every ``[consolelog] reaper_interval`` seconds and stopped by
 libvirt driver already uses looping calls for its own timed work.
 """
 
+import os
 import threading
 
 from nova import context as nova_context
@@ -76,6 +77,10 @@ CONF = cl_conf.CONF
 # instead of registering our own; after a completed migration job the
 # domain is normally stopped already at the first look.
 SHUTOFF_POLL_INTERVAL = 0.2
+
+# Under the stash root: one empty file per instance whose migrated source
+# domain this driver left defined for the reaper.
+LEFT_DEFINED_DIR = '.left-defined'
 
 
 def private_conf(instances_path):
@@ -274,12 +279,33 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
 
     def _undefine_domain(self, instance, keep_vtpm=False, keep_nvram=False):
         if getattr(self._keep_defined, 'uuid', None) == instance.uuid:
-            LOG.info('Leaving the migrated source domain defined; the '
-                     'console-log reaper undefines it once the instance '
-                     'lives elsewhere.', instance=instance)
-            return
+            try:
+                self._mark_left_defined(instance.uuid)
+                LOG.info('Leaving the migrated source domain defined; the '
+                         'console-log reaper undefines it once the '
+                         'instance lives elsewhere.', instance=instance)
+                return
+            except OSError as e:
+                LOG.warning('Cannot record the source domain as left for '
+                            'the reaper (%s); undefining it now.', e,
+                            instance=instance)
         super()._undefine_domain(instance, keep_vtpm=keep_vtpm,
                                  keep_nvram=keep_nvram)
+
+    # The reaper only ever undefines domains this driver left defined: a
+    # marker per instance under the stash root says which (it survives a
+    # restart of nova-compute). Shut-off domains of any other origin —
+    # a resize source, a stopped instance — are nova's business.
+
+    def _left_defined_marker(self, instance_uuid):
+        return os.path.join(self.consolelog.stash_root, LEFT_DEFINED_DIR,
+                            instance_uuid)
+
+    def _mark_left_defined(self, instance_uuid):
+        path = self._left_defined_marker(instance_uuid)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w'):
+            pass
 
     def post_live_migration_at_destination(self, context, instance,
                                            network_info,
@@ -349,21 +375,50 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             return []
         self._step('retry_pending')
         try:
+            conn = self._host.get_connection()
             reaper = virt.Reaper(
-                self._host.get_connection(), self.consolelog.host,
-                self._instance_host, self._stash_age,
+                conn, self.consolelog.host, self._instance_host,
+                self._stash_age,
                 stash_expiry=self.consolelog_conf.consolelog.stash_expiry)
-            return reaper.run()
+            done = reaper.run()
+            self._forget_markers(conn, done)
+            return done
         except Exception:
             LOG.exception('Console-log reaper pass failed')
             return []
 
+    def _forget_markers(self, conn, reaped):
+        """Drop the markers of domains undefined now or gone meanwhile."""
+        directory = os.path.dirname(self._left_defined_marker('x'))
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return
+        undefined = {r.uuid for r in reaped if r.action == virt.UNDEFINED}
+        for name in names:
+            if name not in undefined:
+                try:
+                    conn.lookupByUUIDString(name)
+                    continue
+                except Exception:
+                    # Not defined any more (nova deleted the instance
+                    # here, or someone undefined it).
+                    pass
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+
     def _instance_host(self, instance_uuid):
         """Where nova's database says the instance lives (None: unknown).
 
-        Deleted instances are included: their leftover domain goes as soon
-        as the instance was deleted on another host.
+        None as well for a domain this driver did not leave defined, so
+        that the reaper leaves it to nova. Deleted instances are included:
+        their leftover domain goes once the instance was deleted on
+        another host.
         """
+        if not os.path.exists(self._left_defined_marker(instance_uuid)):
+            return None
         ctxt = nova_context.get_admin_context(read_deleted='yes')
         try:
             return objects.Instance.get_by_uuid(ctxt, instance_uuid).host

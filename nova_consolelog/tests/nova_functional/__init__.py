@@ -15,3 +15,9 @@
 They need nova's test environment (``tox -e nova-functional``, which
 installs nova-functional-requirements.txt) and are not run by ``py3``.
 """
+
+# nova's functional tests must import this first: it applies nova's
+# monkey patching (eventlet, or native threads with
+# OS_NOVA_DISABLE_EVENTLET_PATCHING=True, which refuses an eventlet
+# imported earlier). A package import runs before any test module's.
+import nova.tests.functional  # noqa: F401,E402

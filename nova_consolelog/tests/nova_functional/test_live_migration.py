@@ -18,6 +18,7 @@ computes, writes console lines where virtlogd would, live-migrates through
 """
 
 import os
+import time
 
 from nova_consolelog import stash as cl_stash
 from nova_consolelog.tests.nova_functional import base
@@ -141,13 +142,29 @@ class LiveMigrationTest(base.ConsoleLogNovaTestBase):
             seen_during.extend(
                 self.src.driver.consolelog_periodic_task())
 
+        seen_at_dest = []
+        post_at_dest = self.dest.driver.post_live_migration_at_destination
+
+        def reap_before_host_update(*args, **kwargs):
+            # nova's cleanup has run on the source and left the domain;
+            # the database still says "src" until this hook returns.
+            seen_at_dest.extend(self.src.driver.consolelog_periodic_task())
+            return post_at_dest(*args, **kwargs)
+
         self.after_source_stops = reap_during
+        self.dest.driver.post_live_migration_at_destination = (
+            reap_before_host_update)
         server = self._live_migrate(self.server)
         self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        # Right after the switch-over the source has not left the domain
+        # yet (nova's cleanup has not run): not the reaper's.
+        self.assertEqual(
+            [virt.Reaped(self.uuid, virt.KEPT, 'instance unknown')],
+            seen_during)
         self.assertEqual(
             [virt.Reaped(self.uuid, virt.KEPT,
                          'instance still on this host')],
-            seen_during)
+            seen_at_dest)
 
         leftover = self.domain('src', self.uuid)
         self.assertIsNotNone(leftover, 'source domain was undefined')
@@ -167,15 +184,36 @@ class LiveMigrationTest(base.ConsoleLogNovaTestBase):
         self.assertIsNone(self.domain('src', self.uuid))
         self.assertEqual([], self.src.driver.consolelog_periodic_task())
 
-    def test_reaper_keeps_a_domain_whose_instance_is_still_here(self):
-        # A shut-off domain of an instance nova still places on this host
-        # (stopped by the user, say) is never undefined.
+    def test_reaper_leaves_domains_it_did_not_leave(self):
+        # A shut-off domain the driver did not leave behind (a stopped
+        # instance here; a resize source would be another) is nova's.
         self.server = self._stop_server(self.server)
+        self.assertEqual(
+            [virt.Reaped(self.uuid, virt.KEPT, 'instance unknown')],
+            self.src.driver.consolelog_periodic_task())
+        self.assertIsNotNone(self.domain('src', self.uuid))
+
+    def test_reaper_keeps_the_domain_when_the_instance_comes_back(self):
+        # src -> dest -> src before any reaper pass: the domain defined
+        # on src again is the instance's own and is never undefined.
+        self.write_console('src', self.uuid, lines('src', 5))
+        server = self._live_migrate(self.server)
+        server = self._live_migrate(server)
+        self.assertEqual('src', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(
+            [virt.Reaped(self.uuid, virt.KEPT, 'domain not shut off')],
+            self.src.driver.consolelog_periodic_task())
+        self._stop_server(server)
         self.assertEqual(
             [virt.Reaped(self.uuid, virt.KEPT,
                          'instance still on this host')],
             self.src.driver.consolelog_periodic_task())
         self.assertIsNotNone(self.domain('src', self.uuid))
+        # dest's leftover of the second hop goes.
+        self.assertEqual(
+            [(self.uuid, virt.UNDEFINED)],
+            [(r.uuid, r.action)
+             for r in self.dest.driver.consolelog_periodic_task()])
 
 
 class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
@@ -216,3 +254,28 @@ class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
                          self.console_output(server))
         self.assertEqual([], cl_stash.Stash.list(
             self.uuid, root=self.dest.driver.consolelog.stash_root))
+
+
+class PeriodicTaskTest(base.ConsoleLogNovaTestBase):
+    """The periodic task runs on its own (a looping call from init_host)."""
+
+    def test_leftover_domain_goes_without_being_asked(self):
+        self.flags(reaper_interval=1, group='consolelog')
+        self.src = self.start_host('src')
+        self.dest = self.start_host('dest')
+        server = self._create_server(host='src', networks='none')
+        self.write_console('src', server['id'], lines('src', 10))
+        kept = []
+
+        def domain_kept(instance_uuid, dest_host):
+            # Give the looping call a chance while nova still places the
+            # instance on the source: it must keep the domain.
+            time.sleep(1.5)
+            kept.append(self.domain('src', instance_uuid) is not None)
+
+        self.after_source_stops = domain_kept
+        server = self._live_migrate(server)
+        self.assertEqual([True], kept)
+        self.wait_for(lambda: self.domain('src', server['id']) is None,
+                      timeout=15, what='the reaper to undefine the domain')
+        self.assertIsNotNone(self.domain('dest', server['id']))
