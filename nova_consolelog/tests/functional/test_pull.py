@@ -53,6 +53,24 @@ def text_bytes(n, seed=0):
     return b''.join(lines)[:n]
 
 
+class FailureCounter:
+    """The real client, counting the chunk reads that failed."""
+
+    def __init__(self, api):
+        self.api = api
+        self.failures = 0
+
+    def __getattr__(self, name):
+        return getattr(self.api, name)
+
+    def read_chunk(self, *args, **kwargs):
+        try:
+            return self.api.read_chunk(*args, **kwargs)
+        except Exception:
+            self.failures += 1
+            raise
+
+
 class PullTestCase(base.FunctionalTestCase):
 
     def make_source(self, files, host='src', stash=True, **overrides):
@@ -106,7 +124,7 @@ class TestPull(PullTestCase):
         self.assertEqual([], self.partials(chain))
 
     def test_twenty_pulls_at_once(self):
-        self.src = self.start_host('src')
+        self.src = self.start_host('src', chunk_size=64 * 1024)
         conf, rpcapi = self.client(chunk_size=64 * 1024)
         jobs = {}
         for i in range(20):
@@ -211,8 +229,9 @@ class TestFaults(PullTestCase):
         self.assertTrue(result.released)
 
     def test_rpc_timeout(self):
-        instance, stash_id = self.make_source(self.FILES)
-        conf, rpcapi = self.client(rpc_timeout=1, pull_retries=1)
+        instance, stash_id = self.make_source(self.FILES, chunk_size=MiB)
+        conf, rpcapi = self.client(rpc_timeout=1, pull_retries=1,
+                                   chunk_size=MiB)
         chain = self.dest_chain(conf, instance)
         self.src.pause()
         self.addCleanup(self.src.resume)
@@ -222,7 +241,7 @@ class TestFaults(PullTestCase):
                           chain=chain)
         self.assertLess(time.monotonic() - started, 30)
         self.src.resume()
-        conf, rpcapi = self.client(rpc_timeout=10)
+        conf, rpcapi = self.client(rpc_timeout=10, chunk_size=MiB)
         transfer.pull(conf, rpcapi, 'src', instance, stash_id=stash_id,
                       chain=chain)
         self.assertEqual(test_rpc.chain_bytes(self.FILES),
@@ -235,11 +254,13 @@ class TestFaults(PullTestCase):
         chain = self.dest_chain(conf, instance)
         self.addCleanup(subprocess.run, ['rabbitmqctl', 'start_app'],
                         capture_output=True, check=False)
+        stopped = threading.Event()
         restarted = threading.Event()
 
         def bounce():
             subprocess.run(['rabbitmqctl', 'stop_app'], capture_output=True,
                            check=True)
+            stopped.set()
             time.sleep(1)
             subprocess.run(['rabbitmqctl', 'start_app'],
                            capture_output=True, check=True)
@@ -249,11 +270,14 @@ class TestFaults(PullTestCase):
             if done >= 2 * MiB and not hasattr(at_2mib, 'thread'):
                 at_2mib.thread = threading.Thread(target=bounce)
                 at_2mib.thread.start()
-                # Hold the pull until the broker is away.
-                time.sleep(0.5)
-        transfer.pull(conf, rpcapi, 'src', instance, stash_id=stash_id,
+                # Go on only once the broker is away: the rest of the pull
+                # has to live through the restart.
+                stopped.wait(60)
+        api = FailureCounter(rpcapi)
+        transfer.pull(conf, api, 'src', instance, stash_id=stash_id,
                       chain=chain, progress=at_2mib)
         at_2mib.thread.join(60)
         self.assertTrue(restarted.is_set())
+        self.assertGreater(api.failures, 0)
         self.assertEqual(test_rpc.chain_bytes(self.FILES),
                          self.history(chain))
