@@ -233,7 +233,7 @@ def _run(root, topic, src):
               '>= %.1fx)  wire %.1f%% of bytes' % (
                   label, rate, rate / kombu_rate, goal,
                   100.0 * best.wire_bytes / best.bytes))
-    for window, chunk in ((8, MiB), (4, 4 * MiB)):
+    for window, chunk in ((1, MiB), (8, MiB), (4, 256 * 1024)):
         result = transfer.pull(
             conf, rpcapi, 'src', rnd_instance, window=window,
             chunk_size=chunk, chain=_fresh_chain(conf, rnd_instance))
