@@ -229,9 +229,10 @@ class _Puller:
                 for f, (start, end) in ranges:
                     installed[f.name] = self._pull_file(pool, imp, f, start,
                                                         end)
-        except exception.TransferFailed:
+        except (exception.TransferFailed, exception.PeerUnsupported):
             # Keep the import: verified progress is durable and the next
             # pull with the same source resumes there.
+            imp.close()
             raise
         except (exception.ChecksumMismatch, exception.InvalidInput,
                 exception.ChainFileNotFound, exception.StashNotFound) as e:
