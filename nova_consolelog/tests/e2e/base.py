@@ -61,6 +61,10 @@ class E2ETestCase(base.BaseTestCase):
     def setUp(self):
         super().setUp()
         self.a, self.b = self.cluster.a, self.cluster.b
+        LOG.info('Hosts: libvirtd ready in %s s; %s guests',
+                 ', '.join('%.1f' % h.startup_seconds
+                           for h in self.cluster.hosts),
+                 self.cluster.virt_type)
         self.timings = []
         self.addOnException(self._attach_daemon_logs)
 
