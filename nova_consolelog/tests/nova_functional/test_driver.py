@@ -68,3 +68,33 @@ class DriverTest(base.ConsoleLogNovaTestBase):
                                                         server['id'])))
         self.assertFalse(os.path.exists(self.instance_dir('src',
                                                           server['id'])))
+
+
+class DisabledTest(base.ConsoleLogNovaTestBase):
+    """``[consolelog] enabled = False``: nova's behaviour, unchanged."""
+
+    def test_nova_behaviour_when_disabled(self):
+        self.flags(enabled=False, group='consolelog')
+        self.src = self.start_host('src')
+        self.dest = self.start_host('dest')
+        for driver in (self.src.driver, self.dest.driver):
+            self.assertTrue(driver._live_migration_flags &
+                            base.VIR_MIGRATE_UNDEFINE_SOURCE)
+        server = self._create_server(host='src', networks='none')
+        self.write_console('src', server['id'], CONSOLE)
+        server = self._live_migrate(server)
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.assertTrue(self.migration_flags[0] &
+                        base.VIR_MIGRATE_UNDEFINE_SOURCE)
+        self.assertIsNone(self.domain('src', server['id']))
+        # Nothing stashed, nothing imported: the source's log went with
+        # nova's cleanup, the destination starts a new one.
+        self.assertFalse(os.path.exists(
+            self.src.driver.consolelog.stash_root))
+        self.assertFalse(os.path.exists(
+            self.dest.driver.consolelog.stash_root))
+        self.write_console('dest', server['id'], [b'new log'])
+        # nova's own read (fakelibvirt's console is a relative
+        # "dummy.log": nothing there).
+        self.assertEqual('', self.console_output(server))
+        self.assertEqual([], self.src.driver.consolelog_periodic_task())
