@@ -246,7 +246,8 @@ class _Snapshot:
         newer_than_gap = []
         while len(newer_than_gap) in backups:
             newer_than_gap.append(backups[len(newer_than_gap)])
-        return history + newer_than_gap[::-1] + logs
+        return history + sorted(newer_than_gap + logs,
+                                key=lambda m: _order_key(m.file))
 
 
 class ConsoleLogChain:
@@ -678,11 +679,23 @@ class ConsoleLogChain:
 
 
 def _order_key(f):
+    """Oldest first: history by sequence, then virtlogd's files by mtime.
+
+    virtlogd's files are ordered by their last write, ties broken by
+    virtlogd's numbering (``.N`` … ``.0``, then ``console.log``). On a
+    chain only one virtlogd wrote, that is exactly the numbering nova reads
+    in. On a shared instance path during a live migration two virtlogds
+    rotate the same names: the source's keeps writing into the chain moved
+    aside and, when it rolls over, renames the destination's new
+    ``console.log`` to ``.0`` and starts another ``console.log``; numbers
+    then no longer follow time, but each file still holds one interval of
+    output and its mtime says when that interval ended.
+    """
     if f.kind == cl_fields.FileKind.HISTORY:
-        return (0, f.index)
+        return (0, f.index, 0)
     if f.kind == cl_fields.FileKind.BACKUP:
-        return (1, -f.index)
-    return (2, 0)
+        return (1, f.mtime, -f.index)
+    return (1, f.mtime, 1)
 
 
 def _check_regular(path, mode):

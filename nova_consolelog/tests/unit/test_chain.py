@@ -29,6 +29,10 @@ from nova_consolelog import exception
 UUID = '6f0a4b6e-1d1c-4c55-9a3a-3a3e0b0c6f11'
 
 
+# mtime of console.log in chains written by ChainTestCase.write.
+VIRTLOGD_EPOCH = 1_700_000_000
+
+
 class ChainTestCase(base.BaseTestCase):
     """A temporary directory and a private configuration."""
 
@@ -43,9 +47,22 @@ class ChainTestCase(base.BaseTestCase):
         os.mkdir(self.dir)
         self.chain = cl_chain.ConsoleLogChain(self.dir, conf=self.conf)
 
-    def write(self, name, data, directory=None):
-        with open(os.path.join(directory or self.dir, name), 'wb') as f:
+    def write(self, name, data, directory=None, chain=None):
+        """Write a chain file with the mtime virtlogd would have left.
+
+        A chain written by one virtlogd has its files' last writes in
+        rotation order (``.N`` oldest … ``.0``, then ``console.log``),
+        whatever order a test creates them in.
+        """
+        path = os.path.join(directory or self.dir, name)
+        with open(path, 'wb') as f:
             f.write(data)
+        kind_index = (chain or self.chain).classify(name)
+        if kind_index and kind_index[0] == 'backup':
+            stamp = VIRTLOGD_EPOCH - 1 - kind_index[1]
+            os.utime(path, (stamp, stamp))
+        elif kind_index and kind_index[0] == 'log':
+            os.utime(path, (VIRTLOGD_EPOCH, VIRTLOGD_EPOCH))
 
     def state(self, directory=None):
         """Everything in a directory: names, contents, modes."""
@@ -98,14 +115,41 @@ class TestScan(ChainTestCase):
         self.assertEqual([], self.chain.scan())
 
     def test_custom_log_name(self):
-        self.write('serial.txt', b'a')
-        self.write('serial.txt.0', b'b')
-        self.write('console.log', b'c')
         chain = cl_chain.ConsoleLogChain(self.dir, log_name='serial.txt',
                                          conf=self.conf)
+        self.write('serial.txt', b'a', chain=chain)
+        self.write('serial.txt.0', b'b', chain=chain)
+        self.write('console.log', b'c', chain=chain)
         self.assertEqual(['serial.txt.0', 'serial.txt'],
                          [f.name for f in chain.scan()])
         self.assertEqual(b'ba', chain.read_tail())
+
+    def test_two_virtlogds_order_by_last_write(self):
+        # A shared instance path mid-migration: the source's virtlogd
+        # rolled over after the chain was moved aside, renaming the
+        # destination's new console.log to .0 and writing its last lines
+        # to a new console.log; then the destination's virtlogd rolled
+        # over too. Numbers no longer follow time; last writes do.
+        self.write('console.history.000001', b'H ')
+        self.write('console.log.1', b'dst-1 ')
+        self.write('console.log.0', b'src-last ')
+        self.write('console.log', b'dst-2')
+        for name, stamp in (('console.log.1', 30), ('console.log.0', 10),
+                            ('console.log', 40)):
+            os.utime(os.path.join(self.dir, name), (stamp, stamp))
+        self.assertEqual(['console.history.000001', 'console.log.0',
+                          'console.log.1', 'console.log'],
+                         [f.name for f in self.chain.scan()])
+        self.assertEqual(b'H src-last dst-1 dst-2', self.chain.read_tail())
+        self.assertEqual(b'H src-last dst-1 dst-2',
+                         self.chain.read(0).data)
+
+    def test_equal_mtimes_keep_virtlogd_numbering(self):
+        for name in ('console.log', 'console.log.0', 'console.log.1'):
+            self.write(name, name.encode() + b' ')
+            os.utime(os.path.join(self.dir, name), (5, 5))
+        self.assertEqual(b'console.log.1 console.log.0 console.log ',
+                         self.chain.read_tail())
 
     def test_empty_directory(self):
         self.assertEqual([], self.chain.scan())
