@@ -62,6 +62,8 @@ LOG = logging.getLogger(__name__)
 ROLE_SOURCE = 'source'
 ROLE_DESTINATION = 'destination'
 RECORDS_DIR = '.handover'
+# After a failed call, console reads leave a peer alone this long.
+PEER_QUIET_SECONDS = 60
 
 
 class HandoverRecord:
@@ -166,6 +168,7 @@ class ConsoleLogMigration:
             self.instances_path, '.consolelog-stash')
         self.records_dir = os.path.join(self.stash_root, RECORDS_DIR)
         self._wait_for_shutoff = wait_for_shutoff
+        self._peer_quiet_until = {}
 
     @property
     def enabled(self):
@@ -329,9 +332,42 @@ class ConsoleLogMigration:
         chain = self.chain(instance_uuid)
         for stash in self.stashes(instance_uuid):
             os.makedirs(chain.directory, exist_ok=True)
+            newcomer = self._clear_the_way(instance_uuid, chain, stash)
             stash.restore(chain.directory)
             LOG.info('Restored console-log stash %s of instance %s',
                      stash.stash_id, instance_uuid)
+            if newcomer is not None:
+                newcomer.install_as_history(chain)
+
+    def _clear_the_way(self, instance_uuid, chain, stash):
+        """Free the stashed names before they move back.
+
+        A failed migration on a shared instance path may have started the
+        incoming QEMU, whose virtlogd created a new ``console.log`` where
+        the stash must go back. The stash cannot be copied instead: the
+        source's QEMU still runs and writes into the stashed file through
+        virtlogd's descriptor, and a copy would miss every later line. So
+        the newcomer makes room: empty files (the usual case: the guest
+        never ran there) are removed; a newcomer with output is stashed
+        itself and returned, to be kept as history once the original chain
+        is back.
+        """
+        stashed = {f.name for f in stash.chain.scan()}
+        taken = [f for f in chain.scan() if f.name in stashed]
+        if not taken:
+            return None
+        if all(f.size == 0 for f in taken):
+            for f in taken:
+                os.unlink(os.path.join(chain.directory, f.name))
+            return None
+        newcomer = cl_stash.Stash.create(instance_uuid, chain,
+                                         root=self.stash_root,
+                                         conf=self.conf)
+        LOG.warning('Instance %s: the failed incoming QEMU wrote console '
+                    'output; it is kept as history (stash %s) next to the '
+                    'restored console log', instance_uuid,
+                    newcomer.stash_id)
+        return newcomer
 
     # -- reading ---------------------------------------------------------
 
@@ -367,6 +403,8 @@ class ConsoleLogMigration:
         if record is None or record.get('shared') or self.rpcapi is None:
             return stashes + [local]
         peer = record['peer']
+        if time.time() < self._peer_quiet_until.get(peer, 0):
+            return stashes + [local]
         try:
             if record['role'] == ROLE_DESTINATION:
                 remote = self._peer_source_part(peer, instance_uuid,
@@ -378,8 +416,12 @@ class ConsoleLogMigration:
                 return stashes + [remote]
             return [local, remote]
         except Exception as e:
+            # A peer without our endpoint looks like a slow one (the call
+            # times out): do not make every console read wait for it.
+            self._peer_quiet_until[peer] = time.time() + PEER_QUIET_SECONDS
             LOG.warning('Console output of instance %s may miss the part '
-                        'held by %s: %s', instance_uuid, peer, e)
+                        'held by %s (not asked again for %ss): %s',
+                        instance_uuid, peer, PEER_QUIET_SECONDS, e)
             return stashes + [local]
 
     def _peer_source_part(self, peer, instance_uuid, max_bytes):
@@ -437,6 +479,16 @@ class ConsoleLogMigration:
                 self._forget_finished_source(rec, data)
                 continue
             if data.get('state') != 'pulling':
+                continue
+            if time.time() - data.get('created', 0) > \
+                    self.conf.consolelog.stash_expiry:
+                # The source has expired its stash by now.
+                LOG.warning('Giving up the console-log import of instance '
+                            '%s from %s after %ss: its earlier console '
+                            'output is not migrated', rec.instance_uuid,
+                            data.get('peer'),
+                            self.conf.consolelog.stash_expiry)
+                rec.remove()
                 continue
             try:
                 if self._import(rec.instance_uuid, data['peer'],

@@ -224,3 +224,57 @@ class TestSharedMigration(MigrationTestBase):
         self.assertEqual(names,
                          sorted(os.listdir(self.src.instance_dir(self.uuid))))
         self.assertEqual(self.before, self.src.read(self.uuid))
+
+    def test_rollback_after_the_incoming_qemu_started(self):
+        # virtlogd on the source holds console.log open; after the move
+        # aside it keeps writing into the stashed file, and after the
+        # rollback into the restored one.
+        path = os.path.join(self.src.instance_dir(self.uuid), 'console.log')
+        with open(path, 'ab', buffering=0) as virtlogd:
+            self.migrate_until_switchover()
+            virtlogd.write(b'during\r\n')
+            self.dst.steps.rollback_at_destination(self.uuid, 'src', True)
+            virtlogd.write(b'after\r\n')
+        self.assertEqual(self.before + b'during\r\nafter\r\n',
+                         self.src.read(self.uuid))
+        self.assertFalse(self.dst.steps.has_stash(self.uuid))
+
+    def test_rollback_keeps_output_of_the_failed_incoming_qemu(self):
+        path = os.path.join(self.src.instance_dir(self.uuid), 'console.log')
+        with open(path, 'ab', buffering=0) as virtlogd:
+            self.migrate_until_switchover()
+            self.dst.append(self.uuid, 'console.log', b'incoming\r\n')
+            self.dst.steps.rollback_at_destination(self.uuid, 'src', True)
+            virtlogd.write(b'after\r\n')
+        whole = self.src.read(self.uuid)
+        self.assertIn(b'incoming\r\n', whole)
+        self.assertTrue(whole.endswith(self.before + b'after\r\n'))
+        self.assertFalse(self.dst.steps.has_stash(self.uuid))
+
+
+class TestUnreachablePeer(MigrationTestBase):
+
+    def test_reads_do_not_wait_for_a_silent_peer_every_time(self):
+        self.migrate_until_switchover()
+        self.hosts.servers['src'].stop()
+        self.dst.conf.set_override('rpc_timeout', 1, group='consolelog')
+        calls = []
+        real = self.dst.rpcapi.list_stashes
+
+        def counting(*args, **kwargs):
+            calls.append(args)
+            return real(*args, **kwargs)
+
+        self.dst.rpcapi.list_stashes = counting
+        self.dst.append(self.uuid, 'console.log', b'new\r\n')
+        self.assertEqual(b'new\r\n', self.dst.read(self.uuid))
+        self.assertEqual(b'new\r\n', self.dst.read(self.uuid))
+        self.assertEqual(1, len(calls))
+
+    def test_owed_import_is_given_up_after_the_stash_expiry(self):
+        self.migrate_until_switchover()
+        record = self.dst.steps.record(self.uuid)
+        record.update(state='pulling', created=0)
+        self.dst.conf.set_override('stash_expiry', 60, group='consolelog')
+        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertIsNone(record.load())
