@@ -19,7 +19,6 @@ computes, writes console lines where virtlogd would, live-migrates through
 
 import os
 import time
-import unittest
 
 from nova_consolelog import stash as cl_stash
 from nova_consolelog.tests.nova_functional import base
@@ -294,13 +293,6 @@ class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
     def test_rollback_before_the_incoming_qemu_started(self):
         self._rollback_keeps_the_chain(incoming_qemu_started=False)
 
-    # KNOWN BUG (stash.restore / migration.rollback_at_destination): the
-    # failed incoming QEMU left a new console.log, so restore installs the
-    # stash as history and releases it; the still-running source QEMU
-    # writes on into the released (unlinked) inode and those lines are
-    # lost. Marked as an expected failure so that the fix turns it into an
-    # unexpected success, which fails the run until this marker goes.
-    @unittest.expectedFailure
     def test_rollback_after_the_incoming_qemu_started(self):
         self._rollback_keeps_the_chain(incoming_qemu_started=True)
 
