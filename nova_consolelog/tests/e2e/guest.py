@@ -241,13 +241,18 @@ def describe_files(directory):
         return '%s: no such directory' % directory
     for name in names:
         path = os.path.join(directory, name)
-        if not os.path.isfile(path):
+        try:
+            with open(path, 'rb') as f:
+                data = f.read()
+        except IsADirectoryError:
             rows.append('%s/' % name)
             continue
-        with open(path, 'rb') as f:
-            values = counters(f.read())
+        except FileNotFoundError:  # moved or deleted while listing
+            rows.append('%s: gone while listed' % name)
+            continue
+        values = counters(data)
         rows.append('%s: %d bytes, %s' % (
-            name, os.path.getsize(path),
+            name, len(data),
             '%d..%d (%d lines)' % (values[0], values[-1], len(values))
             if values else 'no counter lines'))
     return '\n'.join(rows)
