@@ -32,8 +32,9 @@ source's stash and the destination's import the console is split between
 the hosts (the hand-over window, where nova has its cleanup and an RPC); a
 pause there makes sure the window is read many times.
 
-Found by this test (2026-11-25; both tests failed in each of 8 runs, one to
-three bad reads per reader, counters from the failure listings):
+Found by this test (2026-11-25; the shared test failed in 8 runs of 8, the
+non-shared one in 7 of 8, with one to three bad reads per reader; the
+counters are from the failure listings):
 
 * a read that lists the stashes, then reads the instance directory, misses
   whatever ``Stash.create`` moved in between: the source (the host nova
