@@ -44,15 +44,21 @@ and returns. ``retry_pending`` retries unfinished imports and expires old
 stashes.
 """
 
+import contextlib
+import fcntl
 import json
 import os
+import re
+import threading
 import time
 
 from oslo_log import log as logging
+import oslo_messaging
 from oslo_utils import uuidutils
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog.objects import console_log as objects
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
@@ -64,6 +70,49 @@ ROLE_DESTINATION = 'destination'
 RECORDS_DIR = '.handover'
 # After a failed call, console reads leave a peer alone this long.
 PEER_QUIET_SECONDS = 60
+# A console read that finds the hand-over state changed under it (a stash
+# made or released, an import committed) starts again, this many times.
+READ_ATTEMPTS = 5
+STATE_INSTALLED = 'installed'
+
+_held_locks = threading.local()
+
+
+@contextlib.contextmanager
+def instance_lock(directory, instance_uuid, shared=False):
+    """Serialise hand-over state changes with console reads of an instance.
+
+    Moving a chain into a stash, installing a stash as history, restoring
+    one and committing an import change which files hold an instance's
+    console output; a read in the middle would miss or repeat bytes. State
+    changes hold the lock exclusively, reads shared. It is an flock on a
+    file under the stash root, so on a shared instance path both hosts
+    take the same lock. Re-entrant within a thread (a state change may
+    read). The small lock files are never removed: removing a lock file
+    others may be waiting on would let two holders in.
+    """
+    held = getattr(_held_locks, 'paths', None)
+    if held is None:
+        held = _held_locks.paths = set()
+    path = os.path.join(directory, instance_uuid + '.lock')
+    if path in held:
+        yield
+        return
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
+    finally:
+        os.close(fd)
+
+
+class _StateChanged(Exception):
+    """The hand-over moved on during a read; read again."""
 
 
 class HandoverRecord:
@@ -166,7 +215,10 @@ class ConsoleLogMigration:
         self.instances_path = instances_path or group.instances_path
         self.stash_root = group.stash_path or os.path.join(
             self.instances_path, '.consolelog-stash')
-        self.records_dir = os.path.join(self.stash_root, RECORDS_DIR)
+        self.locks_dir = os.path.join(self.stash_root, RECORDS_DIR)
+        # Per host: on a shared instance path both hosts see one stash root.
+        self.records_dir = os.path.join(
+            self.locks_dir, re.sub(r'[^A-Za-z0-9_.-]', '_', host))
         self._wait_for_shutoff = wait_for_shutoff
         self._peer_quiet_until = {}
 
@@ -186,6 +238,9 @@ class ConsoleLogMigration:
 
     def record(self, instance_uuid):
         return HandoverRecord(self.records_dir, instance_uuid)
+
+    def lock(self, instance_uuid, shared=False):
+        return instance_lock(self.locks_dir, instance_uuid, shared=shared)
 
     def stashes(self, instance_uuid):
         """This host's stashes of an instance, oldest first."""
@@ -221,11 +276,14 @@ class ConsoleLogMigration:
         stash_ids = []
         if shared_instance_path:
             chain = self.chain(instance_uuid)
-            if os.path.isdir(chain.directory) and chain.scan():
-                stash = cl_stash.Stash.create(
-                    instance_uuid, chain, root=self.stash_root,
-                    live_names=(self.conf.consolelog.log_name,),
-                    conf=self.conf)
+            with self.lock(instance_uuid):
+                stash = None
+                if os.path.isdir(chain.directory) and chain.scan():
+                    stash = cl_stash.Stash.create(
+                        instance_uuid, chain, root=self.stash_root,
+                        live_names=(self.conf.consolelog.log_name,),
+                        conf=self.conf)
+            if stash is not None:
                 stash_ids.append(stash.stash_id)
                 LOG.info('Moved the console log of instance %s aside to '
                          'stash %s before the incoming QEMU starts',
@@ -259,13 +317,15 @@ class ConsoleLogMigration:
             record.remove()
             return
         chain = self.chain(instance_uuid)
-        if not os.path.isdir(chain.directory) or not chain.scan():
-            record.remove()
-            return
-        stash = cl_stash.Stash.create(instance_uuid, chain,
-                                      root=self.stash_root, conf=self.conf)
-        record.save(role=ROLE_SOURCE, peer=dest_host, shared=False,
-                    state='stashed', stash_ids=[stash.stash_id])
+        with self.lock(instance_uuid):
+            if not os.path.isdir(chain.directory) or not chain.scan():
+                record.remove()
+                return
+            stash = cl_stash.Stash.create(instance_uuid, chain,
+                                          root=self.stash_root,
+                                          conf=self.conf)
+            record.save(role=ROLE_SOURCE, peer=dest_host, shared=False,
+                        state='stashed', stash_ids=[stash.stash_id])
         LOG.info('Stashed the console log of instance %s (%s) for %s',
                  instance_uuid, stash.stash_id, dest_host)
 
@@ -287,9 +347,10 @@ class ConsoleLogMigration:
         chain = self.chain(instance_uuid)
         os.makedirs(chain.directory, exist_ok=True)
         if shared_instance_path:
-            for stash in self.stashes(instance_uuid):
-                stash.install_as_history(chain)
-            record.remove()
+            with self.lock(instance_uuid):
+                for stash in self.stashes(instance_uuid):
+                    stash.install_as_history(chain)
+                record.remove()
             return True
         if self.rpcapi is None:
             raise exception.TransferFailed(
@@ -297,17 +358,36 @@ class ConsoleLogMigration:
                 reason='no RPC client on this host')
         try:
             sets = self.rpcapi.list_stashes(
-                {}, source_host, instance_uuid)
+                {}, source_host, instance_uuid, checksums=True)
         except exception.PeerUnsupported as e:
             LOG.warning('Console log of instance %s not migrated: %s',
                         instance_uuid, e)
             record.remove()
             return False
+        # Every stash is installed before any is released, and the record
+        # says so in between: until then a console read here takes the old
+        # part from the source (and ignores the new history), from then on
+        # from the history (and ignores the source).
         for remote in sets:
             transfer.pull(self.conf, self.rpcapi, source_host, instance_uuid,
-                          stash_id=remote.stash_id, chain=chain)
+                          stash_id=remote.stash_id, chain=chain,
+                          release=False)
+        with self.lock(instance_uuid):
+            record.update(state=STATE_INSTALLED)
+        for remote in sets:
+            self._release(source_host, instance_uuid, remote)
         record.remove()
         return True
+
+    def _release(self, source_host, instance_uuid, remote):
+        sha256s = {f.name: f.sha256 for f in remote.files}
+        try:
+            self.rpcapi.release({}, source_host, instance_uuid,
+                                remote.stash_id, sha256s)
+        except Exception as e:
+            LOG.warning('Console log of instance %s is installed, but %s did '
+                        'not release its stash %s: %s (it expires there)',
+                        instance_uuid, source_host, remote.stash_id, e)
 
     @_guarded
     def rollback_at_source(self, instance_uuid):
@@ -329,6 +409,10 @@ class ConsoleLogMigration:
         self.record(instance_uuid).remove()
 
     def _restore_stashes(self, instance_uuid):
+        with self.lock(instance_uuid):
+            self._restore_stashes_locked(instance_uuid)
+
+    def _restore_stashes_locked(self, instance_uuid):
         chain = self.chain(instance_uuid)
         for stash in self.stashes(instance_uuid):
             os.makedirs(chain.directory, exist_ok=True)
@@ -376,19 +460,28 @@ class ConsoleLogMigration:
 
         Outside a migration this is exactly nova's read extended by the
         imported history. During a hand-over the part held elsewhere (a
-        stash, or the peer host) is merged in, oldest first.
+        stash, or the peer host) is merged in, oldest first. A read that
+        finds the hand-over moved on under it (a stash made or released,
+        an import committed) starts again.
         """
         max_bytes = self.conf.consolelog.max_console_bytes
         chain = self.chain(instance_uuid)
-        stashes = [s.chain.read_tail(max_bytes)
-                   for s in self.stashes(instance_uuid)] if self.enabled \
-            else []
-        record = self.record(instance_uuid).load() if self.enabled else None
-        if not stashes and (record is None or record.get('shared')):
-            return self._local_tail(chain, max_bytes, length)
-        parts = self._handover_parts(instance_uuid, chain, record, stashes,
-                                     max_bytes)
-        return cl_chain.last_lines(b''.join(parts)[-max_bytes:], length)
+        if self.enabled:
+            for attempt in range(READ_ATTEMPTS):
+                try:
+                    merged = self._merged_tail(
+                        instance_uuid, chain, max_bytes,
+                        last_attempt=attempt == READ_ATTEMPTS - 1)
+                except _StateChanged:
+                    continue
+                if merged is not None:
+                    return cl_chain.last_lines(merged, length)
+                break
+            else:
+                LOG.warning('Console log of instance %s kept changing '
+                            'hands during %d reads; returning this host\'s '
+                            'part only', instance_uuid, READ_ATTEMPTS)
+        return self._local_tail(chain, max_bytes, length)
 
     def _local_tail(self, chain, max_bytes, length=None):
         try:
@@ -396,57 +489,144 @@ class ConsoleLogMigration:
         except exception.InstanceDirNotFound:
             return b''
 
-    def _handover_parts(self, instance_uuid, chain, record, stashes,
-                        max_bytes):
-        """Oldest-first byte tails making up the whole console right now."""
-        local = self._local_tail(chain, max_bytes)
-        if record is None or record.get('shared') or self.rpcapi is None:
-            return stashes + [local]
+    @staticmethod
+    def _join(parts, max_bytes):
+        return b''.join(parts)[-max_bytes:] if max_bytes else b''
+
+    def _merged_tail(self, instance_uuid, chain, max_bytes, last_attempt):
+        """Last ``max_bytes`` over every part; None: nothing to merge.
+
+        Parts are read newest first. The older part may still grow while
+        the newer one is read (the source's QEMU writes into its stash
+        until it stops; on a shared path its virtlogd may even roll over
+        into the instance directory): read in this order, such bytes are
+        either in the result or newer than everything in it, never a gap.
+        """
+        with self.lock(instance_uuid, shared=True):
+            record = self.record(instance_uuid).load()
+            stashes = self.stashes(instance_uuid)
+            if record is None and not stashes:
+                return None
+            if (record is None or record.get('shared') or
+                    self.rpcapi is None or
+                    record.get('state') == STATE_INSTALLED):
+                # Everything is on this host (or its shared storage).
+                try:
+                    local = self._local_tail(chain, max_bytes)
+                    older = [s.chain.read_tail(max_bytes) for s in stashes]
+                except exception.ConsoleLogError as e:
+                    raise _StateChanged() from e
+                return self._join(older + [local], max_bytes)
         peer = record['peer']
         if time.time() < self._peer_quiet_until.get(peer, 0):
-            return stashes + [local]
+            return None
         try:
             if record['role'] == ROLE_DESTINATION:
-                remote = self._peer_source_part(peer, instance_uuid,
-                                                max_bytes)
-                return stashes + [remote, local]
-            remote = self._peer_destination_part(peer, instance_uuid,
-                                                 max_bytes, bool(stashes))
-            if stashes:
-                return stashes + [remote]
-            return [local, remote]
-        except Exception as e:
+                return self._destination_tail(instance_uuid, chain, peer,
+                                              record, max_bytes)
+            return self._source_tail(instance_uuid, chain, peer, max_bytes,
+                                     last_attempt)
+        except _StateChanged:
+            raise
+        except (oslo_messaging.MessagingException,
+                exception.PeerUnsupported) as e:
             # A peer without our endpoint looks like a slow one (the call
             # times out): do not make every console read wait for it.
             self._peer_quiet_until[peer] = time.time() + PEER_QUIET_SECONDS
             LOG.warning('Console output of instance %s may miss the part '
                         'held by %s (not asked again for %ss): %s',
                         instance_uuid, peer, PEER_QUIET_SECONDS, e)
-            return stashes + [local]
+            return None
+        except exception.ConsoleLogError as e:
+            LOG.warning('Console output of instance %s may miss the part '
+                        'held by %s: %s', instance_uuid, peer, e)
+            return None
 
-    def _peer_source_part(self, peer, instance_uuid, max_bytes):
-        """What the source still holds: its stashes, else its live chain."""
-        sets = self.rpcapi.list_stashes({}, peer, instance_uuid,
-                                        tail_bytes=max_bytes)
-        if not sets:
-            sets = [self.rpcapi.describe({}, peer, instance_uuid,
-                                         tail_bytes=max_bytes)]
-        return b''.join(s.merged_tail(max_bytes) for s in sets)
+    def _destination_tail(self, instance_uuid, chain, peer, record,
+                          max_bytes):
+        """Destination before the import: the source's part + our new one.
 
-    def _peer_destination_part(self, peer, instance_uuid, max_bytes,
-                               only_new):
-        """What the destination's virtlogd has written since its QEMU start.
-
-        While this host still has its stash, the destination's history (if
-        it has already imported the stash) would repeat it: take only the
-        destination's virtlogd files then.
+        Our history is left out until the record says the import is
+        installed: until then the source still holds that part (it only
+        releases its stash afterwards).
         """
-        remote = self.rpcapi.describe({}, peer, instance_uuid,
-                                      tail_bytes=max_bytes)
-        if only_new:
-            remote.files = [f for f in remote.files
-                            if f.kind != cl_fields.FileKind.HISTORY]
-        return remote.merged_tail(max_bytes)
+        with self.lock(instance_uuid, shared=True):
+            new = self._tail_of(chain, max_bytes, history=False)
+        older = self._source_part(peer, instance_uuid, max_bytes)
+        now = self.record(instance_uuid).load()
+        if now is None or now.get('state') != record.get('state'):
+            raise _StateChanged()
+        return self._join([older, new], max_bytes)
+
+    def _tail_of(self, chain, max_bytes, history=True):
+        try:
+            found = chain.describe(self.host, chain.instance,
+                                   tail_bytes=max_bytes)
+        except exception.InstanceDirNotFound:
+            return b''
+        except exception.ConsoleLogError as e:
+            raise _StateChanged() from e
+        if not history:
+            found.files = [f for f in found.files
+                           if f.kind != cl_fields.FileKind.HISTORY]
+        return found.merged_tail(max_bytes)
+
+    def _source_part(self, peer, instance_uuid, max_bytes):
+        """What the source holds: its stashes, else its live chain.
+
+        Two calls, not atomic: a stash made between them empties the live
+        chain, so an empty answer is asked again once.
+        """
+        for _ in range(2):
+            sets = self.rpcapi.list_stashes({}, peer, instance_uuid,
+                                            tail_bytes=max_bytes)
+            if sets:
+                return b''.join(s.merged_tail(max_bytes) for s in sets)
+            try:
+                live = self.rpcapi.describe({}, peer, instance_uuid,
+                                            tail_bytes=max_bytes)
+            except exception.InstanceDirNotFound:
+                continue
+            if live.files:
+                return live.merged_tail(max_bytes)
+        return b''
+
+    def _source_tail(self, instance_uuid, chain, peer, max_bytes,
+                     last_attempt):
+        """Source during a hand-over: our part + the destination's new one.
+
+        While we hold the older part (a stash, or the live chain before the
+        stash is made) the destination's history would repeat it: only its
+        virtlogd files count then. Once our stash is released, the
+        destination's history holds our part.
+        """
+        try:
+            remote = self.rpcapi.describe({}, peer, instance_uuid,
+                                          tail_bytes=max_bytes)
+        except exception.InstanceDirNotFound:
+            # The destination has not made the instance directory yet.
+            remote = objects.ConsoleLogSet(files=[])
+        history = [f for f in remote.files
+                   if f.kind == cl_fields.FileKind.HISTORY]
+        full = remote.merged_tail(max_bytes)
+        remote.files = [f for f in remote.files
+                        if f.kind != cl_fields.FileKind.HISTORY]
+        new = remote.merged_tail(max_bytes)
+        with self.lock(instance_uuid, shared=True):
+            try:
+                older = [s.chain.read_tail(max_bytes)
+                         for s in self.stashes(instance_uuid)]
+            except exception.ConsoleLogError as e:
+                raise _StateChanged() from e
+            if not older:
+                older = [self._tail_of(chain, max_bytes)]
+        if any(older):
+            return self._join(older + [new], max_bytes)
+        if history or last_attempt:
+            return full
+        # Our stash went between the two reads: the destination has its
+        # history by now.
+        raise _StateChanged()
 
     # -- housekeeping ----------------------------------------------------
 

@@ -216,6 +216,17 @@ class TestSharedMigration(MigrationTestBase):
         self.assertEqual(whole, self.dst.read(self.uuid))
         self.assertFalse(self.dst.steps.has_stash(self.uuid))
 
+    def test_each_host_keeps_its_own_record(self):
+        # One stash root on shared storage: the records must not collide.
+        self.migrate_until_switchover()
+        self.assertEqual('source',
+                         self.src.steps.record(self.uuid).load()['role'])
+        self.assertEqual('destination',
+                         self.dst.steps.record(self.uuid).load()['role'])
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', True)
+        self.assertIsNone(self.src.steps.record(self.uuid).load())
+        self.assertIsNotNone(self.dst.steps.record(self.uuid).load())
+
     def test_rollback_restores_the_chain_byte_for_byte(self):
         names = sorted(os.listdir(self.src.instance_dir(self.uuid)))
         self.dst.steps.pre_live_migration(self.uuid, 'src', True)
