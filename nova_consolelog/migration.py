@@ -416,42 +416,38 @@ class ConsoleLogMigration:
         chain = self.chain(instance_uuid)
         for stash in self.stashes(instance_uuid):
             os.makedirs(chain.directory, exist_ok=True)
-            newcomer = self._clear_the_way(instance_uuid, chain, stash)
-            stash.restore(chain.directory)
+            self._restore(chain, stash)
             LOG.info('Restored console-log stash %s of instance %s',
                      stash.stash_id, instance_uuid)
-            if newcomer is not None:
-                newcomer.install_as_history(chain)
 
-    def _clear_the_way(self, instance_uuid, chain, stash):
-        """Free the stashed names before they move back.
+    def _restore(self, chain, stash):
+        """Put a stash back after a failed migration, losing nothing.
 
-        A failed migration on a shared instance path may have started the
-        incoming QEMU, whose virtlogd created a new ``console.log`` where
-        the stash must go back. The stash cannot be copied instead: the
-        source's QEMU still runs and writes into the stashed file through
-        virtlogd's descriptor, and a copy would miss every later line. So
-        the newcomer makes room: empty files (the usual case: the guest
-        never ran there) are removed; a newcomer with output is stashed
-        itself and returned, to be kept as history once the original chain
-        is back.
+        The source's QEMU still runs and may still write into the stashed
+        ``console.log`` through virtlogd's descriptor, so the stash is
+        never copied here. Usually the failed incoming QEMU's virtlogd left
+        just an empty ``console.log``: it goes and the files move back
+        under their names. Anything else in the way means the source's
+        virtlogd has rolled over since the chain moved (on a shared path it
+        rotates the names in the instance directory): what is there is
+        newer than the stash, so the stash moves in by rename as the newest
+        history, which virtlogd never touches.
         """
-        stashed = {f.name for f in stash.chain.scan()}
-        taken = [f for f in chain.scan() if f.name in stashed]
+        stashed = [f.name for f in stash.chain.scan()]
+        taken = [f for f in chain.scan() if f.name in set(stashed)]
         if not taken:
-            return None
-        if all(f.size == 0 for f in taken):
-            for f in taken:
-                os.unlink(os.path.join(chain.directory, f.name))
-            return None
-        newcomer = cl_stash.Stash.create(instance_uuid, chain,
-                                         root=self.stash_root,
-                                         conf=self.conf)
-        LOG.warning('Instance %s: the failed incoming QEMU wrote console '
-                    'output; it is kept as history (stash %s) next to the '
-                    'restored console log', instance_uuid,
-                    newcomer.stash_id)
-        return newcomer
+            stash.restore(chain.directory)
+            return
+        if [(f.name, f.size) for f in taken] == [(chain.log_name, 0)]:
+            os.unlink(os.path.join(chain.directory, chain.log_name))
+            stash.restore(chain.directory)
+            return
+        chain.adopt_as_history(
+            [os.path.join(stash.path, name) for name in stashed])
+        stash.release()
+        LOG.warning('Instance %s: the console log was rotated since it was '
+                    'moved aside; the moved files are back as history',
+                    stash.instance_uuid)
 
     # -- reading ---------------------------------------------------------
 

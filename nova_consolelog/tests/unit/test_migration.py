@@ -258,8 +258,25 @@ class TestSharedMigration(MigrationTestBase):
             self.dst.steps.rollback_at_destination(self.uuid, 'src', True)
             virtlogd.write(b'after\r\n')
         whole = self.src.read(self.uuid)
+        self.assertEqual(len(self.before) + len(b'after\r\nincoming\r\n'),
+                         len(whole))
         self.assertIn(b'incoming\r\n', whole)
-        self.assertTrue(whole.endswith(self.before + b'after\r\n'))
+        self.assertTrue(whole.startswith(self.before + b'after\r\n'))
+        self.assertFalse(self.dst.steps.has_stash(self.uuid))
+
+    def test_rollback_after_the_source_rolled_over(self):
+        # The source's virtlogd rotated after the move aside: it renamed
+        # the incoming QEMU's empty console.log to .0 and writes a new
+        # console.log, while the stashed one is no longer written.
+        self.migrate_until_switchover()
+        path = self.src.instance_dir(self.uuid)
+        os.rename(os.path.join(path, 'console.log'),
+                  os.path.join(path, 'console.log.0'))
+        self.src.append(self.uuid, 'console.log', b'rolled\r\n')
+        self.dst.steps.rollback_at_destination(self.uuid, 'src', True)
+        self.src.append(self.uuid, 'console.log', b'after\r\n')
+        self.assertEqual(self.before + b'rolled\r\nafter\r\n',
+                         self.src.read(self.uuid))
         self.assertFalse(self.dst.steps.has_stash(self.uuid))
 
 
