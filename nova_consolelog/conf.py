@@ -162,6 +162,37 @@ Seconds to wait for one console-log RPC call.
 Total seconds a pull may take, retries included. When it runs out, the
 source keeps its stash and the pull is retried later by a periodic task.
 """),
+    cfg.BoolOpt(
+        'bulk_transfer',
+        default=True,
+        help="""
+Pull console logs over the binary bulk channel (RPC 1.2) when the transport
+is ``rabbit://`` and the peer supports it: chunk bytes travel as raw AMQP
+messages on the same RabbitMQ instead of base64 inside JSON RPC replies,
+which costs several times less CPU. Other transports, and peers of older
+releases, are pulled with RPC chunk calls.
+"""),
+    cfg.IntOpt(
+        'bulk_window',
+        default=8 * 1024 * 1024,
+        min=64 * 1024,
+        max=64 * 1024 * 1024,
+        help="""
+Bytes a puller asks for with one bulk call (RPC 1.2); two windows are kept in
+flight. The source publishes a window as ``chunk_size`` messages and refuses
+(caps) larger requests, so this also bounds the bytes queued for one puller.
+"""),
+    cfg.BoolOpt(
+        'bulk_compression',
+        default=False,
+        help="""
+Ask the source to compress bulk-channel chunks with zlib (level 1, only
+chunks whose sample shrinks). Off by default: the bulk channel carries raw
+bytes, and on hosts where CPU rather than the link is the limit compression
+halves the rate for console text (measured with RabbitMQ on loopback and 2
+vCPUs: about 80 against 160 MB/s). Turn it on when the link between compute
+hosts is slower than about 500 Mbit/s.
+"""),
     cfg.IntOpt(
         'pull_retries',
         default=5,

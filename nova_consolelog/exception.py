@@ -89,3 +89,12 @@ class StashFailed(ConsoleLogError):
 
     msg_fmt = ('Console log of instance %(instance)s was not moved: '
                '%(reason)s')
+
+
+class BulkUnavailable(ConsoleLogError):
+    """The binary bulk channel (RPC 1.2) cannot be used for this range.
+
+    The puller fetches the range with chunk calls instead.
+    """
+
+    msg_fmt = 'Console-log bulk channel unavailable: %(reason)s'

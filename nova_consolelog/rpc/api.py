@@ -27,6 +27,7 @@ import oslo_messaging
 
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
+from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import transport as cl_transport
 
 LOG = logging.getLogger(__name__)
@@ -89,27 +90,38 @@ class ConsoleLogAPI:
             read_console_log_chunk, release_console_log_stash
     * 1.1 - read_console_log_chunk takes ``compression``; its answer is a
             ConsoleLogChunk 1.1, zlib-compressed when that shrinks it
+    * 1.2 - send_console_log_range: the source publishes a window of a
+            file as binary AMQP messages to the caller's bulk queue on the
+            same RabbitMQ (rpc.bulk) and answers a small summary
     """
 
-    VERSION = '1.1'
+    VERSION = '1.2'
 
     # Release name -> the newest version that release understands, for
     # ``[upgrade_levels] consolelog`` during a rolling upgrade.
     VERSION_ALIASES = {
         'initial': '1.0',
         'compression': '1.1',
+        'bulk': '1.2',
     }
 
     def __init__(self, conf, transport=None, transport_url=None):
         """Build the client.
 
         Uses ``transport`` (for example nova's), or one built from
-        ``transport_url`` / ``conf``'s ``[DEFAULT] transport_url``.
+        ``transport_url`` / ``conf``'s ``[DEFAULT] transport_url``. The
+        bulk channel (``bulk_url``) uses the broker of that transport (see
+        ``bulk.kombu_url``); None when it is not ``rabbit://`` or
+        ``[consolelog] bulk_transfer`` is off.
         """
         self.conf = conf
+        given = transport
         if transport is None:
             transport = cl_transport.get_transport(conf, transport_url)
         self.transport = transport
+        self.bulk_url = None
+        if conf.consolelog.bulk_transfer:
+            self.bulk_url = cl_bulk.kombu_url(conf, transport_url, given)
         cap = conf.upgrade_levels.consolelog
         self.version_cap = self.VERSION_ALIASES.get(cap, cap)
         target = oslo_messaging.Target(
@@ -121,6 +133,8 @@ class ConsoleLogAPI:
             timeout=conf.consolelog.rpc_timeout)
         # Hosts that answered UnsupportedVersion to a 1.1 call.
         self._only_1_0 = set()
+        # Hosts that do not speak 1.2 (no bulk channel).
+        self._pre_1_2 = set()
 
     def can_send_version(self, version):
         return self.client.can_send_version(version)
@@ -175,6 +189,35 @@ class ConsoleLogAPI:
             self._only_1_0.add(host)
         return self._prepare(host, '1.0', timeout).call(
             ctxt, 'read_console_log_chunk', **kwargs)
+
+    def bulk_supported(self, host):
+        """Whether a pull from ``host`` may try the bulk channel (1.2)."""
+        return (self.bulk_url is not None and host not in self._pre_1_2 and
+                self.can_send_version('1.2'))
+
+    @_peer_support('console-log bulk range')
+    def send_range(self, ctxt, host, instance_uuid, name, offset, length,
+                   reply_queue, stash_id=None, compress=True, timeout=None):
+        """Ask ``host`` to publish a window of ``name`` to ``reply_queue``.
+
+        Returns the source's summary ``{'chunks', 'bytes', 'eof'}`` once
+        every chunk is published. A peer that does not speak 1.2 raises
+        PeerUnsupported and is not asked again (``bulk_supported``).
+        """
+        try:
+            return self._prepare(host, '1.2', timeout).call(
+                ctxt, 'send_console_log_range', instance_uuid=instance_uuid,
+                stash_id=stash_id, name=name, offset=offset, length=length,
+                reply_queue=reply_queue,
+                compression=(cl_fields.Compression.ZLIB if compress
+                             else cl_fields.Compression.NONE))
+        except _UNSUPPORTED:
+            self._pre_1_2.add(host)
+            raise
+        except oslo_messaging.RemoteError as e:
+            if e.exc_type in _UNSUPPORTED_NAMES:
+                self._pre_1_2.add(host)
+            raise
 
     @_peer_support('console-log stash release')
     def release(self, ctxt, host, instance_uuid, stash_id, sha256s):

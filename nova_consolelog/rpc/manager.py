@@ -33,6 +33,7 @@ from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
+from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog import stash as cl_stash
 
 LOG = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ LOG = logging.getLogger(__name__)
 # Hard upper bound of one read, whatever the configuration: the largest
 # ``chunk_size`` allowed. Within it a read is cut to this host's chunk_size.
 MAX_READ = 8 * 1024 * 1024
+# Hard upper bound of one bulk window (the largest ``bulk_window``).
+MAX_WINDOW = 64 * 1024 * 1024
 
 _expected = oslo_messaging.expected_exceptions(exception.ConsoleLogError)
 
@@ -86,13 +89,17 @@ class ConsoleLogManager:
 
     :param conf: ConfigOpts with our options registered.
     :param host: this host's name, as peers address it.
+    :param bulk_url: kombu URL of the broker for the bulk channel (RPC
+        1.2), or None when the transport has none (``fake://``); the server
+        sets it from its transport.
     """
 
-    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
+    target = oslo_messaging.Target(version='1.2', namespace='consolelog')
 
-    def __init__(self, conf, host):
+    def __init__(self, conf, host, bulk_url=None):
         self.conf = conf
         self.host = host
+        self.bulk_url = bulk_url
 
     # -- helpers ---------------------------------------------------------
 
@@ -155,6 +162,19 @@ class ConsoleLogManager:
         return [self._describe_stash(instance_uuid, s, checksums, tail_bytes)
                 for s in stashes]
 
+    def _check_read(self, instance_uuid, stash_id, name, offset, length,
+                    compression, max_length):
+        _check_uuid(instance_uuid)
+        _check_stash_id(stash_id)
+        if not isinstance(name, str):
+            raise _invalid('name must be a string, not %s' % (
+                type(name).__name__))
+        _check_int('offset', offset, 0, 2 ** 63 - 1)
+        _check_int('length', length, 1, max_length)
+        if compression is not None and (
+                compression not in cl_fields.Compression.ALL):
+            raise _invalid('unknown compression %r' % (compression,))
+
     @_expected
     def read_console_log_chunk(self, ctxt, instance_uuid, name, offset,
                                length, stash_id=None, compression=None):
@@ -164,16 +184,8 @@ class ConsoleLogManager:
         ``compression``) gets a 1.0 chunk, never compressed, as the
         primitive of ConsoleLogChunk 1.0, which its deserializer knows.
         """
-        _check_uuid(instance_uuid)
-        _check_stash_id(stash_id)
-        if not isinstance(name, str):
-            raise _invalid('name must be a string, not %s' % (
-                type(name).__name__))
-        _check_int('offset', offset, 0, 2 ** 63 - 1)
-        _check_int('length', length, 1, MAX_READ)
-        if compression is not None and (
-                compression not in cl_fields.Compression.ALL):
-            raise _invalid('unknown compression %r' % (compression,))
+        self._check_read(instance_uuid, stash_id, name, offset, length,
+                         compression, MAX_READ)
         length = min(length, self.conf.consolelog.chunk_size)
         chain = self._chain(instance_uuid, stash_id)
         data, eof = chain.read_chunk(name, offset, length)
@@ -184,6 +196,64 @@ class ConsoleLogManager:
         if compression is None:
             return chunk.obj_to_primitive(target_version='1.0')
         return chunk
+
+    # -- 1.2 -------------------------------------------------------------
+
+    @_expected
+    def send_console_log_range(self, ctxt, instance_uuid, stash_id, name,
+                               offset, length, reply_queue, compression):
+        """Publish ``length`` bytes of ``name`` to the caller's bulk queue.
+
+        The bytes go as ``chunk_size`` binary AMQP messages (see
+        rpc.bulk) to ``reply_queue``, a queue the caller declared on this
+        host's broker; the call returns when all are published, so the
+        caller's calls in flight bound what waits in its queue. ``length``
+        is cut to this host's ``bulk_window``.
+
+        :returns: ``{'chunks': n, 'bytes': raw bytes, 'eof': bool}``.
+        :raises: BulkUnavailable when this host has no bulk channel or
+            cannot publish (the caller reads the range with chunk calls).
+        """
+        self._check_read(instance_uuid, stash_id, name, offset, length,
+                         compression, MAX_WINDOW)
+        if compression is None:
+            raise _invalid('compression is required')
+        cl_bulk.check_queue_name(reply_queue)
+        group = self.conf.consolelog
+        if self.bulk_url is None or not group.bulk_transfer:
+            raise exception.BulkUnavailable(
+                reason='host %s offers no bulk channel (no RabbitMQ '
+                'transport, or bulk_transfer is off)' % self.host)
+        length = min(length, group.bulk_window)
+        chain = self._chain(instance_uuid, stash_id)
+        # Read the first chunk now: a bad name or offset is the caller's
+        # error (typed), before anything is published.
+        first = chain.read_chunk(name, offset, min(length,
+                                                   group.chunk_size))
+        summary = {'chunks': 0, 'bytes': 0, 'eof': False}
+
+        def chunks():
+            data, eof = first
+            position = offset
+            end = offset + length
+            while True:
+                chunk = cl_objects.ConsoleLogChunk.from_bytes(
+                    data,
+                    compress=compression == cl_fields.Compression.ZLIB)
+                yield (cl_bulk.chunk_headers(
+                    name, position, len(data), chunk.sha256,
+                    chunk.compression, eof), chunk.data)
+                summary['chunks'] += 1
+                summary['bytes'] += len(data)
+                summary['eof'] = eof
+                position += len(data)
+                if eof or not data or position >= end:
+                    return
+                data, eof = chain.read_chunk(
+                    name, position, min(end - position, group.chunk_size))
+
+        cl_bulk.publisher_for(self.bulk_url).publish(reply_queue, chunks())
+        return summary
 
     @_expected
     def release_console_log_stash(self, ctxt, instance_uuid, stash_id,

@@ -22,6 +22,7 @@ from oslo_log import log as logging
 import oslo_messaging
 
 from nova_consolelog.rpc import api as cl_api
+from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import transport as cl_transport
 
@@ -36,6 +37,9 @@ class ConsoleLogServer:
     :param transport: an RPC transport to share (nova's), or None to build
         one from ``transport_url`` / ``[DEFAULT] transport_url``.
     :param endpoint: the endpoint object; a ConsoleLogManager by default.
+
+    The endpoint's bulk channel (RPC 1.2) publishes to the broker of the
+    transport (see ``bulk.kombu_url``).
     """
 
     def __init__(self, conf, host, transport=None, transport_url=None,
@@ -43,10 +47,14 @@ class ConsoleLogServer:
         self.conf = conf
         self.host = host
         self._own_transport = transport is None
+        given = transport
         if transport is None:
             transport = cl_transport.get_transport(conf, transport_url)
         self.transport = transport
         self.endpoint = endpoint or cl_manager.ConsoleLogManager(conf, host)
+        if getattr(self.endpoint, 'bulk_url', False) is None:
+            self.endpoint.bulk_url = cl_bulk.kombu_url(conf, transport_url,
+                                                       given)
         target = oslo_messaging.Target(topic=conf.consolelog.topic,
                                        server=host)
         self._server = oslo_messaging.get_rpc_server(

@@ -68,7 +68,7 @@ class HostProcess:
         with open(self.config_file, 'w') as f:
             f.write('[consolelog]\n')
             for opt in ('instances_path', 'stash_path', 'topic',
-                        'chunk_size'):
+                        'chunk_size', 'bulk_transfer', 'bulk_window'):
                 f.write('%s = %s\n' % (opt, group[opt]))
         self.log = os.path.join(root, name, 'serve.log')
         self.script = script

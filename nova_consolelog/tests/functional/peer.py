@@ -15,7 +15,8 @@
 ``python -m nova_consolelog.tests.functional.peer MODE --config-file F
 --host H --transport-url URL`` serves like ``nova-consolelog serve``, with
 the endpoint of MODE: ``old`` speaks only RPC 1.0 (a release before
-compression); ``no-chunks`` claims 1.1 but has no chunk read (a broken or
+compression); ``v1.1`` speaks 1.1 (a release before the bulk channel);
+``no-chunks`` claims 1.1 but has no chunk read (a broken or
 foreign peer).
 """
 
@@ -41,6 +42,14 @@ class OldManager(cl_manager.ConsoleLogManager):
             ctxt, instance_uuid, name, offset, length, stash_id=stash_id)
 
 
+class Manager11(cl_manager.ConsoleLogManager):
+    """A release before the bulk channel: RPC 1.1, chunk calls only."""
+
+    # The dispatcher refuses 1.2 calls by this version, as it would on a
+    # release that does not have send_console_log_range at all.
+    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
+
+
 class NoChunksManager:
     target = cl_manager.ConsoleLogManager.target
 
@@ -54,7 +63,8 @@ class NoChunksManager:
         return self._manager.list_console_log_stashes(ctxt, **kwargs)
 
 
-MODES = {'old': OldManager, 'no-chunks': NoChunksManager}
+MODES = {'old': OldManager, 'v1.1': Manager11,
+         'no-chunks': NoChunksManager}
 
 
 def main(argv):

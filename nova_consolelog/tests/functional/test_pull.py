@@ -109,7 +109,10 @@ class TestPull(PullTestCase):
                  'console.log.0': text_bytes(2 * MiB, 3),
                  'console.log': bytes(range(256)) * 1000}
         instance, stash_id = self.make_source(files, chunk_size=MiB)
-        conf, rpcapi = self.client(chunk_size=256 * 1024)
+        # The chunk path (RPC 1.1), compressed; test_bulk pulls over the
+        # bulk channel.
+        conf, rpcapi = self.client(chunk_size=256 * 1024,
+                                   bulk_transfer=False)
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, rpcapi, 'src', instance,
                                stash_id=stash_id, chain=chain)
@@ -155,7 +158,9 @@ class TestPull(PullTestCase):
         files = {'console.log.0': random_bytes(600 * 1024, 5),
                  'console.log': text_bytes(10000)}
         instance, stash_id = self.make_source(files)
-        conf, rpcapi = self.client(chunk_size=128 * 1024)
+        # The chunk path (RPC 1.1); test_bulk damages bulk messages.
+        conf, rpcapi = self.client(chunk_size=128 * 1024,
+                                   bulk_transfer=False)
         api = test_transfer.FaultyAPI(rpcapi, {
             ('console.log.0', 256 * 1024): test_transfer.corrupt,
             ('console.log', 0): test_transfer.corrupt})
@@ -249,8 +254,11 @@ class TestFaults(PullTestCase):
 
     def test_rabbitmq_restarted_mid_pull(self):
         instance, stash_id = self.make_source(self.FILES, chunk_size=MiB)
+        # The chunk path (RPC 1.1): its calls must live through the
+        # restart; test_bulk restarts the broker under a bulk pull.
         conf, rpcapi = self.client(chunk_size=256 * 1024, rpc_timeout=5,
-                                   pull_retries=8, pull_timeout=180)
+                                   pull_retries=8, pull_timeout=180,
+                                   bulk_transfer=False)
         chain = self.dest_chain(conf, instance)
         self.addCleanup(subprocess.run, ['rabbitmqctl', 'start_app'],
                         capture_output=True, check=False)
@@ -258,12 +266,17 @@ class TestFaults(PullTestCase):
         restarted = threading.Event()
 
         def bounce():
+            # The source is stopped while the broker goes away, so that
+            # requests are surely in flight (unanswered) across the
+            # restart, however fast the source and the broker are.
+            self.src.pause()
             subprocess.run(['rabbitmqctl', 'stop_app'], capture_output=True,
                            check=True)
             stopped.set()
             time.sleep(1)
             subprocess.run(['rabbitmqctl', 'start_app'],
                            capture_output=True, check=True)
+            self.src.resume()
             restarted.set()
 
         def at_2mib(done, total):

@@ -47,7 +47,8 @@ def tree(root):
     return result
 
 
-class TestManager(test_base.BaseTestCase):
+class ManagerTestCase(test_base.BaseTestCase):
+    """An endpoint on a chain in a temp dir, and a change detector."""
 
     def setUp(self):
         super().setUp()
@@ -84,6 +85,9 @@ class TestManager(test_base.BaseTestCase):
         before = tree(self.root)
         self.assertRaises(error, self._call, method, *args, **kwargs)
         self.assertEqual(before, tree(self.root))
+
+
+class TestManager(ManagerTestCase):
 
     def test_read_chunk(self):
         chunk = self.manager.read_console_log_chunk(

@@ -1,0 +1,358 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The bulk channel of RPC 1.2: chunk bytes as raw AMQP messages.
+
+Why: an oslo.messaging reply is base64 text inside JSON inside JSON,
+encoded by the source and decoded by the destination under the GIL; on a
+small host that CPU, not the broker, limits a pull to a fraction of what
+the broker moves. RPC 1.2 keeps oslo.messaging for control (one call per
+window of several MiB, which is also the flow control) and moves the bytes
+as binary AMQP messages on the same RabbitMQ:
+
+* the destination declares an exclusive, auto-delete queue of its own
+  (``consolelog-bulk-<hex>``; the broker deletes it when the destination's
+  connection goes away, whatever happens to the pull) and consumes it with
+  a bounded prefetch;
+* the source publishes each chunk of the asked window to the default
+  exchange with that queue as routing key: the body is the chunk's bytes
+  (zlib level 1 when a sample shrinks), the headers say ``name``,
+  ``offset``, ``length``, ``sha256`` (of the raw bytes),
+  ``data_compression`` (kombu itself acts on a header named
+  ``compression``) and ``eof``.
+
+Only ``rabbit://`` transports have a broker kombu can reach; any other
+driver (``fake://`` in tests) has no bulk channel and pulls with 1.1 chunk
+calls. The source only publishes to queue names of this form, so a caller
+cannot make it write into somebody else's queue.
+"""
+
+import itertools
+import re
+import threading
+import urllib.parse
+import uuid
+import zlib
+
+import kombu
+from oslo_log import log as logging
+import oslo_messaging
+
+from nova_consolelog import exception
+from nova_consolelog.objects import fields as cl_fields
+
+LOG = logging.getLogger(__name__)
+
+QUEUE_PREFIX = 'consolelog-bulk-'
+_QUEUE_RE = re.compile(r'^%s[0-9a-f]{32}$' % re.escape(QUEUE_PREFIX))
+CONTENT_TYPE = 'application/octet-stream'
+
+# Publisher connections kept per broker URL on a source: concurrent pulls
+# publish in parallel up to this many, then wait for a free connection.
+POOL_SIZE = 4
+# Connect and socket timeouts (seconds) of our own kombu connections.
+CONNECT_TIMEOUT = 10
+
+
+def kombu_url(conf, transport_url=None, transport=None):
+    """The kombu URL of the RabbitMQ behind an oslo.messaging transport.
+
+    From ``transport_url`` if given; else from the ``[DEFAULT]
+    transport_url`` of the configuration ``transport`` was built from
+    (nova's own CONF inside nova-compute, where ``conf`` is our private
+    one); else of ``conf``. None when the transport is not ``rabbit://``:
+    such a driver has no broker for the bulk channel.
+    """
+    if transport_url is None and transport is not None:
+        conf = getattr(transport, 'conf', None) or conf
+    try:
+        url = oslo_messaging.TransportURL.parse(conf, transport_url)
+    except Exception as e:
+        # Whatever the reason, the chunk calls still work: never fail here.
+        LOG.debug('No bulk channel: transport URL not parsed: %s', e)
+        return None
+    if url.transport != 'rabbit' or not url.hosts:
+        return None
+    vhost = urllib.parse.quote(url.virtual_host or '/', safe='')
+    urls = []
+    for host in url.hosts:
+        auth = ''
+        if host.username:
+            auth = '%s:%s@' % (urllib.parse.quote(host.username, safe=''),
+                               urllib.parse.quote(host.password or '',
+                                                  safe=''))
+        hostname = host.hostname or '127.0.0.1'
+        if ':' in hostname:
+            hostname = '[%s]' % hostname
+        urls.append('amqp://%s%s:%d/%s' % (auth, hostname, host.port or 5672,
+                                           vhost))
+    return ';'.join(urls)
+
+
+def new_queue_name():
+    return QUEUE_PREFIX + uuid.uuid4().hex
+
+
+def check_queue_name(name):
+    """``name`` if it is a bulk reply queue name, else InvalidInput."""
+    if not isinstance(name, str) or not _QUEUE_RE.match(name):
+        raise exception.InvalidInput(
+            reason='reply_queue %r is not a console-log bulk queue' % (
+                name,))
+    return name
+
+
+def _connection(url):
+    return kombu.Connection(url, connect_timeout=CONNECT_TIMEOUT,
+                            transport_options={'confirm_publish': False})
+
+
+class Publisher:
+    """Publishes bulk chunks to one broker through a few pooled connections.
+
+    One per broker URL and process (``publisher_for``): a connection costs
+    a TCP and AMQP handshake, and a kombu connection must not be shared by
+    two threads at once, so each window borrows one for its duration.
+    """
+
+    def __init__(self, url, size=POOL_SIZE):
+        self.url = url
+        self._free = []
+        self._slots = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+
+    def _acquire(self):
+        self._slots.acquire()
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        try:
+            conn = _connection(self.url)
+            conn.ensure_connection(max_retries=1)
+            return conn
+        except Exception:
+            self._slots.release()
+            raise
+
+    def _release(self, conn, healthy):
+        if healthy:
+            with self._lock:
+                self._free.append(conn)
+        else:
+            try:
+                conn.release()
+            except Exception:  # the connection is already broken
+                pass
+        self._slots.release()
+
+    def publish(self, reply_queue, chunks):
+        """Publish ``(headers, body)`` pairs to ``reply_queue`` in order.
+
+        A pooled connection the broker (or a firewall) closed while idle
+        fails on its first message: that message is sent again once on a
+        new connection.
+
+        :raises: BulkUnavailable when the broker cannot be reached or the
+            connection breaks; the caller fetches the window again.
+        """
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None:
+            return
+        for attempt in (1, 2):
+            sent = self._publish(reply_queue, first, chunks,
+                                 retry_first=attempt == 1)
+            if sent:
+                return
+
+    def _publish(self, reply_queue, first, chunks, retry_first):
+        """Publish all; False when the first message failed to go out."""
+        try:
+            conn = self._acquire()
+        except Exception as e:
+            raise exception.BulkUnavailable(reason='cannot connect to %s: '
+                                            '%s' % (_safe(self.url), e))
+        healthy = False
+        sent = 0
+        try:
+            producer = kombu.Producer(conn.default_channel,
+                                      exchange=kombu.Exchange(''),
+                                      auto_declare=False)
+            for headers, body in itertools.chain([first], chunks):
+                producer.publish(body, routing_key=reply_queue,
+                                 content_type=CONTENT_TYPE,
+                                 content_encoding='binary',
+                                 headers=headers, retry=False)
+                sent += 1
+            healthy = True
+            return True
+        except exception.ConsoleLogError:
+            healthy = True
+            raise
+        except Exception as e:
+            if sent == 0 and retry_first:
+                LOG.debug('Bulk publish on a pooled connection failed (%s); '
+                          'once more on a new one', e)
+                return False
+            raise exception.BulkUnavailable(reason='publishing failed: %s'
+                                            % e)
+        finally:
+            self._release(conn, healthy)
+
+    def close(self):
+        with self._lock:
+            free, self._free = self._free, []
+        for conn in free:
+            conn.release()
+
+
+_publishers = {}
+_publishers_lock = threading.Lock()
+
+
+def publisher_for(url):
+    """The process-wide Publisher of broker ``url``."""
+    with _publishers_lock:
+        publisher = _publishers.get(url)
+        if publisher is None:
+            publisher = _publishers[url] = Publisher(url)
+        return publisher
+
+
+def _safe(url):
+    """``url`` without passwords, for messages."""
+    return re.sub(r'//([^:@/]*):[^@/]*@', r'//\1:***@', url)
+
+
+def chunk_headers(name, offset, length, sha256, compression, eof):
+    return {'name': name, 'offset': offset, 'length': length,
+            'sha256': sha256, 'data_compression': compression, 'eof': eof}
+
+
+def decode_chunk(headers, body):
+    """``(name, offset, raw, sha256, eof)`` of a received bulk message.
+
+    Checks the headers' types and decompresses; the caller checks the
+    sha256 and that the range is one it asked for.
+
+    :raises: ValueError for a message that is not a well-formed chunk.
+    """
+    try:
+        name = headers['name']
+        offset = headers['offset']
+        length = headers['length']
+        sha256 = headers['sha256']
+        compression = headers['data_compression']
+        eof = headers['eof']
+    except (KeyError, TypeError) as e:
+        raise ValueError('bulk message without header %s' % e)
+    if not (isinstance(name, str) and isinstance(sha256, str) and
+            isinstance(offset, int) and isinstance(length, int) and
+            offset >= 0 and length >= 0 and isinstance(eof, bool)):
+        raise ValueError('bulk message with malformed headers %r' % (
+            headers,))
+    if compression == cl_fields.Compression.ZLIB:
+        try:
+            raw = zlib.decompress(body)
+        except zlib.error as e:
+            raise ValueError('bulk chunk does not decompress: %s' % e)
+    elif compression == cl_fields.Compression.NONE:
+        raw = bytes(body)
+    else:
+        raise ValueError('bulk chunk with unknown compression %r' % (
+            compression,))
+    if len(raw) != length:
+        raise ValueError('bulk chunk %s@%d holds %d bytes, not %d' % (
+            name, offset, len(raw), length))
+    return name, offset, raw, sha256, eof
+
+
+class Receiver:
+    """The destination's end: an exclusive queue of its own, consumed.
+
+    Use as a context manager; leaving it deletes the queue and closes the
+    connection (the broker would delete the exclusive, auto-delete queue
+    with the connection anyway, also when this process dies).
+    """
+
+    def __init__(self, url, prefetch):
+        self.url = url
+        self.prefetch = prefetch
+        self.queue_name = new_queue_name()
+        self._conn = None
+        self._queue = None
+        self._consumer = None
+        self._received = []
+
+    def __enter__(self):
+        try:
+            self._conn = _connection(self.url)
+            self._conn.ensure_connection(max_retries=1)
+            channel = self._conn.channel()
+            self._queue = kombu.Queue(self.queue_name, exchange='',
+                                      routing_key=self.queue_name,
+                                      exclusive=True, auto_delete=True,
+                                      durable=False, channel=channel)
+            self._queue.declare()
+            self._consumer = kombu.Consumer(
+                channel, queues=[self._queue], callbacks=[self._on_message],
+                accept=None, prefetch_count=self.prefetch, auto_declare=False)
+            self._consumer.consume()
+        except Exception as e:
+            self.close()
+            raise exception.BulkUnavailable(reason='cannot open a queue on '
+                                            '%s: %s' % (_safe(self.url), e))
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _on_message(self, body, message):
+        self._received.append((message.headers, message.body))
+        message.ack()
+
+    def receive(self, timeout):
+        """Messages ``(headers, body)`` arrived within ``timeout`` seconds.
+
+        Returns an empty list when none came.
+
+        :raises: BulkUnavailable when the connection broke.
+        """
+        try:
+            self._conn.drain_events(timeout=timeout)
+            # Take what is already buffered without waiting again.
+            while len(self._received) < self.prefetch:
+                self._conn.drain_events(timeout=0)
+        except TimeoutError:
+            pass
+        except Exception as e:
+            raise exception.BulkUnavailable(reason='bulk queue lost: %s' % e)
+        received, self._received = self._received, []
+        return received
+
+    def close(self):
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if self._consumer is not None:
+                self._consumer.cancel()
+            if self._queue is not None:
+                self._queue.delete()
+        except Exception as e:
+            LOG.debug('Bulk queue %s not deleted (%s); the broker deletes '
+                      'it with the connection', self.queue_name, e)
+        finally:
+            try:
+                conn.release()
+            except Exception:  # the connection is already broken
+                pass
