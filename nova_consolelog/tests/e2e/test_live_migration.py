@@ -128,13 +128,17 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
                         'virtlogd has not rotated: the test would not cover '
                         'rotated files')
 
+        started = time.monotonic()
         src.steps.live_migration_started(uuid, dst.name, shared)
         os.makedirs(dst_dir, exist_ok=True)  # nova's pre_live_migration
         dst.steps.pre_live_migration(uuid, src.name, shared)
+        pre = time.monotonic() - started
         self.migrate(src.libvirt_host, dst.libvirt_host, uuid)
+        started = time.monotonic()
         src.steps.post_live_migration_at_source(
             uuid, dst.name, shared,
             domain=self.domain(src.libvirt_host, uuid))
+        at_source = time.monotonic() - started
         self.assertEqual(
             libvirt.VIR_DOMAIN_SHUTOFF,
             self.domain(src.libvirt_host, uuid).state()[0])
@@ -142,7 +146,13 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
             # nova's driver.cleanup(): rename to <dir>_del, delete.
             os.rename(src_dir, src_dir + '_del')
             shutil.rmtree(src_dir + '_del')
+        started = time.monotonic()
         dst.steps.post_live_migration_at_destination(uuid, src.name, shared)
+        at_destination = time.monotonic() - started
+        LOG.info('%s %s->%s (shared=%s): steps took %.3f s before, %.3f s '
+                 'at the source (shutoff wait + stash), %.3f s at the '
+                 'destination (pull + install + release)', uuid, src.name,
+                 dst.name, shared, pre, at_source, at_destination)
         return values[-1]
 
     def check_final_log(self, host, uuid):
