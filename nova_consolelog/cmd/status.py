@@ -18,7 +18,8 @@ instance:
 
 * stashes: chains moved aside by a migration on this host and not yet
   released by a destination (age, files, bytes);
-* the hand-over record, while a migration is unfinished (role, peer, state);
+* the hand-over records, while a migration is unfinished (which host keeps
+  it, role, peer, state);
 * partial imports: history being pulled, with the verified bytes so far
   (a retry resumes them);
 * the chain in the instance directory: imported history and virtlogd's
@@ -73,7 +74,7 @@ def add_parser(subparsers):
 def _new_entry():
     return {'chain': [], 'history_files': 0, 'history_bytes': 0,
             'log_files': 0, 'log_bytes': 0, 'stashes': [],
-            'handover': None, 'partial_imports': [], 'errors': []}
+            'handovers': [], 'partial_imports': [], 'errors': []}
 
 
 def _instance_dirs(instances_path, only):
@@ -126,6 +127,27 @@ def _partial_imports(entry, directory, now):
         entry['partial_imports'].append(item)
 
 
+def _handover_records(stash_root):
+    """``(host, HandoverRecord)`` of every host keeping records here.
+
+    The migration steps keep one directory of records per host under
+    ``<stash root>/.handover/`` (on a shared instance path both hosts share
+    the stash root); the lock files next to them are not records.
+    """
+    top = os.path.join(stash_root, cl_migration.RECORDS_DIR)
+    try:
+        hosts = sorted(os.listdir(top))
+    except FileNotFoundError:
+        return []
+    found = []
+    for host in hosts:
+        directory = os.path.join(top, host)
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            found.extend((host, r) for r in
+                         cl_migration.HandoverRecord.all(directory))
+    return found
+
+
 def _stash_state(stash, expiry):
     files = stash.chain.scan()
     age = stash.age()
@@ -141,7 +163,7 @@ def collect(conf, instance_uuid=None, now=None):
 
     ``{'instances_path', 'stash_path', 'instances': {uuid: entry}}``, where
     an entry has ``chain``, ``history_*``, ``log_*``, ``stashes``,
-    ``handover``, ``partial_imports`` and ``errors``.
+    ``handovers``, ``partial_imports`` and ``errors``.
     """
     now = time.time() if now is None else now
     if instance_uuid is not None and not uuidutils.is_uuid_like(
@@ -185,15 +207,15 @@ def collect(conf, instance_uuid=None, now=None):
         except (exception.ConsoleLogError, OSError) as err:
             e['errors'].append('stash %s unreadable: %s' % (stash.stash_id,
                                                             err))
-    records_dir = os.path.join(stash_root, cl_migration.RECORDS_DIR)
-    for record in cl_migration.HandoverRecord.all(records_dir):
+    for host, record in _handover_records(stash_root):
         if instance_uuid is not None and record.instance_uuid != (
                 instance_uuid):
             continue
         data = record.load()
         if data:
-            data = dict(data, age=now - data.get('created', now))
-            entry(record.instance_uuid)['handover'] = data
+            data = dict(data, age=now - data.get('created', now),
+                        recorded_by=host)
+            entry(record.instance_uuid)['handovers'].append(data)
     return {'instances_path': instances_path, 'stash_path': stash_root,
             'instances': instances}
 
@@ -236,11 +258,11 @@ def format_text(state):
             for f in e['chain']:
                 out.append('    %-24s %-8s %s' % (f['name'], f['kind'],
                                                   format_size(f['size'])))
-        h = e['handover']
-        if h:
-            out.append('  hand-over: %s, peer %s, state %s, %s old' % (
-                h.get('role'), h.get('peer'), h.get('state'),
-                _age(h['age'])))
+        for h in e['handovers']:
+            out.append('  hand-over recorded by %s: %s, peer %s, state %s, '
+                       '%s old' % (h['recorded_by'], h.get('role'),
+                                   h.get('peer'), h.get('state'),
+                                   _age(h['age'])))
         for s in e['stashes']:
             out.append('  stash %s: %d file(s), %s, %s old, %s%s' % (
                 s['stash_id'], s['files'], format_size(s['bytes']),

@@ -93,10 +93,13 @@ class StatusTest(base.BaseTestCase):
         self.write(UUID_B, 'console.log', b'L' * 10)
         stash = cl_stash.Stash.create(UUID_B, self.chain(UUID_B),
                                       root=self.stash_root)
-        records = os.path.join(self.stash_root, migration.RECORDS_DIR)
-        migration.HandoverRecord(records, UUID_B).save(
+        # The record the migration steps of host1 keep for B.
+        steps = migration.ConsoleLogMigration(self.conf, 'host1', None)
+        steps.record(UUID_B).save(
             role='source', peer='host2', shared=False, state='stashed',
             stash_ids=[stash.stash_id])
+        with steps.lock(UUID_B):
+            pass   # leaves a lock file next to the records
         return stash
 
     def test_json(self):
@@ -117,7 +120,7 @@ class StatusTest(base.BaseTestCase):
                            p['verified_bytes'], p['total_bytes'])
                           for p in a['partial_imports']])
         self.assertEqual([], a['stashes'])
-        self.assertIsNone(a['handover'])
+        self.assertEqual([], a['handovers'])
         b = state['instances'][UUID_B]
         self.assertEqual(1, len(b['stashes']))
         s = b['stashes'][0]
@@ -127,9 +130,9 @@ class StatusTest(base.BaseTestCase):
                          s['names'])
         self.assertLess(s['age'], 60)
         self.assertFalse(s['expired'])
-        self.assertEqual(('source', 'host2', 'stashed'),
-                         (b['handover']['role'], b['handover']['peer'],
-                          b['handover']['state']))
+        self.assertEqual([('host1', 'source', 'host2', 'stashed')],
+                         [(h['recorded_by'], h['role'], h['peer'],
+                           h['state']) for h in b['handovers']])
         self.assertEqual([], a['errors'] + b['errors'])
         # Read-only: not a byte, name or mtime changed.
         self.assertEqual(before, self.snapshot())
@@ -144,7 +147,8 @@ class StatusTest(base.BaseTestCase):
         self.assertIn('partial import host1-stash1: 100 B verified of '
                       '150 B', out)
         self.assertIn('stash %s: 3 file(s), 100 B, ' % stash.stash_id, out)
-        self.assertIn('hand-over: source, peer host2, state stashed', out)
+        self.assertIn('hand-over recorded by host1: source, peer host2, '
+                      'state stashed', out)
 
     def test_expired_stash(self):
         self.populate()
