@@ -179,8 +179,9 @@ releases, are pulled with RPC chunk calls.
         max=64 * 1024 * 1024,
         help="""
 Bytes a puller asks for with one bulk call (RPC 1.2); two windows are kept in
-flight. The source publishes a window as ``chunk_size`` messages and refuses
-(caps) larger requests, so this also bounds the bytes queued for one puller.
+flight, so a puller holds at most about two windows of messages. The source
+publishes a window as ``chunk_size`` messages and cuts requests larger than
+its own ``bulk_window`` (the puller then asks for the rest).
 """),
     cfg.BoolOpt(
         'bulk_compression',

@@ -82,6 +82,8 @@ BULK_PREFETCH = 8
 # messages arrive, before the rest is read with chunk calls: the messages
 # travel on another connection than the call's reply.
 BULK_GRACE = 5.0
+# Chunks waiting for the whole-file digest (see _Digest).
+_DIGEST_BACKLOG = 4
 
 PullResult = collections.namedtuple(
     'PullResult', ['bytes', 'files', 'seconds', 'rate', 'wire_bytes',
@@ -119,10 +121,40 @@ class _FileState:
         self.start = start
         self.end = end
         self.whole = start == 0
-        self.digest = hashlib.sha256()
+        self.digest = _Digest()
         self.contiguous = start
         self.checkpoint = start
         self.pending = {}
+
+
+class _Digest:
+    """sha256 of a whole file, computed beside the puller's thread.
+
+    Every chunk is hashed twice at the destination (the chunk's own check,
+    then the file's sha256); hashlib releases the GIL, so the second runs
+    on another core while the next chunk arrives. At most
+    ``_DIGEST_BACKLOG`` chunks wait to be hashed.
+    """
+
+    def __init__(self):
+        self._sha256 = hashlib.sha256()
+        self._worker = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix='consolelog-digest')
+        self._backlog = collections.deque()
+
+    def update(self, data):
+        self._backlog.append(self._worker.submit(self._sha256.update, data))
+        while len(self._backlog) > _DIGEST_BACKLOG:
+            self._backlog.popleft().result()
+
+    def hexdigest(self):
+        while self._backlog:
+            self._backlog.popleft().result()
+        self._worker.shutdown()
+        return self._sha256.hexdigest()
+
+    def close(self):
+        self._worker.shutdown(wait=True, cancel_futures=True)
 
 
 class _Window:
@@ -315,6 +347,9 @@ class _Puller:
                 exception.ChainFileNotFound, exception.StashNotFound) as e:
             imp.abort()
             raise self._failed(str(e)) from e
+        finally:
+            for st in states:
+                st.digest.close()
         imp.commit()
         seconds = time.monotonic() - self._started
         released = False
