@@ -21,8 +21,9 @@ time):
 * naive pull: one ``read_chunk`` call at a time, 1 MiB, uncompressed;
 * our pull (``transfer.pull`` with the default window, chunk size and
   compression) of a 64 MiB random-byte chain and of a 64 MiB console-like
-  text chain;
-* peak RSS growth of a process pulling a 256 MiB random chain.
+  text chain, over the bulk channel (RPC 1.2, the default on RabbitMQ)
+  and over chunk calls (RPC 1.1, ``bulk_transfer = False``);
+* peak RSS growth of a process pulling a 256 MiB random chain (bulk).
 
 Goals: random >= 0.5x raw kombu, text >= 1.0x raw kombu, RSS growth
 <= 32 MiB.
@@ -202,11 +203,12 @@ def our_pull(conf, rpcapi, host, instance, files):
     return result
 
 
-def rss_child(root, topic, instance, expected):
+def rss_child(root, topic, instance, expected, bulk=True):
     """Run in a child: pull, print RSS before and peak after, in KiB."""
     conf = test_rpc.make_conf(root, 'rss', topic, chunk_size=MiB,
                               rpc_timeout=60, pull_timeout=600,
-                              history_max_bytes=1024 * MiB)
+                              history_max_bytes=1024 * MiB,
+                              bulk_transfer=bulk)
     rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
     chain = cl_chain.ConsoleLogChain.for_instance(instance, conf=conf)
     os.makedirs(chain.directory, exist_ok=True)
@@ -226,6 +228,7 @@ def rss_child(root, topic, instance, expected):
     stop.set()
     sampler.join()
     assert result.bytes == expected, result
+    assert result.bulk_bytes == (expected if bulk else 0), result
     print('rss', before, peak[0], _status_kib('VmHWM'), result.seconds)
     rpcapi.transport.cleanup()
 
@@ -245,7 +248,10 @@ def run():
         return
     root = tempfile.mkdtemp(prefix='consolelog-bench-')
     topic = 'consolelog-bench-%s' % uuid.uuid4().hex
-    src = base.HostProcess(root, 'src', topic, overrides={'chunk_size': MiB})
+    # The source allows the largest window, so that the tuning rows measure
+    # the puller's bulk_window.
+    src = base.HostProcess(root, 'src', topic, overrides={
+        'chunk_size': MiB, 'bulk_window': 64 * MiB})
     src.start()
     try:
         _run(root, topic, src)
@@ -259,9 +265,17 @@ def _run(root, topic, src):
                               rpc_timeout=60, pull_timeout=600,
                               history_max_bytes=1024 * MiB)
     rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
-    print('chunk_size %d KiB, pull_window %d, compression %s' % (
-        conf.consolelog.chunk_size // 1024, conf.consolelog.pull_window,
-        conf.consolelog.compression))
+    chunk_conf = test_rpc.make_conf(root, 'dst', topic, chunk_size=MiB,
+                                    rpc_timeout=60, pull_timeout=600,
+                                    history_max_bytes=1024 * MiB,
+                                    bulk_transfer=False)
+    chunk_rpcapi = cl_api.ConsoleLogAPI(chunk_conf,
+                                        transport_url=base.TRANSPORT_URL)
+    print('chunk_size %d KiB, pull_window %d, compression %s, bulk_window '
+          '%d MiB' % (
+              conf.consolelog.chunk_size // 1024,
+              conf.consolelog.pull_window, conf.consolelog.compression,
+              conf.consolelog.bulk_window // MiB))
     for label, steps in stage_costs().items():
         print('CPU per MiB, %-6s: %s; total %.1f ms' % (
             label, ', '.join('%s %.1f ms' % kv for kv in steps.items()),
@@ -277,22 +291,42 @@ def _run(root, topic, src):
     for label, instance, files, goal in (
             ('random', rnd_instance, rnd_files, 0.5),
             ('text', txt_instance, txt_files, 1.0)):
-        results = [our_pull(conf, rpcapi, 'src', instance, files)
-                   for _ in range(2)]
-        best = max(results, key=lambda r: r.rate)
-        rate = best.rate / 1e6
-        print('our pull, 64 MiB %-6s: %7.1f MB/s  %.2fx raw kombu (goal '
-              '>= %.1fx)  wire %.1f%% of bytes' % (
-                  label, rate, rate / kombu_rate, goal,
-                  100.0 * best.wire_bytes / best.bytes))
+        for path, path_conf, path_api in (
+                ('bulk 1.2', conf, rpcapi),
+                ('chunk 1.1', chunk_conf, chunk_rpcapi)):
+            results = [our_pull(path_conf, path_api, 'src', instance, files)
+                       for _ in range(2)]
+            best = max(results, key=lambda r: r.rate)
+            rate = best.rate / 1e6
+            print('our pull, %-9s, 64 MiB %-6s: %7.1f MB/s  %.2fx raw '
+                  'kombu (goal >= %.1fx)  wire %.1f%% of bytes, %.0f%% '
+                  'over bulk' % (
+                      path, label, rate, rate / kombu_rate, goal,
+                      100.0 * best.wire_bytes / best.bytes,
+                      100.0 * best.bulk_bytes / best.bytes))
+    for window in (2 * MiB, 4 * MiB, 16 * MiB):
+        window_conf = test_rpc.make_conf(
+            root, 'dst', topic, chunk_size=MiB, rpc_timeout=60,
+            pull_timeout=600, history_max_bytes=1024 * MiB,
+            bulk_window=window)
+        window_api = cl_api.ConsoleLogAPI(window_conf,
+                                          transport_url=base.TRANSPORT_URL)
+        result = our_pull(window_conf, window_api, 'src', rnd_instance,
+                          rnd_files)
+        rate = result.rate / 1e6
+        print('tuning: random, bulk, bulk_window %d MiB: %7.1f MB/s  '
+              '%.2fx raw kombu' % (window // MiB, rate, rate / kombu_rate))
+        window_api.transport.cleanup()
     for window, chunk in ((1, MiB), (8, MiB), (4, 256 * 1024)):
         result = transfer.pull(
-            conf, rpcapi, 'src', rnd_instance, window=window,
-            chunk_size=chunk, chain=_fresh_chain(conf, rnd_instance))
+            chunk_conf, chunk_rpcapi, 'src', rnd_instance, window=window,
+            chunk_size=chunk, chain=_fresh_chain(chunk_conf, rnd_instance))
         rate = result.rate / 1e6
-        print('tuning: random, window %d, chunk %d KiB: %7.1f MB/s  %.2fx '
-              'raw kombu' % (window, chunk // 1024, rate, rate / kombu_rate))
+        print('tuning: random, chunk calls, window %d, chunk %d KiB: %7.1f '
+              'MB/s  %.2fx raw kombu' % (window, chunk // 1024, rate,
+                                         rate / kombu_rate))
     rpcapi.transport.cleanup()
+    chunk_rpcapi.transport.cleanup()
     big_instance, big_files = make_chain(src, RSS_SIZE, 'random', 3)
     expected = sum(len(d) for d in big_files.values())
     del big_files
