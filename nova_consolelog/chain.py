@@ -172,7 +172,8 @@ def _pread_exact(fd, length, offset):
     return b''.join(parts)
 
 
-def _fsync_dir(directory):
+def fsync_dir(directory):
+    """fsync a directory, so that renames in it survive a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -213,7 +214,7 @@ def write_atomic(directory, name, data):
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 class _Snapshot:
@@ -430,17 +431,10 @@ class ConsoleLogChain:
     def base_offset(self):
         """Stream offset of the first retained byte (0 when never set)."""
         path = self._path(BASE_OFFSET_NAME)
-        try:
-            fd = os.open(path, _OPEN_FLAGS)
-        except FileNotFoundError:
+        fd = self._open(BASE_OFFSET_NAME, missing_ok=True)
+        if fd is None:
             return 0
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise exception.UnsafeChainFile(path=path,
-                                                reason='a symbolic link')
-            raise exception.ChainFileUnreadable(path=path, reason=e.strerror)
         try:
-            _check_regular(path, os.fstat(fd).st_mode)
             text = _pread_exact(fd, 64, 0)
         finally:
             os.close(fd)
@@ -643,7 +637,7 @@ class ConsoleLogChain:
             name = self._next_history_name()
             os.rename(path, self._path(name))
             names.append(name)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return names
 
     def _next_history_name(self):
@@ -687,7 +681,7 @@ class ConsoleLogChain:
             LOG.warning('Console-log history retention in %s stopped: %s',
                         self.directory, e)
             self._set_base_offset(base + gone)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         LOG.warning('Dropped %d byte(s) of old console-log history of '
                     'instance %s (%s): more than %d file(s) or %d byte(s)',
                     gone, self.instance, ', '.join(f.name for f in doomed),
@@ -990,7 +984,7 @@ class Import:
                     instance=chain.instance, reason='%s appeared' % name)
             os.rename(self.staging, target)
             try:
-                _fsync_dir(chain.directory)
+                fsync_dir(chain.directory)
             except OSError:
                 os.rename(target, self.staging)
                 raise
@@ -1031,6 +1025,6 @@ class Import:
         _unlink_quietly(self.staging)
         _unlink_quietly(self.sidecar)
         try:
-            _fsync_dir(self.chain.directory)
+            fsync_dir(self.chain.directory)
         except OSError:
             pass

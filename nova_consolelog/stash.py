@@ -106,14 +106,6 @@ def _is_real_dir(path):
         return False
 
 
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _move_names(names, src_dir, dst_dir):
     """Rename ``names`` from ``src_dir`` to ``dst_dir``; all or nothing.
 
@@ -241,8 +233,8 @@ class Stash:
                 names.append(cl_chain.BASE_OFFSET_NAME)
             moved = _move_names(names, chain.directory, path)
             try:
-                _fsync_dir(path)
-                _fsync_dir(chain.directory)
+                cl_chain.fsync_dir(path)
+                cl_chain.fsync_dir(chain.directory)
                 manifest = {
                     'version': MANIFEST_VERSION,
                     'instance_uuid': instance_uuid,
@@ -377,7 +369,7 @@ class Stash:
             raise exception.StashFailed(instance=self.instance_uuid,
                                         reason=str(e))
         try:
-            _fsync_dir(directory)
+            cl_chain.fsync_dir(directory)
         except OSError as e:
             # Everything is back under its name; only durability is in
             # doubt, and moving the files away again would not help.
