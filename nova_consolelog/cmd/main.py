@@ -24,6 +24,7 @@ the command cannot use), 3 nothing to do (for example no such stash).
 import argparse
 import importlib
 import sys
+import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -40,6 +41,10 @@ SUBCOMMANDS = ('show', 'status', 'pull', 'serve', 'demo')
 
 
 def build_parser():
+    # The subcommands import oslo.messaging, which imports oslo.service,
+    # which imports eventlet, which warns on import that it is deprecated;
+    # no command here uses eventlet.
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
     parser = argparse.ArgumentParser(
         prog='nova-consolelog',
         description='Keep and inspect guest console logs across nova live '
