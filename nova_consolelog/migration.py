@@ -462,22 +462,26 @@ class ConsoleLogMigration:
         """
         max_bytes = self.conf.consolelog.max_console_bytes
         chain = self.chain(instance_uuid)
-        if self.enabled:
-            for attempt in range(READ_ATTEMPTS):
-                try:
-                    merged = self._merged_tail(
-                        instance_uuid, chain, max_bytes,
-                        last_attempt=attempt == READ_ATTEMPTS - 1)
-                except _StateChanged:
-                    continue
-                if merged is not None:
-                    return cl_chain.last_lines(merged, length)
-                break
-            else:
-                LOG.warning('Console log of instance %s kept changing '
-                            'hands during %d reads; returning this host\'s '
-                            'part only', instance_uuid, READ_ATTEMPTS)
-        return self._local_tail(chain, max_bytes, length)
+        if not self.enabled:
+            return self._local_tail(chain, max_bytes, length)
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                merged = self._merged_tail(
+                    instance_uuid, chain, max_bytes,
+                    last_attempt=attempt == READ_ATTEMPTS - 1)
+            except _StateChanged:
+                continue
+            if merged is not None:
+                return cl_chain.last_lines(merged, length)
+            break
+        else:
+            LOG.warning('Console log of instance %s kept changing hands '
+                        'during %d reads; returning this host\'s part only',
+                        instance_uuid, READ_ATTEMPTS)
+        # Under the lock: a chain moved aside between the look at the
+        # hand-over state and this read would read as empty.
+        with self.lock(instance_uuid, shared=True):
+            return self._local_tail(chain, max_bytes, length)
 
     def _local_tail(self, chain, max_bytes, length=None):
         try:
@@ -490,7 +494,7 @@ class ConsoleLogMigration:
         return b''.join(parts)[-max_bytes:] if max_bytes else b''
 
     def _merged_tail(self, instance_uuid, chain, max_bytes, last_attempt):
-        """Last ``max_bytes`` over every part; None: nothing to merge.
+        """Last ``max_bytes`` over every part; None: the peer is silent.
 
         Parts are read newest first. The older part may still grow while
         the newer one is read (the source's QEMU writes into its stash
@@ -502,7 +506,10 @@ class ConsoleLogMigration:
             record = self.record(instance_uuid).load()
             stashes = self.stashes(instance_uuid)
             if record is None and not stashes:
-                return None
+                # No hand-over: nova's read (plus history), still under the
+                # lock so that a migration starting now cannot move the
+                # chain away in the middle of it.
+                return self._local_tail(chain, max_bytes)
             if (record is None or record.get('shared') or
                     self.rpcapi is None or
                     record.get('state') == STATE_INSTALLED):
