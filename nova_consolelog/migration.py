@@ -44,12 +44,9 @@ and returns. ``retry_pending`` retries unfinished imports and expires old
 stashes.
 """
 
-import contextlib
-import fcntl
 import json
 import os
 import re
-import threading
 import time
 
 from oslo_log import log as logging
@@ -74,41 +71,6 @@ PEER_QUIET_SECONDS = 60
 # made or released, an import committed) starts again, this many times.
 READ_ATTEMPTS = 5
 STATE_INSTALLED = 'installed'
-
-_held_locks = threading.local()
-
-
-@contextlib.contextmanager
-def instance_lock(directory, instance_uuid, shared=False):
-    """Serialise hand-over state changes with console reads of an instance.
-
-    Moving a chain into a stash, installing a stash as history, restoring
-    one and committing an import change which files hold an instance's
-    console output; a read in the middle would miss or repeat bytes. State
-    changes hold the lock exclusively, reads shared. It is an flock on a
-    file under the stash root, so on a shared instance path both hosts
-    take the same lock. Re-entrant within a thread (a state change may
-    read). The small lock files are never removed: removing a lock file
-    others may be waiting on would let two holders in.
-    """
-    held = getattr(_held_locks, 'paths', None)
-    if held is None:
-        held = _held_locks.paths = set()
-    path = os.path.join(directory, instance_uuid + '.lock')
-    if path in held:
-        yield
-        return
-    os.makedirs(directory, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        held.add(path)
-        try:
-            yield
-        finally:
-            held.discard(path)
-    finally:
-        os.close(fd)
 
 
 class _StateChanged(Exception):
@@ -215,10 +177,10 @@ class ConsoleLogMigration:
         self.instances_path = instances_path or group.instances_path
         self.stash_root = group.stash_path or os.path.join(
             self.instances_path, '.consolelog-stash')
-        self.locks_dir = os.path.join(self.stash_root, RECORDS_DIR)
         # Per host: on a shared instance path both hosts see one stash root.
         self.records_dir = os.path.join(
-            self.locks_dir, re.sub(r'[^A-Za-z0-9_.-]', '_', host))
+            self.stash_root, RECORDS_DIR,
+            re.sub(r'[^A-Za-z0-9_.-]', '_', host))
         self._wait_for_shutoff = wait_for_shutoff
         self._peer_quiet_until = {}
 
@@ -240,7 +202,8 @@ class ConsoleLogMigration:
         return HandoverRecord(self.records_dir, instance_uuid)
 
     def lock(self, instance_uuid, shared=False):
-        return instance_lock(self.locks_dir, instance_uuid, shared=shared)
+        """The host's hand-over lock; see ``stash.handover_lock``."""
+        return cl_stash.handover_lock(self.instances_path, shared=shared)
 
     def stashes(self, instance_uuid):
         """This host's stashes of an instance, oldest first."""

@@ -34,13 +34,16 @@ without one (a crash while stashing) is still loaded and listed, with state
 stash without files: the caller always gets a stash id to hand over.
 """
 
+import contextlib
 import errno
+import fcntl
 import functools
 import json
 import os
 import re
 import shutil
 import stat
+import threading
 import time
 import uuid
 
@@ -77,6 +80,46 @@ def _check_stash_id(stash_id):
             reason='stash id must match %s, got %r' % (STASH_ID_RE.pattern,
                                                        stash_id))
     return stash_id
+
+
+_held_locks = threading.local()
+
+
+@contextlib.contextmanager
+def handover_lock(instances_path, shared=False):
+    """Serialise hand-over state changes with console reads on this host.
+
+    Moving a chain into a stash, installing a stash as history, restoring
+    one, committing an import and releasing a stash change which files hold
+    an instance's console output; a read in the middle would miss or repeat
+    bytes. State changes hold the lock exclusively; reads (console reads,
+    the RPC endpoint's describe and list) hold it shared. It is an flock on
+    the instances directory itself, which always exists on a compute host,
+    so taking it creates nothing; on a shared instance path both hosts lock
+    the same directory. State changes are renames or a bounded copy, so one
+    lock for the host is short-held. Re-entrant within a thread (a state
+    change may read). Never make an RPC call holding it.
+    """
+    held = getattr(_held_locks, 'paths', None)
+    if held is None:
+        held = _held_locks.paths = set()
+    path = os.path.realpath(instances_path)
+    if path in held:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise exception.InstanceDirNotFound(path=instances_path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
+    finally:
+        os.close(fd)
 
 
 def new_stash_id():

@@ -110,6 +110,15 @@ class ConsoleLogManager:
         return cl_chain.ConsoleLogChain.for_instance(instance_uuid,
                                                      conf=self.conf)
 
+    def _lock(self, shared=False):
+        """The host's hand-over lock (see stash.handover_lock).
+
+        No stash is half made or half released while this host describes,
+        lists or releases one.
+        """
+        return cl_stash.handover_lock(self.conf.consolelog.instances_path,
+                                      shared=shared)
+
     def _stash(self, instance_uuid, stash_id):
         return cl_stash.Stash.load(instance_uuid, stash_id,
                                    root=self._stash_root(), conf=self.conf)
@@ -142,13 +151,14 @@ class ConsoleLogManager:
         _check_stash_id(stash_id)
         _check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
-        if stash_id is not None:
-            stash = self._stash(instance_uuid, stash_id)
-            return self._describe_stash(instance_uuid, stash, checksums,
-                                        tail_bytes)
-        chain = self._instance_chain(instance_uuid)
-        return chain.describe(self.host, instance_uuid, checksums=checksums,
-                              tail_bytes=tail_bytes)
+        with self._lock(shared=True):
+            if stash_id is not None:
+                stash = self._stash(instance_uuid, stash_id)
+                return self._describe_stash(instance_uuid, stash, checksums,
+                                            tail_bytes)
+            chain = self._instance_chain(instance_uuid)
+            return chain.describe(self.host, instance_uuid,
+                                  checksums=checksums, tail_bytes=tail_bytes)
 
     @_expected
     def list_console_log_stashes(self, ctxt, instance_uuid, checksums=False,
@@ -157,10 +167,12 @@ class ConsoleLogManager:
         _check_uuid(instance_uuid)
         _check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
-        stashes = cl_stash.Stash.list(instance_uuid, root=self._stash_root(),
-                                      conf=self.conf)
-        return [self._describe_stash(instance_uuid, s, checksums, tail_bytes)
-                for s in stashes]
+        with self._lock(shared=True):
+            stashes = cl_stash.Stash.list(
+                instance_uuid, root=self._stash_root(), conf=self.conf)
+            return [self._describe_stash(instance_uuid, s, checksums,
+                                         tail_bytes)
+                    for s in stashes]
 
     def _check_read(self, instance_uuid, stash_id, name, offset, length,
                     compression, max_length):
@@ -272,18 +284,19 @@ class ConsoleLogManager:
                 isinstance(k, str) and isinstance(v, str)
                 for k, v in sha256s.items()):
             raise _invalid('sha256s must map file names to hex digests')
-        stash = self._stash(instance_uuid, stash_id)
-        names = [f.name for f in stash.chain.scan()]
-        if sorted(names) != sorted(sha256s):
-            raise _invalid('stash %s holds %s, release names %s' % (
-                stash_id, sorted(names), sorted(sha256s)))
-        for name in names:
-            actual = self._sha256(stash.chain, name)
-            if actual != sha256s[name]:
-                raise exception.ChecksumMismatch(
-                    name=name, offset=0, expected=sha256s[name],
-                    actual=actual)
-        stash.release()
+        with self._lock():
+            stash = self._stash(instance_uuid, stash_id)
+            names = [f.name for f in stash.chain.scan()]
+            if sorted(names) != sorted(sha256s):
+                raise _invalid('stash %s holds %s, release names %s' % (
+                    stash_id, sorted(names), sorted(sha256s)))
+            for name in names:
+                actual = self._sha256(stash.chain, name)
+                if actual != sha256s[name]:
+                    raise exception.ChecksumMismatch(
+                        name=name, offset=0, expected=sha256s[name],
+                        actual=actual)
+            stash.release()
         LOG.info('Released console-log stash %s of instance %s: the peer '
                  'verified %d file(s)', stash_id, instance_uuid, len(names))
         return True
