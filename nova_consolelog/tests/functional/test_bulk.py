@@ -18,9 +18,6 @@ wrapping the destination's decoder; everything else is real.
 """
 
 import os
-import subprocess
-import threading
-import time
 
 import amqp.exceptions
 import fixtures
@@ -267,32 +264,11 @@ class TestBulkFaults(BulkTestCase):
                                    rpc_timeout=5, pull_retries=8,
                                    pull_timeout=180)
         chain = self.dest_chain(conf, instance)
-        self.addCleanup(subprocess.run, ['rabbitmqctl', 'start_app'],
-                        capture_output=True, check=False)
-        stopped = threading.Event()
-
-        def bounce():
-            # The source is stopped while the broker goes away, so that
-            # requests are surely in flight (unanswered) across the
-            # restart, however fast the source and the broker are.
-            self.src.pause()
-            subprocess.run(['rabbitmqctl', 'stop_app'], capture_output=True,
-                           check=True)
-            stopped.set()
-            time.sleep(1)
-            subprocess.run(['rabbitmqctl', 'start_app'],
-                           capture_output=True, check=True)
-            self.src.resume()
-
-        def at_2mib(done, total):
-            if done >= 2 * MiB and not hasattr(at_2mib, 'thread'):
-                at_2mib.thread = threading.Thread(target=bounce)
-                at_2mib.thread.start()
-                stopped.wait(60)
+        restart = test_pull.BrokerRestart(self, self.src, at=2 * MiB)
         result = transfer.pull(conf, rpcapi, 'src', instance,
                                stash_id=stash_id, chain=chain,
-                               progress=at_2mib)
-        at_2mib.thread.join(60)
+                               progress=restart.progress)
+        restart.join()
         self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
         # The bulk channel carried the start and was lost with the broker;
         # chunk calls brought the rest.

@@ -71,6 +71,46 @@ class FailureCounter:
             raise
 
 
+class BrokerRestart:
+    """Restart RabbitMQ under a pull once it has moved ``at`` bytes.
+
+    Use ``progress`` as the pull's progress callback. The source is paused
+    while the broker is away, so that requests are surely in flight
+    (unanswered) across the restart, however fast the source and the
+    broker are; the pull goes on only once the broker is away, so the rest
+    of it has to live through the restart.
+    """
+
+    def __init__(self, test, source, at):
+        self.source = source
+        self.at = at
+        self.stopped = threading.Event()
+        self.restarted = threading.Event()
+        self.thread = None
+        test.addCleanup(subprocess.run, ['rabbitmqctl', 'start_app'],
+                        capture_output=True, check=False)
+
+    def progress(self, done, total):
+        if done >= self.at and self.thread is None:
+            self.thread = threading.Thread(target=self._bounce)
+            self.thread.start()
+            self.stopped.wait(60)
+
+    def _bounce(self):
+        self.source.pause()
+        subprocess.run(['rabbitmqctl', 'stop_app'], capture_output=True,
+                       check=True)
+        self.stopped.set()
+        time.sleep(1)
+        subprocess.run(['rabbitmqctl', 'start_app'], capture_output=True,
+                       check=True)
+        self.source.resume()
+        self.restarted.set()
+
+    def join(self):
+        self.thread.join(60)
+
+
 class PullTestCase(base.FunctionalTestCase):
 
     def make_source(self, files, host='src', stash=True, **overrides):
@@ -260,37 +300,12 @@ class TestFaults(PullTestCase):
                                    pull_retries=8, pull_timeout=180,
                                    bulk_transfer=False)
         chain = self.dest_chain(conf, instance)
-        self.addCleanup(subprocess.run, ['rabbitmqctl', 'start_app'],
-                        capture_output=True, check=False)
-        stopped = threading.Event()
-        restarted = threading.Event()
-
-        def bounce():
-            # The source is stopped while the broker goes away, so that
-            # requests are surely in flight (unanswered) across the
-            # restart, however fast the source and the broker are.
-            self.src.pause()
-            subprocess.run(['rabbitmqctl', 'stop_app'], capture_output=True,
-                           check=True)
-            stopped.set()
-            time.sleep(1)
-            subprocess.run(['rabbitmqctl', 'start_app'],
-                           capture_output=True, check=True)
-            self.src.resume()
-            restarted.set()
-
-        def at_2mib(done, total):
-            if done >= 2 * MiB and not hasattr(at_2mib, 'thread'):
-                at_2mib.thread = threading.Thread(target=bounce)
-                at_2mib.thread.start()
-                # Go on only once the broker is away: the rest of the pull
-                # has to live through the restart.
-                stopped.wait(60)
+        restart = BrokerRestart(self, self.src, at=2 * MiB)
         api = FailureCounter(rpcapi)
         transfer.pull(conf, api, 'src', instance, stash_id=stash_id,
-                      chain=chain, progress=at_2mib)
-        at_2mib.thread.join(60)
-        self.assertTrue(restarted.is_set())
+                      chain=chain, progress=restart.progress)
+        restart.join()
+        self.assertTrue(restart.restarted.is_set())
         self.assertGreater(api.failures, 0)
         self.assertEqual(test_rpc.chain_bytes(self.FILES),
                          self.history(chain))
