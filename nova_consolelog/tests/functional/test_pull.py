@@ -53,37 +53,22 @@ def text_bytes(n, seed=0):
     return b''.join(lines)[:n]
 
 
-class FailureCounter:
-    """The real client, counting the chunk reads that failed."""
-
-    def __init__(self, api):
-        self.api = api
-        self.failures = 0
-
-    def __getattr__(self, name):
-        return getattr(self.api, name)
-
-    def read_chunk(self, *args, **kwargs):
-        try:
-            return self.api.read_chunk(*args, **kwargs)
-        except Exception:
-            self.failures += 1
-            raise
-
-
 class BrokerRestart:
     """Restart RabbitMQ under a pull once it has moved ``at`` bytes.
 
     Use ``progress`` as the pull's progress callback. The source is paused
-    while the broker is away, so that requests are surely in flight
-    (unanswered) across the restart, however fast the source and the
-    broker are; the pull goes on only once the broker is away, so the rest
-    of it has to live through the restart.
+    while the broker is away, so that requests are in flight across the
+    restart however fast the source and the broker are; the pull goes on
+    only once the broker is away, so the rest of it has to live through
+    the restart. ``done_when_back`` is what the pull had when the broker
+    was back: less than all proves the rest went through the new broker.
     """
 
     def __init__(self, test, source, at):
         self.source = source
         self.at = at
+        self.done = 0
+        self.done_when_back = None
         self.stopped = threading.Event()
         self.restarted = threading.Event()
         self.thread = None
@@ -91,6 +76,7 @@ class BrokerRestart:
                         capture_output=True, check=False)
 
     def progress(self, done, total):
+        self.done = done
         if done >= self.at and self.thread is None:
             self.thread = threading.Thread(target=self._bounce)
             self.thread.start()
@@ -104,6 +90,7 @@ class BrokerRestart:
         time.sleep(1)
         subprocess.run(['rabbitmqctl', 'start_app'], capture_output=True,
                        check=True)
+        self.done_when_back = self.done
         self.source.resume()
         self.restarted.set()
 
@@ -301,11 +288,15 @@ class TestFaults(PullTestCase):
                                    bulk_transfer=False)
         chain = self.dest_chain(conf, instance)
         restart = BrokerRestart(self, self.src, at=2 * MiB)
-        api = FailureCounter(rpcapi)
-        transfer.pull(conf, api, 'src', instance, stash_id=stash_id,
+        transfer.pull(conf, rpcapi, 'src', instance, stash_id=stash_id,
                       chain=chain, progress=restart.progress)
         restart.join()
         self.assertTrue(restart.restarted.is_set())
-        self.assertGreater(api.failures, 0)
+        # Most of the chain came through the restarted broker. (Whether a
+        # call in flight fails depends on whether its request had reached
+        # the paused source's socket: oslo.messaging delivers the replies
+        # of those that had, after the restart.)
+        self.assertLess(restart.done_when_back,
+                        sum(len(d) for d in self.FILES.values()))
         self.assertEqual(test_rpc.chain_bytes(self.FILES),
                          self.history(chain))
