@@ -238,6 +238,28 @@ def chunk_headers(name, offset, length, sha256, compression, eof):
             'sha256': sha256, 'data_compression': compression, 'eof': eof}
 
 
+def parse_headers(headers):
+    """``(name, offset, length)`` of a received bulk message.
+
+    What the receiving thread needs to place a message in its window; the
+    rest (decompression, the caller's sha256 check) can run elsewhere
+    (``decode_chunk``).
+
+    :raises: ValueError for headers that do not describe a chunk.
+    """
+    try:
+        name = headers['name']
+        offset = headers['offset']
+        length = headers['length']
+    except (KeyError, TypeError) as e:
+        raise ValueError('bulk message without header %s' % e)
+    if not (isinstance(name, str) and isinstance(offset, int) and
+            isinstance(length, int) and offset >= 0 and length >= 0):
+        raise ValueError('bulk message with malformed headers %r' % (
+            headers,))
+    return name, offset, length
+
+
 def decode_chunk(headers, body):
     """``(name, offset, raw, sha256, eof)`` of a received bulk message.
 
@@ -246,18 +268,14 @@ def decode_chunk(headers, body):
 
     :raises: ValueError for a message that is not a well-formed chunk.
     """
+    name, offset, length = parse_headers(headers)
     try:
-        name = headers['name']
-        offset = headers['offset']
-        length = headers['length']
         sha256 = headers['sha256']
         compression = headers['data_compression']
         eof = headers['eof']
-    except (KeyError, TypeError) as e:
+    except KeyError as e:
         raise ValueError('bulk message without header %s' % e)
-    if not (isinstance(name, str) and isinstance(sha256, str) and
-            isinstance(offset, int) and isinstance(length, int) and
-            offset >= 0 and length >= 0 and isinstance(eof, bool)):
+    if not (isinstance(sha256, str) and isinstance(eof, bool)):
         raise ValueError('bulk message with malformed headers %r' % (
             headers,))
     if compression == cl_fields.Compression.ZLIB:

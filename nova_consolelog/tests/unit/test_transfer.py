@@ -23,6 +23,7 @@ import os
 import threading
 import uuid
 
+import fixtures
 import oslo_messaging
 from oslotest import base as test_base
 
@@ -154,6 +155,58 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual(len(expected) - already, result.bytes)
         self.assertEqual(0, api.calls[('console.log.1', 0)])
         self.assertEqual([], self.leftovers())
+
+    def _change_before_checksums(self, change, after_transfer=False):
+        """Pull while ``change(path)`` hits console.log.1 on the source.
+
+        The change happens just before the describe that brings the
+        whole-file checksums, which runs beside the transfer; with
+        ``after_transfer`` only once every byte has been fetched.
+        """
+        path = os.path.join(cl_chain.ConsoleLogChain.for_instance(
+            self.uuid, conf=self.src).directory, 'console.log.1')
+        fetched = threading.Event()
+        real = self.rpcapi.describe
+        asked = []
+
+        def describe(ctxt, host, instance_uuid, **kwargs):
+            asked.append(kwargs.get('checksums'))
+            if kwargs.get('checksums'):
+                if after_transfer:
+                    self.assertTrue(fetched.wait(30))
+                change(path)
+            return real(ctxt, host, instance_uuid, **kwargs)
+        self.useFixture(fixtures.MockPatchObject(self.rpcapi, 'describe',
+                                                 describe))
+        total = sum(len(d) for d in self.files.values())
+
+        def progress(done, _total):
+            if done >= total:
+                fetched.set()
+        self.assertRaises(exception.TransferFailed, transfer.pull,
+                          self.conf, self.rpcapi, 'src', self.uuid,
+                          chain=self.chain, progress=progress)
+        self.assertEqual([False, True], asked)
+        # Nothing installed, nothing half-written left behind.
+        self.assertEqual(b'', self.history())
+        self.assertEqual([], self.leftovers())
+
+    def test_file_rotated_during_pull_fails_whole_file_check(self):
+        def grow(path):
+            with open(path, 'ab') as f:
+                f.write(b'written after the first describe\n')
+        self._change_before_checksums(grow)
+
+    def test_bytes_changed_in_place_fail_whole_file_check(self):
+        def flip(path):
+            # Same size and mtime: only the sha256 can tell.
+            stat = os.stat(path)
+            with open(path, 'r+b') as f:
+                first = f.read(1)
+                f.seek(0)
+                f.write(bytes([first[0] ^ 0xff]))
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        self._change_before_checksums(flip, after_transfer=True)
 
     def test_unknown_instance_is_typed(self):
         other = str(uuid.uuid4())
