@@ -320,8 +320,9 @@ class ConsoleLogMigration:
                 instance=instance_uuid, host=source_host,
                 reason='no RPC client on this host')
         try:
-            sets = self.rpcapi.list_stashes(
-                {}, source_host, instance_uuid, checksums=True)
+            # Without checksums: each pull has them computed beside its
+            # transfer, and releases with what it installed.
+            sets = self.rpcapi.list_stashes({}, source_host, instance_uuid)
         except exception.PeerUnsupported as e:
             LOG.warning('Console log of instance %s not migrated: %s',
                         instance_uuid, e)
@@ -331,26 +332,26 @@ class ConsoleLogMigration:
         # says so in between: until then a console read here takes the old
         # part from the source (and ignores the new history), from then on
         # from the history (and ignores the source).
-        for remote in sets:
-            transfer.pull(self.conf, self.rpcapi, source_host, instance_uuid,
-                          stash_id=remote.stash_id, chain=chain,
-                          release=False)
+        pulled = [transfer.pull(self.conf, self.rpcapi, source_host,
+                                instance_uuid, stash_id=remote.stash_id,
+                                chain=chain, release=False)
+                  for remote in sets]
         with self.lock(instance_uuid):
             record.update(state=STATE_INSTALLED)
-        for remote in sets:
-            self._release(source_host, instance_uuid, remote)
+        for result in pulled:
+            self._release(source_host, instance_uuid, result.stash_id,
+                          result.sha256s)
         record.remove()
         return True
 
-    def _release(self, source_host, instance_uuid, remote):
-        sha256s = {f.name: f.sha256 for f in remote.files}
+    def _release(self, source_host, instance_uuid, stash_id, sha256s):
         try:
-            self.rpcapi.release({}, source_host, instance_uuid,
-                                remote.stash_id, sha256s)
+            self.rpcapi.release({}, source_host, instance_uuid, stash_id,
+                                sha256s)
         except Exception as e:
             LOG.warning('Console log of instance %s is installed, but %s did '
                         'not release its stash %s: %s (it expires there)',
-                        instance_uuid, source_host, remote.stash_id, e)
+                        instance_uuid, source_host, stash_id, e)
 
     @_guarded
     def rollback_at_source(self, instance_uuid):

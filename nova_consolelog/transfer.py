@@ -97,15 +97,17 @@ _RECEIVE_WAIT = 0.05
 
 PullResult = collections.namedtuple(
     'PullResult', ['bytes', 'files', 'seconds', 'rate', 'wire_bytes',
-                   'stash_id', 'released', 'bulk_bytes'],
-    defaults=(0,))
+                   'stash_id', 'released', 'bulk_bytes', 'sha256s'],
+    defaults=(0, None))
 PullResult.__doc__ = """Outcome of a pull.
 
 ``bytes``: bytes fetched by this run (a resumed pull counts only the rest);
 ``files``: files of the source set; ``seconds``; ``rate`` in bytes/s;
 ``wire_bytes``: chunk payload as sent (after compression, before base64);
 ``stash_id``: the source stash; ``released``: whether the source released
-it; ``bulk_bytes``: bytes of ``bytes`` that came over the bulk channel.
+it; ``bulk_bytes``: bytes of ``bytes`` that came over the bulk channel;
+``sha256s``: ``{name: sha256}`` of every source file as installed, what a
+later ``release`` of the stash takes.
 """
 
 
@@ -357,11 +359,11 @@ class _Puller:
             # Nothing to install: an empty history file would only be
             # clutter. The (empty) stash may still be released.
             empty = hashlib.sha256(b'').hexdigest()
+            sha256s = {f.name: empty for f in files}
             released = bool(release and self.stash_id is not None and
-                            self._release(files, {f.name: empty
-                                                  for f in files}))
+                            self._release(files, sha256s))
             return PullResult(0, len(files), 0.0, 0.0, 0, self.stash_id,
-                              released)
+                              released, 0, sha256s)
         imp = self.chain.begin_import(
             import_id_for(self.host, self.stash_id),
             [(f.name, f.size) for f in files],
@@ -409,7 +411,8 @@ class _Puller:
                  self.instance_uuid, self.host, len(files), self.fetched,
                  seconds, rate / 1e6, self.wire)
         return PullResult(self.fetched, len(files), seconds, rate, self.wire,
-                          self.stash_id, released, self.bulk_bytes)
+                          self.stash_id, released, self.bulk_bytes,
+                          installed)
 
     def _deliver(self, imp, st, offset, data, wire):
         """Take verified ``data`` at ``offset``; write what is contiguous.

@@ -237,6 +237,9 @@ class TestPull(test_base.BaseTestCase):
         result = transfer.pull(self.conf, self.rpcapi, 'src', other,
                                stash_id=stash.stash_id, chain=chain)
         self.assertTrue(result.released)
+        # What a later release of the stash would send (release=False).
+        self.assertEqual({n: hashlib.sha256(d).hexdigest()
+                          for n, d in files.items()}, result.sha256s)
         self.assertEqual(files['console.log.0'] + files['console.log'],
                          chain.read_tail(100000))
         self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
