@@ -304,13 +304,17 @@ def our_pull(conf, rpcapi, host, instance, files, meter=None):
     return result
 
 
+def puller(root, topic, host='dst', **overrides):
+    """``(conf, rpcapi)`` of a destination with the bench's settings."""
+    conf = test_rpc.make_conf(root, host, topic, chunk_size=MiB,
+                              rpc_timeout=60, pull_timeout=600,
+                              history_max_bytes=1024 * MiB, **overrides)
+    return conf, cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
+
+
 def rss_child(root, topic, instance, expected, bulk=True):
     """Run in a child: pull, print RSS before and peak after, in KiB."""
-    conf = test_rpc.make_conf(root, 'rss', topic, chunk_size=MiB,
-                              rpc_timeout=60, pull_timeout=600,
-                              history_max_bytes=1024 * MiB,
-                              bulk_transfer=bulk)
-    rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
+    conf, rpcapi = puller(root, topic, host='rss', bulk_transfer=bulk)
     chain = cl_chain.ConsoleLogChain.for_instance(instance, conf=conf)
     os.makedirs(chain.directory, exist_ok=True)
     # Warm up the client (connections, reply queue) before the baseline.
@@ -399,16 +403,8 @@ def run():
 
 
 def _run(root, topic, src):
-    conf = test_rpc.make_conf(root, 'dst', topic, chunk_size=MiB,
-                              rpc_timeout=60, pull_timeout=600,
-                              history_max_bytes=1024 * MiB)
-    rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
-    chunk_conf = test_rpc.make_conf(root, 'dst', topic, chunk_size=MiB,
-                                    rpc_timeout=60, pull_timeout=600,
-                                    history_max_bytes=1024 * MiB,
-                                    bulk_transfer=False)
-    chunk_rpcapi = cl_api.ConsoleLogAPI(chunk_conf,
-                                        transport_url=base.TRANSPORT_URL)
+    conf, rpcapi = puller(root, topic)
+    chunk_conf, chunk_rpcapi = puller(root, topic, bulk_transfer=False)
     print('chunk_size %d KiB, pull_window %d, compression %s, bulk_window '
           '%d MiB' % (
               conf.consolelog.chunk_size // 1024,
@@ -451,12 +447,7 @@ def _run(root, topic, src):
                       100.0 * last.wire_bytes / last.bytes,
                       100.0 * last.bulk_bytes / last.bytes))
             print('  CPU ms per MiB: %s' % meter.summary())
-    zlib_conf = test_rpc.make_conf(root, 'dst', topic, chunk_size=MiB,
-                                   rpc_timeout=60, pull_timeout=600,
-                                   history_max_bytes=1024 * MiB,
-                                   bulk_compression=True)
-    zlib_api = cl_api.ConsoleLogAPI(zlib_conf,
-                                    transport_url=base.TRANSPORT_URL)
+    zlib_conf, zlib_api = puller(root, topic, bulk_compression=True)
     meter = CPUMeter(src.proc.pid)
     rates = [our_pull(zlib_conf, zlib_api, 'src', txt_instance, txt_files,
                       meter).rate / 1e6 for _ in range(2)]
@@ -467,12 +458,7 @@ def _run(root, topic, src):
               txt_instance, txt_files)
     zlib_api.transport.cleanup()
     for window in (2 * MiB, 4 * MiB, 16 * MiB):
-        window_conf = test_rpc.make_conf(
-            root, 'dst', topic, chunk_size=MiB, rpc_timeout=60,
-            pull_timeout=600, history_max_bytes=1024 * MiB,
-            bulk_window=window)
-        window_api = cl_api.ConsoleLogAPI(window_conf,
-                                          transport_url=base.TRANSPORT_URL)
+        window_conf, window_api = puller(root, topic, bulk_window=window)
         result = our_pull(window_conf, window_api, 'src', rnd_instance,
                           rnd_files)
         rate = result.rate / 1e6
