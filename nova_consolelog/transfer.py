@@ -527,8 +527,9 @@ class _Puller:
         self._sink = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix='consolelog-sink')
         try:
-            with cl_bulk.Receiver(self.rpcapi.bulk_url,
-                                  BULK_PREFETCH) as receiver:
+            with cl_bulk.Receiver(
+                    self.rpcapi.bulk_url, BULK_PREFETCH,
+                    getattr(self.rpcapi, 'bulk_ssl', False)) as receiver:
                 self._bulk_loop(imp, by_name, windows, receiver, callers)
         except exception.BulkUnavailable as e:
             LOG.warning('Console-log pull of instance %s from %s: bulk '

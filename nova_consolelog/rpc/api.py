@@ -110,8 +110,9 @@ class ConsoleLogAPI:
 
         Uses ``transport`` (for example nova's), or one built from
         ``transport_url`` / ``conf``'s ``[DEFAULT] transport_url``. The
-        bulk channel (``bulk_url``) uses the broker of that transport (see
-        ``bulk.kombu_url``); None when it is not ``rabbit://`` or
+        bulk channel (``bulk_url``) uses the broker of that transport and
+        its TLS settings (``bulk_ssl``; see ``bulk.kombu_url`` and
+        ``bulk.kombu_ssl``); None when it is not ``rabbit://`` or
         ``[consolelog] bulk_transfer`` is off.
         """
         self.conf = conf
@@ -120,8 +121,10 @@ class ConsoleLogAPI:
             transport = cl_transport.get_transport(conf, transport_url)
         self.transport = transport
         self.bulk_url = None
+        self.bulk_ssl = False
         if conf.consolelog.bulk_transfer:
             self.bulk_url = cl_bulk.kombu_url(conf, transport_url, given)
+            self.bulk_ssl = cl_bulk.kombu_ssl(conf, transport_url, given)
         cap = conf.upgrade_levels.consolelog
         self.version_cap = self.VERSION_ALIASES.get(cap, cap)
         target = oslo_messaging.Target(

@@ -38,14 +38,17 @@ cannot make it write into somebody else's queue.
 
 import itertools
 import re
+import ssl
 import threading
 import urllib.parse
 import uuid
 import zlib
 
 import kombu
+from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
+from oslo_utils import strutils
 
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
@@ -98,6 +101,70 @@ def kombu_url(conf, transport_url=None, transport=None):
     return ';'.join(urls)
 
 
+# [oslo_messaging_rabbit] ssl_version values, as oslo.messaging reads them.
+_SSL_VERSIONS = {
+    'tlsv1': 'PROTOCOL_TLSv1',
+    'tlsv1_1': 'PROTOCOL_TLSv1_1',
+    'tlsv1_2': 'PROTOCOL_TLSv1_2',
+    'sslv2': 'PROTOCOL_SSLv2',
+    'sslv3': 'PROTOCOL_SSLv3',
+    'sslv23': 'PROTOCOL_SSLv23',
+}
+
+
+def kombu_ssl(conf, transport_url=None, transport=None):
+    """kombu's ``ssl`` argument for the broker ``kombu_url`` names.
+
+    The bulk channel reaches the broker on connections of its own, so it
+    takes TLS from where oslo.messaging's rabbit driver takes it:
+    ``[oslo_messaging_rabbit] ssl``, ``ssl_version``, ``ssl_key_file``,
+    ``ssl_cert_file`` and ``ssl_ca_file`` of the transport's configuration
+    (nova's inside nova-compute), each overridden by the same name in the
+    transport URL's query. With a CA file the certificate and, for a single
+    broker host, its name are verified, as oslo.messaging does.
+
+    :returns: False (no TLS), True (TLS with Python's defaults) or a dict
+        of ``ssl.wrap_socket``-style arguments.
+    """
+    if transport_url is None and transport is not None:
+        conf = getattr(transport, 'conf', None) or conf
+    try:
+        url = oslo_messaging.TransportURL.parse(conf, transport_url)
+    except Exception:
+        return False
+    query = url.query or {}
+
+    def option(name, default):
+        if name in query:
+            return query[name]
+        try:
+            return conf['oslo_messaging_rabbit'][name]
+        except (cfg.NoSuchOptError, cfg.NoSuchGroupError, KeyError):
+            return default
+
+    if not strutils.bool_from_string(option('ssl', False)):
+        return False
+    params = {}
+    version = option('ssl_version', '')
+    if version:
+        protocol = getattr(ssl, _SSL_VERSIONS.get(version.lower(), ''), None)
+        if protocol is None:
+            LOG.warning('Bulk channel: [oslo_messaging_rabbit] ssl_version '
+                        '%r is not known here; using the default', version)
+        else:
+            params['ssl_version'] = protocol
+    for name, key in (('ssl_key_file', 'keyfile'),
+                      ('ssl_cert_file', 'certfile')):
+        if option(name, ''):
+            params[key] = option(name, '')
+    if option('ssl_ca_file', ''):
+        params['ca_certs'] = option('ssl_ca_file', '')
+        params['cert_reqs'] = ssl.CERT_REQUIRED
+        params['server_hostname'] = (url.hosts[0].hostname
+                                     if len(url.hosts) == 1 else None)
+    return params or True
+
+
 def new_queue_name():
     return QUEUE_PREFIX + uuid.uuid4().hex
 
@@ -111,21 +178,24 @@ def check_queue_name(name):
     return name
 
 
-def _connection(url):
-    return kombu.Connection(url, connect_timeout=CONNECT_TIMEOUT,
+def _connection(url, ssl_params=False):
+    return kombu.Connection(url, ssl=ssl_params,
+                            connect_timeout=CONNECT_TIMEOUT,
                             transport_options={'confirm_publish': False})
 
 
 class Publisher:
     """Publishes bulk chunks to one broker through a few pooled connections.
 
-    One per broker URL and process (``publisher_for``): a connection costs
-    a TCP and AMQP handshake, and a kombu connection must not be shared by
-    two threads at once, so each window borrows one for its duration.
+    One per broker URL, TLS settings and process (``publisher_for``): a
+    connection costs a TCP (and TLS) and AMQP handshake, and a kombu
+    connection must not be shared by two threads at once, so each window
+    borrows one for its duration.
     """
 
-    def __init__(self, url, size=POOL_SIZE):
+    def __init__(self, url, size=POOL_SIZE, ssl_params=False):
         self.url = url
+        self.ssl_params = ssl_params
         self._free = []
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
@@ -136,7 +206,7 @@ class Publisher:
             if self._free:
                 return self._free.pop()
         try:
-            conn = _connection(self.url)
+            conn = _connection(self.url, self.ssl_params)
             conn.ensure_connection(max_retries=1)
             return conn
         except Exception:
@@ -219,12 +289,15 @@ _publishers = {}
 _publishers_lock = threading.Lock()
 
 
-def publisher_for(url):
-    """The process-wide Publisher of broker ``url``."""
+def publisher_for(url, ssl_params=False):
+    """The process-wide Publisher of broker ``url`` with ``ssl_params``."""
+    key = (url, repr(sorted(ssl_params.items()))
+           if isinstance(ssl_params, dict) else ssl_params)
     with _publishers_lock:
-        publisher = _publishers.get(url)
+        publisher = _publishers.get(key)
         if publisher is None:
-            publisher = _publishers[url] = Publisher(url)
+            publisher = _publishers[key] = Publisher(url,
+                                                     ssl_params=ssl_params)
         return publisher
 
 
@@ -302,8 +375,9 @@ class Receiver:
     with the connection anyway, also when this process dies).
     """
 
-    def __init__(self, url, prefetch):
+    def __init__(self, url, prefetch, ssl_params=False):
         self.url = url
+        self.ssl_params = ssl_params
         self.prefetch = prefetch
         self.queue_name = new_queue_name()
         self._conn = None
@@ -313,7 +387,7 @@ class Receiver:
 
     def __enter__(self):
         try:
-            self._conn = _connection(self.url)
+            self._conn = _connection(self.url, self.ssl_params)
             self._conn.ensure_connection(max_retries=1)
             channel = self._conn.channel()
             self._queue = kombu.Queue(self.queue_name, exchange='',

@@ -92,14 +92,16 @@ class ConsoleLogManager:
     :param bulk_url: kombu URL of the broker for the bulk channel (RPC
         1.2), or None when the transport has none (``fake://``); the server
         sets it from its transport.
+    :param bulk_ssl: kombu's ``ssl`` for that broker (``bulk.kombu_ssl``).
     """
 
     target = oslo_messaging.Target(version='1.2', namespace='consolelog')
 
-    def __init__(self, conf, host, bulk_url=None):
+    def __init__(self, conf, host, bulk_url=None, bulk_ssl=False):
         self.conf = conf
         self.host = host
         self.bulk_url = bulk_url
+        self.bulk_ssl = bulk_ssl
 
     # -- helpers ---------------------------------------------------------
 
@@ -264,7 +266,8 @@ class ConsoleLogManager:
                 data, eof = chain.read_chunk(
                     name, position, min(end - position, group.chunk_size))
 
-        cl_bulk.publisher_for(self.bulk_url).publish(reply_queue, chunks())
+        cl_bulk.publisher_for(self.bulk_url, self.bulk_ssl).publish(
+            reply_queue, chunks())
         return summary
 
     @_expected

@@ -39,7 +39,8 @@ class ConsoleLogServer:
     :param endpoint: the endpoint object; a ConsoleLogManager by default.
 
     The endpoint's bulk channel (RPC 1.2) publishes to the broker of the
-    transport (see ``bulk.kombu_url``).
+    transport, with its TLS settings (see ``bulk.kombu_url`` and
+    ``bulk.kombu_ssl``).
     """
 
     def __init__(self, conf, host, transport=None, transport_url=None,
@@ -54,6 +55,8 @@ class ConsoleLogServer:
         self.endpoint = endpoint or cl_manager.ConsoleLogManager(conf, host)
         if getattr(self.endpoint, 'bulk_url', False) is None:
             self.endpoint.bulk_url = cl_bulk.kombu_url(conf, transport_url,
+                                                       given)
+            self.endpoint.bulk_ssl = cl_bulk.kombu_ssl(conf, transport_url,
                                                        given)
         target = oslo_messaging.Target(topic=conf.consolelog.topic,
                                        server=host)

@@ -59,8 +59,10 @@ def ensure_rabbitmq():
 class HostProcess:
     """A console-log endpoint in its own process."""
 
-    def __init__(self, root, name, topic, script=None, overrides=None):
+    def __init__(self, root, name, topic, script=None, overrides=None,
+                 transport_url=None):
         self.name = name
+        self.transport_url = transport_url or TRANSPORT_URL
         self.conf = test_rpc.make_conf(root, name, topic,
                                        **(overrides or {}))
         group = self.conf.consolelog
@@ -79,10 +81,10 @@ class HostProcess:
             return [sys.executable, '-m',
                     'nova_consolelog.tests.functional.peer', self.script,
                     '--config-file', self.config_file, '--host', self.name,
-                    '--transport-url', TRANSPORT_URL]
+                    '--transport-url', self.transport_url]
         return [sys.executable, '-m', 'nova_consolelog.cmd.main',
                 '--config-file', self.config_file, 'serve', '--host',
-                self.name, '--transport-url', TRANSPORT_URL]
+                self.name, '--transport-url', self.transport_url]
 
     def start(self):
         log = open(self.log, 'ab')
@@ -143,14 +145,17 @@ class FunctionalTestCase(test_base.BaseTestCase):
     def _rmtree(path):
         subprocess.run(['rm', '-rf', path], check=False)
 
-    def start_host(self, name, script=None, **overrides):
-        host = HostProcess(self.root, name, self.topic, script, overrides)
+    def start_host(self, name, script=None, transport_url=None,
+                   **overrides):
+        host = HostProcess(self.root, name, self.topic, script, overrides,
+                           transport_url)
         self.addCleanup(host.stop)
         return host.start()
 
-    def client(self, name='dst', **overrides):
+    def client(self, name='dst', transport_url=None, **overrides):
         """ConfigOpts and a client of host name (this process)."""
         conf = test_rpc.make_conf(self.root, name, self.topic, **overrides)
-        rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=TRANSPORT_URL)
+        rpcapi = cl_api.ConsoleLogAPI(
+            conf, transport_url=transport_url or TRANSPORT_URL)
         self.addCleanup(rpcapi.transport.cleanup)
         return conf, rpcapi

@@ -18,6 +18,9 @@ wrapping the destination's decoder; everything else is real.
 """
 
 import os
+import socket
+import subprocess
+import time
 
 import amqp.exceptions
 import fixtures
@@ -50,6 +53,53 @@ class RangeCounter(test_transfer.FaultyAPI):
             self.windows.append((name, offset, length))
         return self.api.send_range(ctxt, host, instance_uuid, name, offset,
                                    length, reply_queue, **kwargs)
+
+
+class TLSBroker(fixtures.Fixture):
+    """The local RabbitMQ behind a TLS listener of its own.
+
+    socat terminates TLS (a throw-away self-signed certificate for
+    ``localhost``) and forwards to 127.0.0.1:5672, so that clients speak
+    real TLS, with the certificate and host name checked, while the shared
+    broker keeps its plain listener. ``url`` is an oslo.messaging
+    transport URL that asks for TLS in its query, the way operators may.
+    """
+
+    def _setUp(self):
+        directory = self.useFixture(fixtures.TempDir()).path
+        self.ca_file = os.path.join(directory, 'cert.pem')
+        key_file = os.path.join(directory, 'key.pem')
+        for tool in ('openssl', 'socat'):
+            if subprocess.run(['which', tool], capture_output=True).returncode:
+                raise AssertionError(
+                    '%s is needed for the TLS test: tools/setup-host.sh '
+                    'functional (as root) installs it' % tool)
+        subprocess.run(
+            ['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+             '-days', '1', '-subj', '/CN=localhost', '-addext',
+             'subjectAltName=DNS:localhost', '-keyout', key_file, '-out',
+             self.ca_file], capture_output=True, check=True)
+        with socket.socket() as probe:
+            probe.bind(('127.0.0.1', 0))
+            self.port = probe.getsockname()[1]
+        proxy = subprocess.Popen(
+            ['socat', 'OPENSSL-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,'
+             'cert=%s,key=%s,verify=0' % (self.port, self.ca_file, key_file),
+             'TCP:127.0.0.1:5672'], stderr=subprocess.PIPE)
+        self.addCleanup(proxy.wait)
+        self.addCleanup(proxy.kill)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', self.port), 1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proxy.poll() is not None:
+                    raise AssertionError('socat did not listen on %d' %
+                                         self.port)
+                time.sleep(0.05)
+        self.url = ('rabbit://guest:guest@localhost:%d/?ssl=1&ssl_ca_file=%s'
+                    % (self.port, self.ca_file))
 
 
 class BulkTestCase(test_pull.PullTestCase):
@@ -227,6 +277,26 @@ class TestBulkPull(BulkTestCase):
         self.assertIn(len(api.windows), (1, transfer.BULK_WINDOWS))
         self.assertTrue(result.released)
         self.assertQueuesGone()
+
+    def test_pull_over_tls(self):
+        # The bulk channel takes the TLS settings of the transport: with a
+        # plain connection to a TLS port it would fail and every byte would
+        # come by chunk call.
+        tls = self.useFixture(TLSBroker())
+        files = self.files()
+        instance, stash_id = self.make_source(files, chunk_size=MiB,
+                                              transport_url=tls.url)
+        conf, rpcapi = self.client(chunk_size=MiB, transport_url=tls.url)
+        self.assertEqual('amqp://guest:guest@localhost:%d/%%2F' % tls.port,
+                         rpcapi.bulk_url)
+        self.assertEqual(tls.ca_file, rpcapi.bulk_ssl['ca_certs'])
+        chain = self.dest_chain(conf, instance)
+        result = transfer.pull(conf, rpcapi, 'src', instance,
+                               stash_id=stash_id, chain=chain)
+        expected = test_rpc.chain_bytes(files)
+        self.assertEqual(expected, self.history(chain))
+        self.assertEqual(len(expected), result.bulk_bytes)
+        self.assertTrue(result.released)
 
     def test_failed_pull_leaves_no_queue(self):
         files = test_pull.TestFaults.FILES

@@ -20,6 +20,7 @@ on RabbitMQ in tests/functional/test_bulk.py.
 import hashlib
 import os
 import shutil
+import ssl
 import tempfile
 import uuid
 import zlib
@@ -35,6 +36,7 @@ from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import manager as cl_manager
+from nova_consolelog.rpc import server as cl_server
 from nova_consolelog.tests.unit import test_rpc
 from nova_consolelog.tests.unit import test_rpc_manager
 from nova_consolelog.tests.unit import test_transfer
@@ -103,6 +105,69 @@ class TestKombuURL(test_base.BaseTestCase):
         self.assertIsNone(cl_bulk.kombu_url(self.conf))
         self.conf.set_override('transport_url', 'rabbit://h:5672/')
         self.assertEqual('amqp://h:5672/%2F', cl_bulk.kombu_url(self.conf))
+
+
+class TestKombuSSL(test_base.BaseTestCase):
+    """TLS for the bulk channel, from where oslo.messaging takes it."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = test_rpc.make_conf(self.useFixture(
+            fixtures.TempDir()).path, 'h', 'topic')
+        # Building a rabbit transport registers [oslo_messaging_rabbit] on
+        # its configuration, as in nova-compute; it does not connect.
+        # (Parsing registers [DEFAULT] transport_url.)
+        oslo_messaging.TransportURL.parse(self.conf)
+        self.conf.set_override('transport_url',
+                               'rabbit://u:p@broker.example.org:5671/')
+        self.transport = oslo_messaging.get_rpc_transport(self.conf)
+        self.addCleanup(self.transport.cleanup)
+
+    def test_off_by_default(self):
+        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
+                                               transport=self.transport))
+        self.assertIs(False, cl_bulk.kombu_ssl(self.conf, 'fake://'))
+
+    def test_from_oslo_messaging_rabbit(self):
+        for name, value in (('ssl', True), ('ssl_ca_file', '/etc/ca.pem'),
+                            ('ssl_cert_file', '/etc/c.pem'),
+                            ('ssl_key_file', '/etc/k.pem'),
+                            ('ssl_version', 'TLSv1_2')):
+            self.conf.set_override(name, value, 'oslo_messaging_rabbit')
+        self.assertEqual(
+            {'ca_certs': '/etc/ca.pem', 'cert_reqs': ssl.CERT_REQUIRED,
+             'certfile': '/etc/c.pem', 'keyfile': '/etc/k.pem',
+             'server_hostname': 'broker.example.org',
+             'ssl_version': ssl.PROTOCOL_TLSv1_2},
+            cl_bulk.kombu_ssl(self.conf, 'rabbit://u:p@broker.example.org/'))
+
+    def test_transport_url_query_wins(self):
+        self.conf.set_override('ssl', False, 'oslo_messaging_rabbit')
+        self.assertEqual(
+            {'ca_certs': '/q/ca.pem', 'cert_reqs': ssl.CERT_REQUIRED,
+             'server_hostname': None},
+            cl_bulk.kombu_ssl(self.conf, 'rabbit://a:5671,b:5671/'
+                              '?ssl=1&ssl_ca_file=/q/ca.pem'))
+        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
+        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
+                                               'rabbit://a:5671/?ssl=0'))
+
+    def test_without_a_ca_python_defaults(self):
+        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
+        self.assertIs(True, cl_bulk.kombu_ssl(self.conf,
+                                              transport=self.transport))
+
+    def test_client_and_endpoint_take_it(self):
+        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
+        self.conf.set_override('ssl_ca_file', '/etc/ca.pem',
+                               'oslo_messaging_rabbit')
+        rpcapi = cl_api.ConsoleLogAPI(self.conf, transport=self.transport)
+        self.assertEqual('amqp://u:p@broker.example.org:5671/%2F',
+                         rpcapi.bulk_url)
+        self.assertEqual('/etc/ca.pem', rpcapi.bulk_ssl['ca_certs'])
+        server = cl_server.ConsoleLogServer(self.conf, 'h',
+                                            transport=self.transport)
+        self.assertEqual(rpcapi.bulk_ssl, server.endpoint.bulk_ssl)
 
 
 class TestMessages(test_base.BaseTestCase):
