@@ -118,6 +118,17 @@ class PullTestCase(base.FunctionalTestCase):
         os.makedirs(chain.directory, exist_ok=True)
         return chain
 
+    def pull_exact(self, conf, api, instance, stash_id, files, **kwargs):
+        """Pull into a new destination chain; assert it is byte-exact.
+
+        Returns the PullResult and the chain.
+        """
+        chain = self.dest_chain(conf, instance)
+        result = transfer.pull(conf, api, 'src', instance, stash_id=stash_id,
+                               chain=chain, **kwargs)
+        self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
+        return result, chain
+
     def history(self, chain):
         return b''.join(
             open(os.path.join(chain.directory, f.name), 'rb').read()
@@ -140,11 +151,9 @@ class TestPull(PullTestCase):
         # bulk channel.
         conf, rpcapi = self.client(chunk_size=256 * 1024,
                                    bulk_transfer=False)
-        chain = self.dest_chain(conf, instance)
-        result = transfer.pull(conf, rpcapi, 'src', instance,
-                               stash_id=stash_id, chain=chain)
+        result, chain = self.pull_exact(conf, rpcapi, instance, stash_id,
+                                        files)
         expected = test_rpc.chain_bytes(files)
-        self.assertEqual(expected, self.history(chain))
         self.assertEqual(len(expected), result.bytes)
         self.assertTrue(result.released)
         self.assertLess(result.wire_bytes, result.bytes)
