@@ -53,6 +53,7 @@ from oslo_log import log as logging
 import oslo_messaging
 from oslo_utils import uuidutils
 
+from nova_consolelog import catcher as cl_catcher
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog.objects import console_log as objects
@@ -65,6 +66,8 @@ LOG = logging.getLogger(__name__)
 ROLE_SOURCE = 'source'
 ROLE_DESTINATION = 'destination'
 RECORDS_DIR = '.handover'
+# Under the stash root: files a RotationCatcher keeps during a hand-over.
+CATCH_DIR = '.catch'
 # After a failed call, console reads leave a peer alone this long.
 PEER_QUIET_SECONDS = 60
 # A console read that finds the hand-over state changed under it (a stash
@@ -183,6 +186,9 @@ class ConsoleLogMigration:
             re.sub(r'[^A-Za-z0-9_.-]', '_', host))
         self._wait_for_shutoff = wait_for_shutoff
         self._peer_quiet_until = {}
+        # instance uuid -> RotationCatcher, from pre_live_migration on a
+        # shared path until the import or the rollback (see catcher).
+        self._catchers = {}
 
     @property
     def enabled(self):
@@ -239,6 +245,7 @@ class ConsoleLogMigration:
         stash_ids = []
         if shared_instance_path:
             chain = self.chain(instance_uuid)
+            self._start_catcher(instance_uuid, chain)
             with self.lock(instance_uuid):
                 stash = None
                 if os.path.isdir(chain.directory) and chain.scan():
@@ -255,6 +262,42 @@ class ConsoleLogMigration:
             role=ROLE_DESTINATION, peer=source_host,
             shared=bool(shared_instance_path), stash_ids=stash_ids,
             state='migrating')
+
+    def _start_catcher(self, instance_uuid, chain):
+        """Watch the shared directory until the import; see catcher."""
+        old = self._catchers.pop(instance_uuid, None)
+        if old is not None:
+            old.cancel()
+        if not os.path.isdir(chain.directory):
+            return
+        keep_dir = os.path.join(self.stash_root, CATCH_DIR, '%s-%s' % (
+            instance_uuid, uuidutils.generate_uuid(dashed=False)[:8]))
+        watcher = cl_catcher.RotationCatcher(chain.directory, keep_dir,
+                                             chain.log_name)
+        try:
+            self._catchers[instance_uuid] = watcher.start()
+        except OSError as e:
+            watcher.cancel()
+            LOG.warning('Instance %s: cannot watch %s (%s); if the source\'s '
+                        'virtlogd rolls over before this host\'s QEMU starts, '
+                        'its last lines are lost', instance_uuid,
+                        chain.directory, e)
+
+    def _adopt_caught(self, instance_uuid, chain):
+        """Take in what the catcher kept as the newest history (locked)."""
+        watcher = self._catchers.pop(instance_uuid, None)
+        if watcher is None:
+            return
+        try:
+            orphans = watcher.finish()
+            if orphans:
+                names = chain.adopt_as_history(orphans)
+                LOG.info('Instance %s: the source\'s virtlogd rolled over '
+                         'before this host\'s QEMU started, which unlinked '
+                         'the new file; kept it as %s', instance_uuid,
+                         ', '.join(names))
+        finally:
+            watcher.cleanup()
 
     @_guarded
     def post_live_migration_at_source(self, instance_uuid, dest_host,
@@ -313,6 +356,7 @@ class ConsoleLogMigration:
             with self.lock(instance_uuid):
                 for stash in self.stashes(instance_uuid):
                     stash.install_as_history(chain)
+                self._adopt_caught(instance_uuid, chain)
                 record.remove()
             return True
         if self.rpcapi is None:
@@ -369,7 +413,9 @@ class ConsoleLogMigration:
         which the source's QEMU has kept writing to all along.
         """
         if shared_instance_path:
-            self._restore_stashes(instance_uuid)
+            with self.lock(instance_uuid):
+                self._restore_stashes_locked(instance_uuid)
+                self._adopt_caught(instance_uuid, self.chain(instance_uuid))
         self.record(instance_uuid).remove()
 
     def _restore_stashes(self, instance_uuid):

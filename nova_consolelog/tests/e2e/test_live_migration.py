@@ -243,6 +243,44 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
         time.sleep(1)
         self.check_final_log(b, uuid)
 
+    def test_shared_source_rotates_before_incoming_qemu_starts(self):
+        """The source's virtlogd rolls over before the destination's starts.
+
+        pre_live_migration moves the chain aside; if the source's virtlogd
+        then rotates, it creates a new ``console.log`` in the shared
+        directory and writes the source's last lines there, and the
+        incoming QEMU's virtlogd (``append="off"``) unlinks that file when
+        it starts: those lines live only in an unlinked file until the
+        source QEMU stops. Found by test_shared_instance_path failing once
+        in CI (2026-11-25, "985..1056 missing"); here the migration waits
+        until the source has rotated, so that it always happens.
+        """
+        a, b = self.compute_hosts(shared=True)
+        uuid = self.start_guest(self.a, shared=True)
+        directory = self.a.instance_dir(uuid, shared=True)
+        self.wait_for_counter(directory, base.LINES_PER_HOP)
+        log = os.path.join(directory, 'console.log')
+        deadline = time.monotonic() + 30
+        while not (hosts.VIRTLOGD_MAX_SIZE - 400 <= os.path.getsize(log)
+                   < hosts.VIRTLOGD_MAX_SIZE - 200):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.005)
+        a.steps.live_migration_started(uuid, b.name, True)
+        b.steps.pre_live_migration(uuid, a.name, True)
+        self.assertFalse(os.path.exists(log))
+        deadline = time.monotonic() + 30
+        while not os.path.exists(log):
+            self.assertLess(time.monotonic(), deadline,
+                            'the source virtlogd did not rotate')
+            time.sleep(0.005)
+        self.migrate(self.a, self.b, uuid)
+        a.steps.post_live_migration_at_source(
+            uuid, b.name, True, domain=self.domain(self.a, uuid))
+        b.steps.post_live_migration_at_destination(uuid, a.name, True)
+        self.wait_for_counter(directory, 1)
+        time.sleep(1)
+        self.check_final_log(b, uuid)
+
     def _failed_migration(self, shared):
         """A migration that fails after the destination QEMU started.
 
