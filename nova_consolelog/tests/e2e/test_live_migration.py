@@ -212,6 +212,24 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
         self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
                          self.domain(self.b, uuid).state()[0])
 
+    def _shared_guest_nearly_full(self):
+        """A guest on a shared path whose console.log is about to rotate.
+
+        Returns the hosts, the uuid, the shared directory and the path of
+        its console.log.
+        """
+        a, b = self.compute_hosts(shared=True)
+        uuid = self.start_guest(self.a, shared=True)
+        directory = self.a.instance_dir(uuid, shared=True)
+        self.wait_for_counter(directory, base.LINES_PER_HOP)
+        log = os.path.join(directory, 'console.log')
+        deadline = time.monotonic() + 30
+        while not (hosts.VIRTLOGD_MAX_SIZE - 400 <= os.path.getsize(log)
+                   < hosts.VIRTLOGD_MAX_SIZE - 200):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.005)
+        return a, b, uuid, directory, log
+
     def test_shared_source_virtlogd_rotates_during_migration(self):
         """The source's virtlogd rolls over while the guest migrates.
 
@@ -228,16 +246,7 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
         backups by number, returns them out of order. Their modification
         times are in the true order.
         """
-        a, b = self.compute_hosts(shared=True)
-        uuid = self.start_guest(self.a, shared=True)
-        directory = self.a.instance_dir(uuid, shared=True)
-        self.wait_for_counter(directory, base.LINES_PER_HOP)
-        log = os.path.join(directory, 'console.log')
-        deadline = time.monotonic() + 30
-        while not (hosts.VIRTLOGD_MAX_SIZE - 400 <= os.path.getsize(log)
-                   < hosts.VIRTLOGD_MAX_SIZE - 200):
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.005)
+        a, b, uuid, directory, log = self._shared_guest_nearly_full()
         self.hop(a, b, uuid, True, 0)
         self.wait_for_counter(directory, 1)
         time.sleep(1)
@@ -255,16 +264,7 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
         in CI (2026-11-25, "985..1056 missing"); here the migration waits
         until the source has rotated, so that it always happens.
         """
-        a, b = self.compute_hosts(shared=True)
-        uuid = self.start_guest(self.a, shared=True)
-        directory = self.a.instance_dir(uuid, shared=True)
-        self.wait_for_counter(directory, base.LINES_PER_HOP)
-        log = os.path.join(directory, 'console.log')
-        deadline = time.monotonic() + 30
-        while not (hosts.VIRTLOGD_MAX_SIZE - 400 <= os.path.getsize(log)
-                   < hosts.VIRTLOGD_MAX_SIZE - 200):
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.005)
+        a, b, uuid, directory, log = self._shared_guest_nearly_full()
         a.steps.live_migration_started(uuid, b.name, True)
         b.steps.pre_live_migration(uuid, a.name, True)
         self.assertFalse(os.path.exists(log))
