@@ -98,13 +98,17 @@ class RotationCatcher:
         return name.startswith(prefix) and name[len(prefix):].isdigit()
 
     def _run(self):
-        while not self._stop.is_set():
-            readable, _, _ = select.select([self._fd], [], [],
-                                           self.POLL_SECONDS)
+        while True:
+            # Once stopping, take only what has already arrived. Read only
+            # what select says is there: under eventlet a read of an empty
+            # inotify descriptor waits for it to become readable.
+            stopping = self._stop.is_set()
+            readable, _, _ = select.select(
+                [self._fd], [], [], 0 if stopping else self.POLL_SECONDS)
             if readable:
                 self._read_events()
-        # Whatever arrived before the stop.
-        self._read_events()
+            if stopping:
+                return
 
     def _read_events(self):
         try:
