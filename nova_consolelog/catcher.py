@@ -58,7 +58,8 @@ class RotationCatcher:
     """Hard-link new console-log files of ``directory`` into ``keep_dir``.
 
     ``keep_dir`` is created, and must be on the filesystem of
-    ``directory``. Use ``start``, then ``finish`` (or ``cancel``).
+    ``directory``. Use ``start``, then ``finish`` and ``cleanup`` (or
+    ``cleanup`` alone to give up).
     """
 
     POLL_SECONDS = 0.2
@@ -185,5 +186,3 @@ class RotationCatcher:
         """Stop if needed and remove ``keep_dir`` with what is left in it."""
         self._stop_watching()
         shutil.rmtree(self.keep_dir, ignore_errors=True)
-
-    cancel = cleanup

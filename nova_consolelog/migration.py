@@ -267,7 +267,7 @@ class ConsoleLogMigration:
         """Watch the shared directory until the import; see catcher."""
         old = self._catchers.pop(instance_uuid, None)
         if old is not None:
-            old.cancel()
+            old.cleanup()
         if not os.path.isdir(chain.directory):
             return
         keep_dir = os.path.join(self.stash_root, CATCH_DIR, '%s-%s' % (
@@ -277,7 +277,7 @@ class ConsoleLogMigration:
         try:
             self._catchers[instance_uuid] = watcher.start()
         except OSError as e:
-            watcher.cancel()
+            watcher.cleanup()
             LOG.warning('Instance %s: cannot watch %s (%s); if the source\'s '
                         'virtlogd rolls over before this host\'s QEMU starts, '
                         'its last lines are lost', instance_uuid,

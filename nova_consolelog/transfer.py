@@ -210,6 +210,11 @@ class _Window:
             yield at, self.end
 
 
+def _checking(windows):
+    """Futures of the chunks of ``windows`` the sink still checks."""
+    return [f for w in windows for f in w.checking.values()]
+
+
 class _Puller:
     """One pull; see ``pull``."""
 
@@ -554,7 +559,7 @@ class _Puller:
             if self.deadline.remaining() <= 0:
                 raise self._failed('pull_timeout ran out on the bulk '
                                    'channel')
-            checking = [f for w in inflight for f in w.checking.values()]
+            checking = _checking(inflight)
             # While chunks are being checked, the next window may be
             # waiting only for them: do not sleep in the socket then.
             batch = receiver.receive(
@@ -644,7 +649,7 @@ class _Puller:
                                                       self.rpc_timeout)
         window.checking[offset] = self._sink.submit(
             self._check_bulk_chunk, imp, by_name[name], headers, body)
-        checking = [f for w in inflight for f in w.checking.values()]
+        checking = _checking(inflight)
         if len(checking) > SINK_BACKLOG:
             concurrent.futures.wait(
                 checking, return_when=concurrent.futures.FIRST_COMPLETED)
