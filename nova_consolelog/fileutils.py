@@ -1,0 +1,93 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Reading our own small state files without trusting what is on disk.
+
+Why: manifests, hand-over records, import progress and the import ledger
+sit in directories other processes can write to (a shared instance path,
+a stash another host made). A name there may be a symlink (we would read
+somebody else's file), a FIFO (``open`` blocks for ever — once while the
+host-wide hand-over lock was held), a device, or a file of gigabytes (read
+whole into memory). Every such file is opened here without following
+links and without blocking, refused unless it is a regular file, and read
+up to a cap that we choose.
+"""
+
+import errno
+import json
+import os
+import stat
+
+from nova_consolelog import exception
+
+# Our state files are a few KiB; a manifest of a chain with a hash list of
+# every MiB is under 1 KiB per 10 MiB of console output.
+MAX_STATE_BYTES = 1024 * 1024
+
+_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def read_small(path, max_bytes=MAX_STATE_BYTES):
+    """The bytes of regular file ``path``; at most ``max_bytes``.
+
+    :raises FileNotFoundError: nothing at ``path``.
+    :raises UnsafeChainFile: a symlink, FIFO, device or directory, or
+        larger than ``max_bytes``.
+    :raises OSError: any other read error.
+    """
+    try:
+        fd = os.open(path, _FLAGS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise exception.UnsafeChainFile(path=path,
+                                            reason='a symbolic link')
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise exception.UnsafeChainFile(path=path,
+                                            reason='not a regular file')
+        if st.st_size > max_bytes:
+            raise exception.UnsafeChainFile(
+                path=path, reason='%d bytes, more than the %d allowed' % (
+                    st.st_size, max_bytes))
+        parts = []
+        left = max_bytes + 1
+        while left > 0:
+            data = os.read(fd, min(left, 65536))
+            if not data:
+                break
+            parts.append(data)
+            left -= len(data)
+        data = b''.join(parts)
+        if len(data) > max_bytes:
+            raise exception.UnsafeChainFile(
+                path=path, reason='grew past %d bytes' % max_bytes)
+        return data
+    finally:
+        os.close(fd)
+
+
+def load_json(path, max_bytes=MAX_STATE_BYTES):
+    """The JSON value of a small state file (see ``read_small``).
+
+    :raises ValueError: not UTF-8 JSON.
+    """
+    return json.loads(read_small(path, max_bytes).decode('utf-8'))
+
+
+def is_real_dir(path):
+    """True for a directory that is not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
