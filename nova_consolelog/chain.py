@@ -60,18 +60,15 @@ rotated away during a read may be missing from it. If the chain keeps
 rotating through every retry, the read falls back to ``console.log`` alone
 (consistent with itself).
 
-**Importing history.** ``begin_import`` stages another host's chain in
-``.console.history.partial-<id>`` (progress in ``<staging>.json``, so an
-interrupted import resumes), and ``Import.commit`` renames it to the next
-``console.history.<seq>``: until that rename nothing visible changes, and a
-failure at any step leaves the previous chain intact.
+**Importing history.** ``begin_import`` stages another host's chain and
+installs it as the next ``console.history.<seq>``, checked on disk and
+exactly once: see ``history_import``.
 """
 
 import collections
 import errno
 import functools
 import hashlib
-import json
 import os
 import re
 import stat
@@ -95,10 +92,11 @@ HISTORY_RE = re.compile(r'^console\.history\.(\d{6})$')
 MAX_HISTORY_SEQ = 999999
 # Absolute offset of the chain's first retained byte.
 BASE_OFFSET_NAME = 'console.history.base'
+# Staging files of imports (see history_import).
 PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
 _TMP_SUFFIX = '.tmp'
-IMPORT_ID_RE = re.compile(r'^[A-Za-z0-9_-]{1,64}$')
+IMPORT_ID_RE = re.compile(r'[A-Za-z0-9_-]{1,64}')
 
 # O_NONBLOCK: opening a FIFO planted under a member name must not hang.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -319,6 +317,7 @@ class ConsoleLogChain:
 
     def _list(self):
         """[(ChainFile, (st_dev, st_ino))], oldest first, from lstat."""
+        self._check_directory()
         try:
             names = os.listdir(self.directory)
         except (FileNotFoundError, NotADirectoryError):
@@ -345,6 +344,22 @@ class ConsoleLogChain:
                           (st.st_dev, st.st_ino)))
         found.sort(key=lambda item: _order_key(item[0]))
         return found
+
+    def _check_directory(self):
+        """Refuse a chain directory that is a symlink: never followed.
+
+        A symlink planted as an instance or stash directory would make us
+        serve, stash or delete another directory's files.
+        """
+        try:
+            mode = os.lstat(self.directory).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            raise exception.InstanceDirNotFound(path=self.directory)
+        if stat.S_ISLNK(mode):
+            raise exception.UnsafeChainFile(path=self.directory,
+                                            reason='a symbolic link')
+        if not stat.S_ISDIR(mode):
+            raise exception.InstanceDirNotFound(path=self.directory)
 
     @_typed_io
     def scan(self):
@@ -583,45 +598,71 @@ class ConsoleLogChain:
         return [f for f in self.scan()
                 if f.kind == cl_fields.FileKind.HISTORY]
 
-    def begin_import(self, import_id, files, base_offset=0):
+    def begin_import(self, import_id, files, digests, base_offset=0,
+                     wait=0):
         """Start (or resume) importing another host's chain as history.
 
-        ``files``: ``[(name, size)]`` of the source chain, oldest first.
-        Returns an ``Import``; see its docstring.
+        ``files``: ``[(name, size)]`` of the source chain, oldest first;
+        ``digests``: ``{name: (block_size, [block sha256])}`` from the
+        source. Returns a ``history_import.Import``; see that module.
         """
-        return Import(self, import_id, files, base_offset)
+        from nova_consolelog import history_import
+        return history_import.Import(self, import_id, files, digests,
+                                     base_offset=base_offset, wait=wait)
 
     @_typed_io
     def remove_partials(self, older_than):
-        """Delete unfinished imports older than ``older_than`` seconds.
+        """Delete imports abandoned ``older_than`` seconds ago or more.
 
-        Staging files, their progress files and temp files; returns the
-        names removed.
+        Staging files no pull holds, and their progress; see
+        ``history_import.remove_abandoned``.
         """
-        _check_count('older_than', older_than)
-        try:
-            names = os.listdir(self.directory)
-        except (FileNotFoundError, NotADirectoryError):
-            raise exception.InstanceDirNotFound(path=self.directory)
-        removed = []
-        now = time.time()
-        for name in sorted(names):
-            if not (name.startswith(PARTIAL_PREFIX) or
-                    name == BASE_OFFSET_NAME + _TMP_SUFFIX):
-                continue
-            path = self._path(name)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISDIR(st.st_mode) or now - st.st_mtime < older_than:
-                continue
-            if _unlink_quietly(path):
-                removed.append(name)
-        if removed:
-            LOG.info('Removed unfinished console-log imports in %s: %s',
-                     self.directory, ', '.join(removed))
-        return removed
+        from nova_consolelog import history_import
+        return history_import.remove_abandoned(self, older_than)
+
+    # -- small state files and names, for history_import -----------------
+
+    def path(self, name):
+        """Path of ``name`` in this chain's directory."""
+        return self._path(name)
+
+    def check_member_name(self, name):
+        return self._check_member_name(name)
+
+    @staticmethod
+    def check_import_id(import_id):
+        if not isinstance(import_id, str) or not IMPORT_ID_RE.fullmatch(
+                import_id):
+            raise exception.InvalidInput(
+                reason='import id must match %s, got %.80r' % (
+                    IMPORT_ID_RE.pattern, import_id))
+        return import_id
+
+    def write_state(self, name, data):
+        """Replace our state file ``name`` atomically (``write_atomic``)."""
+        write_atomic(self.directory, name, data)
+
+    def fsync(self):
+        fsync_dir(self.directory)
+
+    def next_history_name(self):
+        return self._next_history_name()
+
+    def set_base_offset(self, value):
+        self._set_base_offset(value)
+
+    def open_member(self, name):
+        """A read-only descriptor of member ``name`` (close it)."""
+        self._check_member_name(name)
+        return self._open(name)
+
+    def snapshot(self):
+        """Every member opened at one instant (a context manager).
+
+        ``.members`` are ``(file, fd, size)``, oldest first; the
+        descriptors pin the inodes until the snapshot is closed.
+        """
+        return self._snapshot()
 
     @_typed_io
     def adopt_as_history(self, paths):
@@ -729,302 +770,3 @@ def _sha256_fd(fd, size):
         digest.update(data)
         offset += len(data)
     return digest.hexdigest()
-
-
-class Import:
-    """Another host's chain arriving as one history file of this chain.
-
-    The bytes go into a staging file ``.console.history.partial-<id>``
-    holding the concatenation of the source files, oldest first, minus the
-    oldest ``skip`` bytes beyond ``history_max_bytes``. Progress is made
-    durable by ``verified()`` in ``.console.history.partial-<id>.json``, so
-    a later ``begin_import`` with the same id and files resumes where it
-    stopped. ``commit()`` installs the staging file atomically as the next
-    ``console.history.<seq>``; until then nothing visible has changed.
-    """
-
-    def __init__(self, chain, import_id, files, base_offset=0):
-        if not isinstance(import_id, str) or not IMPORT_ID_RE.match(
-                import_id):
-            raise exception.InvalidInput(
-                reason='import id must match %s, got %r' % (
-                    IMPORT_ID_RE.pattern, import_id))
-        _check_count('base_offset', base_offset)
-        self.chain = chain
-        self.import_id = import_id
-        self.base_offset = base_offset
-        self.files = self._check_files(files)
-        self.size = sum(size for _name, size in self.files)
-        self.skip = max(0, self.size -
-                        chain.conf.consolelog.history_max_bytes)
-        self.staging = chain._path(PARTIAL_PREFIX + import_id)
-        self.sidecar = self.staging + SIDECAR_SUFFIX
-        # name -> (position of the file's first byte in the concatenation,
-        #          size)
-        self._layout = {}
-        position = 0
-        for name, size in self.files:
-            self._layout[name] = (position, size)
-            position += size
-        self._verified = {}
-        self._written = {name: [] for name, _size in self.files}
-        self._fd = None
-        self._open()
-
-    def _check_files(self, files):
-        try:
-            files = [(name, size) for name, size in files]
-        except (TypeError, ValueError):
-            raise exception.InvalidInput(
-                reason='files must be a list of (name, size) pairs')
-        seen = set()
-        for name, size in files:
-            self.chain._check_member_name(name)
-            _check_count('size of %s' % name, size)
-            if name in seen:
-                raise exception.InvalidInput(
-                    reason='%s is listed twice' % name)
-            seen.add(name)
-        return files
-
-    def _state(self):
-        return {'import_id': self.import_id,
-                'files': [list(f) for f in self.files],
-                'base_offset': self.base_offset}
-
-    def _open(self):
-        if not os.path.isdir(self.chain.directory):
-            raise exception.InstanceDirNotFound(path=self.chain.directory)
-        saved = self._load_sidecar()
-        if saved is not None and os.path.lexists(self.staging):
-            self.skip = saved['skip']
-            self._verified = dict(saved['verified'])
-            flags = os.O_RDWR
-        else:
-            _unlink_quietly(self.sidecar)
-            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
-        try:
-            self._fd = os.open(self.staging,
-                               flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            _check_regular(self.staging, os.fstat(self._fd).st_mode)
-            os.ftruncate(self._fd, self.size - self.skip)
-        except exception.ConsoleLogError:
-            self._close()
-            raise
-        except OSError as e:
-            self._close()
-            raise exception.InstallFailed(instance=self.chain.instance,
-                                          reason=str(e))
-        if self._verified:
-            LOG.info('Resuming the console-log import %s into %s',
-                     self.import_id, self.chain.directory)
-
-    def _load_sidecar(self):
-        try:
-            with open(self.sidecar, 'rb') as f:
-                saved = json.loads(f.read().decode('utf-8'))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            LOG.warning('Ignoring unreadable import progress %s: %s',
-                        self.sidecar, e)
-            return None
-        state = dict(saved)
-        skip = state.pop('skip', None)
-        verified = state.pop('verified', None)
-        if state != self._state() or not isinstance(skip, int) or not (
-                0 <= skip <= self.size) or not isinstance(verified, dict):
-            LOG.info('Import progress %s is for other files; starting over',
-                     self.sidecar)
-            return None
-        for name, upto in verified.items():
-            if name not in self._layout or not isinstance(upto, int) or (
-                    not 0 <= upto <= self._layout[name][1]):
-                return None
-        return {'skip': skip, 'verified': verified}
-
-    def _close(self):
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _range(self, name):
-        if name not in self._layout:
-            raise exception.InvalidInput(
-                reason='%s is not a file of import %s' % (name,
-                                                          self.import_id))
-        position, size = self._layout[name]
-        first = min(size, max(0, self.skip - position))
-        return position, size, first
-
-    def wanted(self, name):
-        """``(start, end)`` of source file ``name`` still needed.
-
-        ``start == end`` when nothing is.
-        """
-        _position, size, first = self._range(name)
-        return max(first, self._verified.get(name, 0)), size
-
-    def write(self, name, offset, data):
-        """Store ``data`` found at ``offset`` of source file ``name``."""
-        position, size, first = self._range(name)
-        _check_count('offset', offset)
-        if offset + len(data) > size:
-            raise exception.InvalidInput(
-                reason='%d byte(s) at %d do not fit in %s (%d bytes)' % (
-                    len(data), offset, name, size))
-        if self._fd is None:
-            raise exception.InvalidInput(
-                reason='import %s is closed' % self.import_id)
-        if offset < first:
-            data = data[first - offset:]
-            offset = first
-        if not data:
-            return
-        target = position + offset - self.skip
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(self._fd, view, target)
-                view = view[written:]
-                target += written
-        except OSError as e:
-            self._fail(e)
-        self._written[name].append((offset, offset + len(data)))
-
-    def verified(self, name, upto):
-        """Record durably that ``[0, upto)`` of ``name`` is written.
-
-        The caller has checked these bytes: a resumed import does not want
-        them again. Call it with a contiguous watermark.
-        """
-        _position, size, _first = self._range(name)
-        _check_count('upto', upto)
-        if upto > size:
-            raise exception.InvalidInput(
-                reason='%s has only %d bytes, not %d' % (name, size, upto))
-        if self._fd is None:
-            raise exception.InvalidInput(
-                reason='import %s is closed' % self.import_id)
-        if upto <= self._verified.get(name, 0):
-            return
-        try:
-            os.fsync(self._fd)
-            self._verified[name] = upto
-            state = self._state()
-            state.update(skip=self.skip, verified=self._verified)
-            write_atomic(self.chain.directory,
-                         os.path.basename(self.sidecar),
-                         json.dumps(state, sort_keys=True).encode('utf-8'))
-        except OSError as e:
-            self._fail(e)
-
-    def _fail(self, error):
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            self.abort()
-        raise exception.InstallFailed(instance=self.chain.instance,
-                                      reason=str(error))
-
-    def missing(self):
-        """{name: [(start, end)]} of bytes neither written nor verified."""
-        result = {}
-        for name, (_position, size) in self._layout.items():
-            _p, _s, first = self._range(name)
-            covered = sorted(self._written[name] +
-                             [(0, self._verified.get(name, 0))])
-            holes = []
-            at = first
-            for lo, hi in covered:
-                if lo > at:
-                    holes.append((at, min(lo, size)))
-                at = max(at, hi)
-            if at < size:
-                holes.append((at, size))
-            if holes:
-                result[name] = holes
-        return result
-
-    def commit(self):
-        """Install the staging file as the next history file.
-
-        Returns its name. Either the chain is as before (and InstallFailed
-        is raised) or the history is in place; retention then drops old
-        history.
-        """
-        if self._fd is None:
-            raise exception.InvalidInput(
-                reason='import %s is closed' % self.import_id)
-        missing = self.missing()
-        if missing:
-            raise exception.InstallFailed(
-                instance=self.chain.instance,
-                reason='bytes never written: %s' % missing)
-        chain = self.chain
-        try:
-            os.fsync(self._fd)
-        except OSError as e:
-            self._fail(e)
-        try:
-            name = chain._next_history_name()
-            had_history = bool(chain.history())
-            old_base = chain.base_offset()
-        except exception.InstallFailed:
-            raise
-        except exception.ConsoleLogError as e:
-            raise exception.InstallFailed(instance=chain.instance,
-                                          reason=str(e))
-        target = chain._path(name)
-        new_base = old_base if had_history else self.base_offset + self.skip
-        base_changed = new_base != old_base
-        try:
-            if base_changed:
-                chain._set_base_offset(new_base)
-            if os.path.lexists(target):
-                raise exception.InstallFailed(
-                    instance=chain.instance, reason='%s appeared' % name)
-            os.rename(self.staging, target)
-            try:
-                fsync_dir(chain.directory)
-            except OSError:
-                os.rename(target, self.staging)
-                raise
-        except (OSError, exception.ConsoleLogError) as e:
-            if base_changed:
-                try:
-                    chain._set_base_offset(old_base)
-                except OSError as undo:
-                    LOG.error('Could not restore the base offset of %s: %s',
-                              chain.directory, undo)
-            if isinstance(e, exception.InstallFailed):
-                raise
-            if isinstance(e, OSError):
-                self._fail(e)
-            raise exception.InstallFailed(instance=chain.instance,
-                                          reason=str(e))
-        self._close()
-        _unlink_quietly(self.sidecar)
-        if self.skip:
-            LOG.warning('Imported console-log history of instance %s '
-                        'without its oldest %d byte(s): more than '
-                        'history_max_bytes (%d)', chain.instance, self.skip,
-                        chain.conf.consolelog.history_max_bytes)
-        try:
-            chain.apply_retention(keep=name)
-        except (OSError, exception.ConsoleLogError) as e:
-            LOG.warning('Console-log history retention in %s failed: %s',
-                        chain.directory, e)
-        return name
-
-    def close(self):
-        """Stop for now; ``begin_import`` with the same id resumes."""
-        self._close()
-
-    def abort(self):
-        """Forget the import: remove the staging file and its progress."""
-        self._close()
-        _unlink_quietly(self.staging)
-        _unlink_quietly(self.sidecar)
-        try:
-            fsync_dir(self.chain.directory)
-        except OSError:
-            pass

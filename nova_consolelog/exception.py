@@ -98,3 +98,21 @@ class BulkUnavailable(ConsoleLogError):
     """
 
     msg_fmt = 'Console-log bulk channel unavailable: %(reason)s'
+
+
+class HandoverRefused(ConsoleLogError):
+    """A transfer or release of a stash this caller may not have.
+
+    The source hands a stash to one destination: a grant goes to that host
+    only, and a release needs the token granted to it.
+    """
+
+    msg_fmt = ('Console-log stash %(stash_id)s of instance %(instance)s '
+               'refused: %(reason)s')
+
+
+class ImportInProgress(ConsoleLogError):
+    """Another pull of the same source chain is installing it here."""
+
+    msg_fmt = ('Console-log import %(import_id)s into %(directory)s is in '
+               'progress elsewhere')

@@ -85,6 +85,17 @@ def load_json(path, max_bytes=MAX_STATE_BYTES):
     return json.loads(read_small(path, max_bytes).decode('utf-8'))
 
 
+def check_regular(path, mode):
+    """Raise UnsafeChainFile unless ``mode`` is a regular file's."""
+    if stat.S_ISLNK(mode):
+        raise exception.UnsafeChainFile(path=path, reason='a symbolic link')
+    if stat.S_ISDIR(mode):
+        raise exception.UnsafeChainFile(path=path, reason='a directory')
+    if not stat.S_ISREG(mode):
+        raise exception.UnsafeChainFile(path=path,
+                                        reason='not a regular file')
+
+
 def is_real_dir(path):
     """True for a directory that is not a symlink to one."""
     try:

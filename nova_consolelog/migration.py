@@ -56,6 +56,7 @@ from oslo_utils import uuidutils
 from nova_consolelog import catcher as cl_catcher
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog import fileutils
 from nova_consolelog.objects import console_log as objects
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog import stash as cl_stash
@@ -94,11 +95,13 @@ class HandoverRecord:
 
     def load(self):
         try:
-            with open(self.path) as f:
-                return json.load(f)
+            data = fileutils.load_json(self.path)
+            if not isinstance(data, dict):
+                raise ValueError('not a JSON object')
+            return data
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, exception.ConsoleLogError) as e:
             LOG.warning('Ignoring unreadable console-log hand-over record '
                         '%s: %s', self.path, e)
             return None
@@ -329,7 +332,8 @@ class ConsoleLogMigration:
                 return
             stash = cl_stash.Stash.create(instance_uuid, chain,
                                           root=self.stash_root,
-                                          conf=self.conf)
+                                          conf=self.conf,
+                                          destination=dest_host)
             record.save(role=ROLE_SOURCE, peer=dest_host, shared=False,
                         state='stashed', stash_ids=[stash.stash_id])
         LOG.info('Stashed the console log of instance %s (%s) for %s',
@@ -378,24 +382,36 @@ class ConsoleLogMigration:
         # from the history (and ignores the source).
         pulled = [transfer.pull(self.conf, self.rpcapi, source_host,
                                 instance_uuid, stash_id=remote.stash_id,
-                                chain=chain, release=False)
+                                chain=chain, release=False,
+                                local_host=self.host)
                   for remote in sets]
         with self.lock(instance_uuid):
             record.update(state=STATE_INSTALLED)
-        for result in pulled:
-            self._release(source_host, instance_uuid, result.stash_id,
-                          result.sha256s)
-        record.remove()
+        released = [self._release(source_host, instance_uuid, result)
+                    for result in pulled]
+        if all(released):
+            record.remove()
         return True
 
-    def _release(self, source_host, instance_uuid, stash_id, sha256s):
+    def _release(self, source_host, instance_uuid, result):
+        """Ask the source to drop a stash we installed; False if it did not.
+
+        A stash installed here and not released is asked again by
+        ``retry_pending`` (the pull finds it in the ledger and only
+        releases), until ``stash_expiry``.
+        """
         try:
-            self.rpcapi.release({}, source_host, instance_uuid, stash_id,
-                                sha256s)
+            self.rpcapi.release({}, source_host, instance_uuid,
+                                result.stash_id, result.sha256s,
+                                transfer_token=result.transfer_token,
+                                puller_host=self.host)
+            return True
         except Exception as e:
             LOG.warning('Console log of instance %s is installed, but %s did '
-                        'not release its stash %s: %s (it expires there)',
-                        instance_uuid, source_host, stash_id, e)
+                        'not release its stash %s: %s (asked again later; '
+                        'it expires there)', instance_uuid, source_host,
+                        result.stash_id, str(e)[:300])
+            return False
 
     @_guarded
     def rollback_at_source(self, instance_uuid):
@@ -671,7 +687,10 @@ class ConsoleLogMigration:
             if data.get('role') == ROLE_SOURCE:
                 self._forget_finished_source(rec, data)
                 continue
-            if data.get('state') != 'pulling':
+            if data.get('state') not in ('pulling', STATE_INSTALLED):
+                # An import installed but not released (a crash, a source
+                # away) is pulled again: the ledger finds it installed and
+                # only the release is sent.
                 continue
             if time.time() - data.get('created', 0) > \
                     self.conf.consolelog.stash_expiry:
@@ -694,6 +713,33 @@ class ConsoleLogMigration:
         try:
             cl_stash.expire(self.conf.consolelog.stash_expiry,
                             root=self.stash_root, conf=self.conf)
+            cl_stash.expire(2 * self.conf.consolelog.pull_timeout,
+                            root=cl_stash.pin_root(self.stash_root),
+                            conf=self.conf)
         except Exception as e:
             LOG.warning('Expiring console-log stashes failed: %s', e)
+        self._remove_abandoned_imports()
         return done
+
+    def _remove_abandoned_imports(self):
+        """Staging files of pulls nobody resumed within ``stash_expiry``.
+
+        A pull from a source that never comes back (or came back under
+        another name) leaves its staging file; the source's stash is gone
+        after ``stash_expiry`` anyway, so nothing could resume it.
+        """
+        try:
+            names = os.listdir(self.instances_path)
+        except OSError:
+            return
+        for name in names:
+            if not uuidutils.is_uuid_like(name):
+                continue
+            directory = os.path.join(self.instances_path, name)
+            if not fileutils.is_real_dir(directory):
+                continue
+            try:
+                self.chain(name).remove_partials(
+                    self.conf.consolelog.stash_expiry)
+            except Exception as e:
+                LOG.debug('Abandoned imports of %s not checked: %s', name, e)

@@ -32,17 +32,40 @@ moved inode. The manifest is written last, atomically; a stash directory
 without one (a crash while stashing) is still loaded and listed, with state
 ``incomplete``, so its bytes are never forgotten. An empty chain gives a
 stash without files: the caller always gets a stash id to hand over.
+
+**Hash lists.** A stash made after the QEMU stopped (the source of a
+non-shared live migration) records, in its manifest, a sha256 per MiB of
+every file (see hashlist), computed once when it is made: a destination
+checks what it installed against them, and the release compares roots
+without reading the files again. Bytes that change in a stash afterwards
+(a disk error, a hand) no longer match and are never installed anywhere.
+
+**Pins.** A pull of a live chain (``nova-consolelog pull`` without a
+stash) reads a *pin*: hard links to the chain's files as one consistent
+snapshot saw them, with their sizes and hash lists at that instant, under
+``<stash_path>/.pins/``. virtlogd may roll over or truncate the chain
+meanwhile: the linked inodes keep their first ``size`` bytes (virtlogd only
+appends, renames and unlinks), so the pull never splices two files. Pins
+are deleted by the release or after ``pull_timeout`` twice over.
+
+**Grants.** A stash is handed to one destination: the manifest names it
+when the source knows it (``destination``). ``grant`` gives a puller of
+that host a random token (only its sha256 is kept, in ``grants.json``);
+``release`` wants that token and the roots of every file. Knowing the
+checksums is not enough to make a source drop a stash.
 """
 
 import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import shutil
-import stat
 import threading
 import time
 import uuid
@@ -53,17 +76,27 @@ from oslo_utils import uuidutils
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
+from nova_consolelog import fileutils
+from nova_consolelog import hashlist
 
 LOG = logging.getLogger(__name__)
 
 CONF = cl_conf.CONF
 
 MANIFEST = 'manifest.json'
+GRANTS = 'grants.json'
 MANIFEST_VERSION = 1
-STASH_ID_RE = re.compile(r'^[A-Za-z0-9_-]{1,64}$')
+STASH_ID_RE = re.compile(r'[A-Za-z0-9_-]{1,64}')
 STATE_STASHED = 'stashed'
 STATE_INCOMPLETE = 'incomplete'
+# Under the stash root: pins of live chains (see the module docstring).
+PINS_DIR = '.pins'
+PIN_PREFIX = 'pin-'
+# Grants kept per stash: a destination that crashed and came back asks
+# again; older tokens than these are forgotten.
+MAX_GRANTS = 16
 _COPY_CHUNK = 1024 * 1024
+_PIN_ATTEMPTS = 5
 
 
 def _check_uuid(instance_uuid):
@@ -75,11 +108,24 @@ def _check_uuid(instance_uuid):
 
 
 def _check_stash_id(stash_id):
-    if not isinstance(stash_id, str) or not STASH_ID_RE.match(stash_id):
+    if not isinstance(stash_id, str) or not STASH_ID_RE.fullmatch(stash_id):
         raise exception.InvalidInput(
-            reason='stash id must match %s, got %r' % (STASH_ID_RE.pattern,
-                                                       stash_id))
+            reason='stash id must match %s, got %.80r' % (
+                STASH_ID_RE.pattern, stash_id))
     return stash_id
+
+
+def pin_root(stash_root):
+    """Where pins of live chains live, under the stash root."""
+    return os.path.join(stash_root, PINS_DIR)
+
+
+def is_pin_id(stash_id):
+    return isinstance(stash_id, str) and stash_id.startswith(PIN_PREFIX)
+
+
+def _token_hash(token):
+    return hashlib.sha256(token.encode('ascii')).hexdigest()
 
 
 _held_locks = threading.local()
@@ -142,11 +188,7 @@ def _typed_io(method):
     return wrapper
 
 
-def _is_real_dir(path):
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
+_is_real_dir = fileutils.is_real_dir
 
 
 def _move_names(names, src_dir, dst_dir):
@@ -175,6 +217,38 @@ def _move_names(names, src_dir, dst_dir):
                           name, dst_dir, src_dir, undo)
         raise
     return moved
+
+
+def _file_entry(chain, f, live):
+    """Manifest entry of chain file ``f``; a hash list unless ``live``."""
+    entry = {'name': f.name, 'kind': f.kind, 'size': f.size,
+             'mtime': f.mtime}
+    if live:
+        return entry
+    fd = chain.open_member(f.name)
+    try:
+        size = os.fstat(fd).st_size
+        entry['size'] = size
+        entry['blocks'] = hashlist.fd_blocks(fd, size)
+    finally:
+        os.close(fd)
+    return entry
+
+
+def _check_manifest_files(manifest):
+    """Refuse a manifest whose file list we could not act on safely."""
+    files = manifest.get('files', [])
+    if not isinstance(files, list):
+        raise ValueError('files is not a list')
+    block_size = manifest.get('block_size')
+    for entry in files:
+        if not isinstance(entry, dict) or not isinstance(
+                entry.get('name'), str) or isinstance(
+                entry.get('size'), bool) or not isinstance(
+                entry.get('size'), int) or entry['size'] < 0:
+            raise ValueError('malformed file entry')
+        if 'blocks' in entry:
+            hashlist.check(entry['size'], block_size, entry['blocks'])
 
 
 class Stash:
@@ -235,11 +309,13 @@ class Stash:
 
     @classmethod
     def create(cls, instance_uuid, chain, stash_id=None, live_names=(),
-               root=None, conf=None):
+               root=None, conf=None, destination=None):
         """Move every member of ``chain`` into a new stash.
 
         ``live_names``: members a running QEMU may still write (recorded in
-        the manifest; no checksum is trusted for them). Raises
+        the manifest; no checksum is trusted for them, every other file
+        gets its hash list). ``destination``: the only host a transfer of
+        this stash is granted to (see ``grant``). Raises
         InstanceDirNotFound, InvalidInput (bad ids, a stash on another
         filesystem, an existing stash id) or StashFailed (anything else; the
         moved files are moved back first).
@@ -278,6 +354,9 @@ class Stash:
             try:
                 cl_chain.fsync_dir(path)
                 cl_chain.fsync_dir(chain.directory)
+                stashed = cl_chain.ConsoleLogChain(
+                    path, log_name=chain.log_name, instance=instance_uuid,
+                    conf=conf)
                 manifest = {
                     'version': MANIFEST_VERSION,
                     'instance_uuid': instance_uuid,
@@ -286,17 +365,22 @@ class Stash:
                     'source': chain.directory,
                     'log_name': chain.log_name,
                     'base_offset': base_offset,
-                    'files': [{'name': f.name, 'kind': f.kind,
-                               'size': f.size} for f in files
-                              if f.name in moved],
+                    'block_size': hashlist.BLOCK_SIZE,
+                    'files': [_file_entry(stashed, f, f.name in live_names)
+                              for f in files if f.name in moved],
                     'live_names': list(live_names),
+                    'destination': destination,
                     'state': STATE_STASHED,
                 }
                 cl_chain.write_atomic(path, MANIFEST, json.dumps(
                     manifest, sort_keys=True, indent=1).encode('utf-8'))
-            except OSError:
+            except (OSError, exception.ConsoleLogError):
                 _move_names(moved, path, chain.directory)
                 raise
+        except exception.ConsoleLogError as e:
+            shutil.rmtree(path, ignore_errors=True)
+            raise exception.StashFailed(instance=instance_uuid,
+                                        reason=str(e)) from e
         except OSError as e:
             shutil.rmtree(path, ignore_errors=True)
             if e.errno == errno.EXDEV:
@@ -320,19 +404,22 @@ class Stash:
         _check_stash_id(stash_id)
         root = root or cl_conf.stash_path(conf)
         path = os.path.join(root, instance_uuid, stash_id)
-        if not _is_real_dir(path):
+        if not (_is_real_dir(os.path.dirname(path)) and _is_real_dir(path)):
+            # A symlink planted as the instance's or the stash's directory
+            # is never followed: it is not a stash of ours.
             raise exception.StashNotFound(stash_id=stash_id,
                                           instance=instance_uuid)
         try:
-            with open(os.path.join(path, MANIFEST), 'rb') as f:
-                manifest = json.loads(f.read().decode('utf-8'))
+            manifest = fileutils.load_json(os.path.join(path, MANIFEST))
             if not isinstance(manifest, dict) or (
                     manifest.get('stash_id') != stash_id):
                 raise ValueError('not this stash\'s manifest')
             float(manifest['created'])
+            _check_manifest_files(manifest)
         except FileNotFoundError:
             manifest = None
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError,
+                exception.ConsoleLogError) as e:
             LOG.warning('Stash %s of instance %s has a damaged manifest '
                         '(%s); using its files', stash_id, instance_uuid, e)
             manifest = None
@@ -366,7 +453,7 @@ class Stash:
             if not _is_real_dir(parent):
                 continue
             for name in os.listdir(parent):
-                if STASH_ID_RE.match(name) and _is_real_dir(
+                if STASH_ID_RE.fullmatch(name) and _is_real_dir(
                         os.path.join(parent, name)):
                     try:
                         found.append(cls.load(inst, name, root=root,
@@ -379,6 +466,182 @@ class Stash:
 
     def base_offset(self):
         return self.chain.base_offset()
+
+    # -- transfers (RPC 1.3) ---------------------------------------------
+
+    @property
+    def destination(self):
+        return self.manifest.get('destination')
+
+    def transfer_files(self):
+        """``[entry]`` of the files as pulled: name, kind, size, blocks.
+
+        Sizes and hash lists are those of the manifest: a pull reads
+        exactly those bytes. A stash without them (made by an earlier
+        release, or incomplete after a crash) gets them now, once, and
+        keeps them. Call under the hand-over lock, exclusively.
+
+        :raises InvalidInput: a file a running QEMU may still write (a
+            stash of a shared instance path, which the destination installs
+            from the shared storage, never by a pull).
+        """
+        live = set(self.live_names)
+        if live:
+            raise exception.InvalidInput(
+                reason='stash %s may still be written by a running QEMU '
+                       '(%s); it is installed from the shared instance '
+                       'path, not pulled' % (self.stash_id,
+                                             ', '.join(sorted(live))))
+        entries = self.manifest.get('files') or []
+        on_disk = {f.name: f for f in self.chain.scan()}
+        if (self.manifest.get('block_size') and
+                self.manifest.get('state') == STATE_STASHED and
+                all('blocks' in e for e in entries) and
+                set(on_disk) == {e['name'] for e in entries}):
+            return entries
+        chain = self.chain
+        entries = [_file_entry(chain, f, False) for f in on_disk.values()]
+        self._rewrite_manifest(block_size=hashlist.BLOCK_SIZE,
+                               files=entries)
+        return entries
+
+    def _rewrite_manifest(self, **changes):
+        manifest = dict(self.manifest)
+        manifest.update(changes)
+        cl_chain.write_atomic(self.path, MANIFEST, json.dumps(
+            manifest, sort_keys=True, indent=1).encode('utf-8'))
+        self.manifest = manifest
+
+    def _grants(self):
+        try:
+            grants = fileutils.load_json(os.path.join(self.path, GRANTS))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, exception.ConsoleLogError) as e:
+            LOG.warning('Ignoring unreadable grants of stash %s: %s',
+                        self.stash_id, e)
+            return []
+        if not isinstance(grants, list):
+            return []
+        return [g for g in grants if isinstance(g, dict) and
+                isinstance(g.get('host'), str) and
+                hashlist.is_hex_digest(g.get('token_sha256'))]
+
+    def grant(self, host):
+        """A release token for a pull of this stash by ``host``.
+
+        Refused (HandoverRefused) when the stash is meant for another
+        host. Only the token's sha256 is kept. Call under the hand-over
+        lock, exclusively.
+        """
+        if self.destination is not None and host != self.destination:
+            raise exception.HandoverRefused(
+                stash_id=self.stash_id, instance=self.instance_uuid,
+                reason='it is handed to another host')
+        token = secrets.token_hex(16)
+        grants = self._grants()[-(MAX_GRANTS - 1):]
+        grants.append({'host': host, 'token_sha256': _token_hash(token),
+                       'created': time.time()})
+        cl_chain.write_atomic(self.path, GRANTS,
+                              json.dumps(grants).encode('utf-8'))
+        return token
+
+    def check_release(self, host, token, roots):
+        """Raise HandoverRefused unless ``host`` may release with these.
+
+        ``token`` must be one granted to ``host``; ``roots`` must name
+        every file of the stash with the root of its hash list as recorded
+        when the stash was made.
+        """
+        if not isinstance(token, str) or not isinstance(host, str):
+            raise exception.HandoverRefused(
+                stash_id=self.stash_id, instance=self.instance_uuid,
+                reason='no release token')
+        digest = _token_hash(token) if token.isascii() else ''
+        if not any(g['host'] == host and
+                   hmac.compare_digest(g['token_sha256'], digest)
+                   for g in self._grants()):
+            raise exception.HandoverRefused(
+                stash_id=self.stash_id, instance=self.instance_uuid,
+                reason='the release token was not granted to %.64s' % host)
+        block_size = self.manifest.get('block_size')
+        entries = self.manifest.get('files') or []
+        expected = {e['name']: hashlist.root(e['size'], block_size,
+                                             e['blocks'])
+                    for e in entries if 'blocks' in e}
+        if len(expected) != len(entries) or not isinstance(roots, dict) or \
+                set(roots) != set(expected):
+            raise exception.HandoverRefused(
+                stash_id=self.stash_id, instance=self.instance_uuid,
+                reason='the release does not name the stash\'s files')
+        for name, value in expected.items():
+            if not hmac.compare_digest(str(roots[name]), value):
+                raise exception.ChecksumMismatch(
+                    name=name, offset=0, expected=value,
+                    actual=str(roots[name])[:64])
+
+    @classmethod
+    def pin(cls, instance_uuid, chain, stash_root, host=None, conf=None):
+        """Pin the live chain for one pull; see the module docstring.
+
+        Call under the hand-over lock (shared is enough: nothing moves).
+        """
+        conf = conf if conf is not None else CONF
+        instance_uuid = _check_uuid(instance_uuid)
+        root = pin_root(stash_root)
+        for _attempt in range(_PIN_ATTEMPTS):
+            stash_id = PIN_PREFIX + new_stash_id()
+            parent = os.path.join(root, instance_uuid)
+            path = os.path.join(parent, stash_id)
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            if not _is_real_dir(root) or not _is_real_dir(parent):
+                raise exception.UnsafeChainFile(path=parent,
+                                                reason='not a directory')
+            os.mkdir(path, 0o700)
+            try:
+                manifest = cls._pin_into(chain, path, instance_uuid,
+                                         stash_id, host)
+            except FileNotFoundError:
+                # A file went (virtlogd truncated or rolled over) between
+                # the snapshot and its link: take another snapshot.
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                raise
+            return cls(root, instance_uuid, stash_id, manifest, conf=conf)
+        raise exception.StashFailed(instance=instance_uuid,
+                                    reason='the chain kept changing')
+
+    @staticmethod
+    def _pin_into(chain, path, instance_uuid, stash_id, host):
+        files = []
+        with chain.snapshot() as snap:
+            for m in snap.members:
+                target = os.path.join(path, m.file.name)
+                os.link(chain.path(m.file.name), target,
+                        follow_symlinks=False)
+                st = os.fstat(m.fd)
+                if (os.lstat(target).st_ino, os.lstat(target).st_dev) != (
+                        st.st_ino, st.st_dev):
+                    # virtlogd rolled over since the snapshot: that name
+                    # is another file now.
+                    raise FileNotFoundError(target)
+                files.append({
+                    'name': m.file.name, 'kind': m.file.kind,
+                    'size': m.size, 'mtime': m.file.mtime,
+                    'blocks': hashlist.fd_blocks(m.fd, m.size)})
+        manifest = {
+            'version': MANIFEST_VERSION, 'instance_uuid': instance_uuid,
+            'stash_id': stash_id, 'created': time.time(),
+            'source': chain.directory, 'log_name': chain.log_name,
+            'base_offset': chain.base_offset(),
+            'block_size': hashlist.BLOCK_SIZE, 'files': files,
+            'live_names': [], 'destination': host, 'state': STATE_STASHED,
+        }
+        cl_chain.write_atomic(path, MANIFEST, json.dumps(
+            manifest, sort_keys=True, indent=1).encode('utf-8'))
+        return manifest
 
     @_typed_io
     def restore(self, directory):
@@ -431,28 +694,49 @@ class Stash:
         """Copy the stash into ``chain`` as one history file, then release.
 
         For a shared instance path: the destination installs the chain it
-        moved aside, by local copy, bounded by ``history_max_bytes``. Call
-        it once no QEMU writes into the stash any more: bytes written after
-        the copy started are not in the history. Returns the history name.
+        moved aside, by local copy, bounded by ``history_max_bytes``, checked
+        on disk against the stash's hash lists and exactly once (a retry
+        after a crash between the install and the release only releases).
+        Call it once no QEMU writes into the stash any more: bytes written
+        after the copy started are not in the history. Returns the history
+        name.
         """
         source = self.chain
-        files = source.scan()
-        imp = chain.begin_import('stash-%s' % self.stash_id[:58],
-                                 [(f.name, f.size) for f in files],
-                                 base_offset=source.base_offset())
+        files = []
+        digests = {}
+        for f in source.scan():
+            fd = source.open_member(f.name)
+            try:
+                size = os.fstat(fd).st_size
+                digests[f.name] = (hashlist.BLOCK_SIZE,
+                                   hashlist.fd_blocks(fd, size))
+            finally:
+                os.close(fd)
+            files.append((f.name, size))
+        imp = chain.begin_import('stash-%s' % self.stash_id[:58], files,
+                                 digests, base_offset=source.base_offset())
+        if imp.installed:
+            self.release()
+            return imp.installed
         try:
-            for f in files:
-                start, end = imp.wanted(f.name)
+            for name, _size in files:
+                start, end = imp.wanted(name)
                 while start < end:
                     data, _eof = source.read_chunk(
-                        f.name, start, min(_COPY_CHUNK, end - start))
+                        name, start, min(_COPY_CHUNK, end - start))
                     if not data:
                         raise exception.InstallFailed(
                             instance=self.instance_uuid,
-                            reason='%s shrank while copied' % f.name)
-                    imp.write(f.name, start, data)
+                            reason='%s shrank while copied' % name)
+                    imp.write(name, start, data)
                     start += len(data)
-                imp.verified(f.name, end)
+                imp.checkpoint(name, end)
+            bad = imp.verify()
+            if bad:
+                raise exception.InstallFailed(
+                    instance=self.instance_uuid,
+                    reason='the copy of %s does not match the stash' % (
+                        ', '.join(sorted({b[0] for b in bad}))))
             name = imp.commit()
         except exception.ConsoleLogError:
             imp.close()

@@ -13,45 +13,47 @@
 """The pull engine: copy another host's console-log chain into ours.
 
 The destination of a live migration pulls the source's stash (or, from the
-command line, any chain) into its own chain as imported history:
+command line, a pin of its live chain) into its own chain as imported
+history. Anything on nova's bus may be hostile, so only bytes the source
+vouched for over RPC are installed, each exactly once:
 
-1. describe the source set; the sha256 of every file no longer written
-   comes from a second describe that runs beside the transfer: hashing
-   64 MiB takes the source about 30 ms, a fifth of the whole pull when it
-   came first. A file whose size or mtime changed between the two
-   describes (a rotation) fails its whole-file check;
-2. ``begin_import`` on the local chain with an import id derived from the
-   source host and stash id, so that a pull retried after a crash or a
-   fault resumes at the last verified byte instead of starting over;
-3. fetch the wanted byte ranges. When both sides speak RPC 1.2 over
-   RabbitMQ, over the bulk channel (rpc.bulk): one call per window of
-   ``bulk_window`` bytes, two in flight, the bytes arriving as binary AMQP
-   messages on a queue of our own — base64 inside JSON, twice, costs more
-   CPU than the broker does for the bytes; uncompressed unless
-   ``bulk_compression`` (zlib costs more CPU than it saves on a fast
-   link). Otherwise, and for anything the
-   bulk channel did not deliver intact, chunk by chunk with
-   ``pull_window`` calls in flight — one call at a time leaves the link
-   idle during each round trip (about 80 MB/s against about 600 MB/s for
-   the broker itself); chunks are compressed by the source when both sides
-   speak RPC 1.1 or later;
-4. check every chunk's sha256 and, for files fetched whole, the file's
-   sha256; a fault (timeout, broker error, checksum mismatch) re-fetches
-   the chunk after an exponential backoff, within ``pull_retries`` per
-   chunk and ``pull_timeout`` in all;
-5. install atomically (``Import.commit``), then ask the source to release
-   its stash; a failed release is only a warning (the source expires
-   stashes, and keeping a byte twice is better than losing it).
+1. open the transfer (RPC 1.3, ``open_console_log_transfer``): the source
+   hands the stash to this host and answers its files with a hash list
+   each (a sha256 per MiB, computed when the stash was made) and a release
+   token for this host. A live chain is pinned first (hard links, sizes
+   fixed), so virtlogd rolling over during the pull can never splice two
+   files. A source of 1.0 to 1.2 is described with whole-file checksums
+   instead, and its live files cannot be pulled;
+2. ``begin_import`` with an import id derived from the source host and the
+   stash id: it owns the staging file (an flock), resumes a pull that
+   stopped, or finds the import in place already (the ledger) — then only
+   the release is left;
+3. fetch the bytes. When both sides speak RPC 1.2 or later over RabbitMQ,
+   over the bulk channel (rpc.bulk): one call per window, two in flight,
+   the bytes arriving as binary AMQP messages on a queue of our own; each
+   window carries a random token that every message must repeat with the
+   instance, stash, file and offset, or it is dropped and counted.
+   Otherwise, and for whatever the bulk channel did not deliver, chunk by
+   chunk with ``pull_window`` calls in flight;
+4. check every block on disk against the hash list (``Import.verify``);
+   blocks that do not match — a damaged or forged message — are fetched
+   again with chunk calls, within ``pull_retries`` rounds;
+5. install atomically (``Import.commit``, recorded in the ledger), then ask
+   the source to release its stash with the token and the roots of the
+   installed files; a failed release is only a warning (it is asked again
+   by the next retry, and the source expires stashes).
 
-Memory stays bounded: chunks are written (pwrite) as soon as they are
-contiguous, at most ``pull_window`` chunks (or, on the bulk channel, the
-messages of two windows) are held at a time, and no file is ever held
-whole.
+Memory stays bounded: chunks are written (pwrite) as soon as they arrive,
+at most ``pull_window`` chunks (or, on the bulk channel, the messages of
+two windows) are held at a time, and no file is ever held whole.
 """
 
 import collections
 import concurrent.futures
 import hashlib
+import re
+import secrets
+import socket
 import time
 
 from oslo_log import log as logging
@@ -59,6 +61,7 @@ import oslo_messaging
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog import hashlist
 from nova_consolelog.rpc import bulk as cl_bulk
 
 LOG = logging.getLogger(__name__)
@@ -86,8 +89,9 @@ BULK_PREFETCH = 8
 # messages arrive, before the rest is read with chunk calls: the messages
 # travel on another connection than the call's reply.
 BULK_GRACE = 5.0
-# Chunks waiting for the whole-file digest (see _Digest).
-_DIGEST_BACKLOG = 4
+# Seconds a pull waits for another pull of the same stash on this host.
+IMPORT_WAIT = 60
+_TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 # Bulk messages received but not yet verified and written (see
 # _Puller._on_bulk_message); beyond this the receiving thread waits.
 SINK_BACKLOG = 4
@@ -97,8 +101,9 @@ _RECEIVE_WAIT = 0.05
 
 PullResult = collections.namedtuple(
     'PullResult', ['bytes', 'files', 'seconds', 'rate', 'wire_bytes',
-                   'stash_id', 'released', 'bulk_bytes', 'sha256s'],
-    defaults=(0, None))
+                   'stash_id', 'released', 'bulk_bytes', 'sha256s',
+                   'transfer_token', 'rejected', 'installed'],
+    defaults=(0, None, None, 0, None))
 PullResult.__doc__ = """Outcome of a pull.
 
 ``bytes``: bytes fetched by this run (a resumed pull counts only the rest);
@@ -106,8 +111,11 @@ PullResult.__doc__ = """Outcome of a pull.
 ``wire_bytes``: chunk payload as sent (after compression, before base64);
 ``stash_id``: the source stash; ``released``: whether the source released
 it; ``bulk_bytes``: bytes of ``bytes`` that came over the bulk channel;
-``sha256s``: ``{name: sha256}`` of every source file as installed, what a
-later ``release`` of the stash takes.
+``sha256s``: ``{name: root}`` of every source file as installed (the root
+of its hash list; the whole-file sha256 from a source before 1.3), what a
+later ``release`` of the stash takes, with ``transfer_token``;
+``rejected``: bulk messages dropped (not bound to our request, malformed);
+``installed``: the history file name (None when nothing was installed).
 """
 
 
@@ -132,41 +140,9 @@ class _FileState:
         self.f = f
         self.start = start
         self.end = end
-        self.whole = start == 0
-        self.digest = _Digest()
         self.contiguous = start
         self.checkpoint = start
         self.pending = {}
-
-
-class _Digest:
-    """sha256 of a whole file, computed beside the puller's thread.
-
-    Every chunk is hashed twice at the destination (the chunk's own check,
-    then the file's sha256); hashlib releases the GIL, so the second runs
-    on another core while the next chunk arrives. At most
-    ``_DIGEST_BACKLOG`` chunks wait to be hashed.
-    """
-
-    def __init__(self):
-        self._sha256 = hashlib.sha256()
-        self._worker = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix='consolelog-digest')
-        self._backlog = collections.deque()
-
-    def update(self, data):
-        self._backlog.append(self._worker.submit(self._sha256.update, data))
-        while len(self._backlog) > _DIGEST_BACKLOG:
-            self._backlog.popleft().result()
-
-    def hexdigest(self):
-        while self._backlog:
-            self._backlog.popleft().result()
-        self._worker.shutdown()
-        return self._sha256.hexdigest()
-
-    def close(self):
-        self._worker.shutdown(wait=True, cancel_futures=True)
 
 
 class _Window:
@@ -176,6 +152,8 @@ class _Window:
         self.name = name
         self.start = start
         self.end = end
+        # Every message of this window must repeat it (RPC 1.3).
+        self.token = secrets.token_hex(16)
         self.future = None
         self.summary = None
         self.error = None
@@ -242,6 +220,12 @@ class _Puller:
         self.bulk_bytes = 0
         self.bulk_rejected = 0
         self.total = 0
+        self.local_host = None
+        # Whether the source speaks RPC 1.3 (hash lists, bound messages).
+        self.v13 = False
+        self._queue_name = None
+        # Windows already settled: their late messages are not foreign.
+        self._settled_tokens = collections.deque(maxlen=64)
         self._last_log = 0.0
         self._started = time.monotonic()
 
@@ -305,125 +289,178 @@ class _Puller:
         return b''.join(parts), wire
 
     def _read_verified(self, name, offset, length, timeout):
+        """One chunk call; the bytes are checked on disk, not here."""
         chunk = self.rpcapi.read_chunk(
             self.ctxt, self.host, self.instance_uuid, name, offset,
             min(length, self.chunk_size), stash_id=self.stash_id,
             compress=self.compress, timeout=timeout)
-        data = chunk.raw_data()
-        if len(data) > length:
-            data = data[:length]
-            actual = None
-        else:
-            actual = hashlib.sha256(data).hexdigest()
-        if actual is not None and actual != chunk.sha256:
-            raise exception.ChecksumMismatch(name=name, offset=offset,
-                                             expected=chunk.sha256,
-                                             actual=actual)
         if chunk.offset != offset or chunk.name != name:
             raise exception.ChecksumMismatch(
                 name=name, offset=offset, expected='%s@%d' % (name, offset),
-                actual='%s@%d' % (chunk.name, chunk.offset))
+                actual='%.64s@%d' % (chunk.name, chunk.offset))
+        data = chunk.raw_data(max_length=length)
         return data, len(chunk.data), chunk.eof
 
     # -- the pull --------------------------------------------------------
 
-    def describe(self, checksums):
-        return self._retrying('describe', lambda timeout: (
-            self.rpcapi.describe(self.ctxt, self.host, self.instance_uuid,
-                                 stash_id=self.stash_id,
-                                 checksums=checksums)))
+    def _open(self):
+        """The source set with a hash list per file, and a release token.
 
-    @staticmethod
-    def _take_checksums(files, described):
-        """Set the sha256 of ``files`` from a later describe with checksums.
-
-        The bytes were read by name after the first describe: a file that
-        is no longer the same (another size or mtime, gone) cannot be
-        checked whole, and a rotation in between would have mixed two
-        files under one name.
+        RPC 1.3 hands us the stash (or a pin of the live chain). A source
+        of 1.0 to 1.2 is described with whole-file checksums: one block
+        per file; a file it is still writing cannot be checked, so it is
+        not pulled.
         """
-        later = {f.name: f for f in described.files}
-        for f in files:
-            if f.live:
+        try:
+            remote = self._retrying('open', lambda timeout: (
+                self.rpcapi.open_transfer(
+                    self.ctxt, self.host, self.instance_uuid,
+                    self.local_host, stash_id=self.stash_id,
+                    timeout=timeout)))
+        except exception.PeerUnsupported as e:
+            LOG.info('Console-log pull of instance %s: %s; pulling with '
+                     'whole-file checksums', self.instance_uuid, e)
+            return self._open_legacy(), None
+        self._check_set(remote)
+        token = remote.transfer_token
+        if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+            raise self._failed('the source sent no valid transfer token')
+        self.stash_id = remote.stash_id
+        self.v13 = True
+        digests = {}
+        for f in remote.files:
+            if f.size:
+                digests[f.name] = (remote.block_size, hashlist.check(
+                    f.size, remote.block_size, f.blocks))
+        return (remote, digests), token
+
+    def _open_legacy(self):
+        remote = self._retrying('describe', lambda timeout: (
+            self.rpcapi.describe(self.ctxt, self.host, self.instance_uuid,
+                                 stash_id=self.stash_id, checksums=True)))
+        self._check_set(remote)
+        digests = {}
+        for f in remote.files:
+            if not f.size:
                 continue
-            other = later.get(f.name)
-            if other is None or (other.size, other.mtime) != (f.size,
-                                                              f.mtime):
-                raise exception.ChecksumMismatch(
-                    name=f.name, offset=0,
-                    expected='%d bytes, mtime %s' % (f.size, f.mtime),
-                    actual=('gone' if other is None else
-                            '%d bytes, mtime %s' % (other.size,
-                                                    other.mtime)))
-            f.sha256 = other.sha256
+            if f.live or not hashlist.is_hex_digest(f.sha256):
+                raise exception.PeerUnsupported(
+                    host=self.host, what='pinning %s, which it still '
+                    'writes (upgrade it to RPC 1.3)' % f.name)
+            digests[f.name] = (f.size, [f.sha256])
+        return remote, digests
+
+    def _check_set(self, remote):
+        """The set answers our question: this instance, this stash."""
+        if getattr(remote, 'instance_uuid', None) != self.instance_uuid or (
+                self.stash_id is not None and
+                remote.stash_id != self.stash_id):
+            raise self._failed('the source described another chain')
 
     def run(self, release):
-        remote = self.describe(checksums=False)
+        (remote, digests), token = self._open()
         files = list(remote.files)
+        if token:
+            roots = {f.name: hashlist.root(f.size, remote.block_size,
+                                           digests.get(f.name, (0, []))[1])
+                     for f in files}
+        else:
+            roots = {f.name: (digests[f.name][1][0] if f.size else
+                              hashlib.sha256(b'').hexdigest())
+                     for f in files}
         if not any(f.size for f in files):
             # Nothing to install: an empty history file would only be
             # clutter. The (empty) stash may still be released.
-            empty = hashlib.sha256(b'').hexdigest()
-            sha256s = {f.name: empty for f in files}
             released = bool(release and self.stash_id is not None and
-                            self._release(files, sha256s))
+                            self._release(roots, token))
             return PullResult(0, len(files), 0.0, 0.0, 0, self.stash_id,
-                              released, 0, sha256s)
+                              released, 0, roots, token)
         imp = self.chain.begin_import(
             import_id_for(self.host, self.stash_id),
-            [(f.name, f.size) for f in files],
-            base_offset=remote.base_offset)
+            [(f.name, f.size) for f in files], digests,
+            base_offset=remote.base_offset,
+            wait=max(0, min(IMPORT_WAIT, self.deadline.remaining())))
+        if imp.installed:
+            released = bool(release and self._release(roots, token))
+            return PullResult(0, len(files), 0.0, 0.0, 0, self.stash_id,
+                              released, 0, roots, token, 0, imp.installed)
         states = [_FileState(f, *imp.wanted(f.name)) for f in files]
         self.total = sum(max(0, st.end - st.start) for st in states)
-        installed = {}
-        hasher = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix='consolelog-checksums')
-        checksums = hasher.submit(self.describe, checksums=True)
         try:
             if self._bulk_supported():
                 self._pull_bulk(imp, states)
-            digests = {}
             with concurrent.futures.ThreadPoolExecutor(
                     max_workers=self.window,
                     thread_name_prefix='consolelog-pull') as pool:
                 for st in states:
-                    digests[st.f.name] = self._pull_file(pool, imp, st)
-            self._take_checksums(files, checksums.result())
-            for f in files:
-                installed[f.name] = self._check_whole_file(
-                    f, digests[f.name])
+                    self._pull_file(pool, imp, st)
+                self._check_on_disk(pool, imp)
         except (exception.TransferFailed, exception.PeerUnsupported):
-            # Keep the import: verified progress is durable and the next
-            # pull with the same source resumes there.
+            # Keep the import: written progress is durable and the next
+            # pull with the same source resumes there (checking it all).
             imp.close()
             raise
-        except (exception.ChecksumMismatch, exception.InvalidInput,
-                exception.ChainFileNotFound, exception.StashNotFound) as e:
+        except (exception.InvalidInput, exception.ChainFileNotFound,
+                exception.StashNotFound) as e:
             imp.abort()
             raise self._failed(str(e)) from e
-        finally:
-            hasher.shutdown(wait=False, cancel_futures=True)
-            for st in states:
-                st.digest.close()
-        imp.commit()
+        except BaseException:
+            imp.close()
+            raise
+        name = imp.commit()
         seconds = time.monotonic() - self._started
         released = False
         if release and self.stash_id is not None:
-            released = self._release(files, installed)
+            released = self._release(roots, token)
         rate = self.fetched / seconds if seconds > 0 else 0.0
-        LOG.info('Pulled console log of instance %s from %s: %d file(s), '
-                 '%d bytes in %.2fs (%.1f MB/s, %d bytes on the wire)',
-                 self.instance_uuid, self.host, len(files), self.fetched,
-                 seconds, rate / 1e6, self.wire)
+        LOG.info('Pulled console log of instance %s from %s as %s: %d '
+                 'file(s), %d bytes in %.2fs (%.1f MB/s, %d bytes on the '
+                 'wire, %d bulk message(s) rejected)', self.instance_uuid,
+                 self.host, name, len(files), self.fetched, seconds,
+                 rate / 1e6, self.wire, self.bulk_rejected)
         return PullResult(self.fetched, len(files), seconds, rate, self.wire,
-                          self.stash_id, released, self.bulk_bytes,
-                          installed)
+                          self.stash_id, released, self.bulk_bytes, roots,
+                          token, self.bulk_rejected, name)
+
+    def _check_on_disk(self, pool, imp):
+        """Check every block on disk; fetch the bad ones again.
+
+        A block fails when a message was damaged or forged (anybody with
+        the bus credentials can publish into our bulk queue) or the disk
+        did not keep what was written: its bytes are read again with chunk
+        calls, ``pull_retries`` rounds at most.
+        """
+        for attempt in range(self.retries + 1):
+            bad = imp.verify()
+            if bad:
+                LOG.warning('Console-log pull of instance %s from %s: %d '
+                            'block(s) did not match the source\'s hash list '
+                            '(%s); reading them again', self.instance_uuid,
+                            self.host, len(bad), ', '.join(
+                                '%s@%d' % (n, lo) for n, lo, _hi in bad[:5]))
+            missing = imp.missing()
+            if not missing and imp.complete():
+                return
+            if attempt == self.retries:
+                break
+            futures = {}
+            for name, holes in missing.items():
+                for lo, hi in holes:
+                    futures[pool.submit(self._fetch, name, lo, hi)] = (
+                        name, lo)
+            for future in concurrent.futures.as_completed(futures):
+                name, lo = futures[future]
+                data, _wire = future.result()
+                imp.write(name, lo, data)
+        raise self._failed('bytes still do not match the source\'s hash '
+                           'list after %d round(s)' % (self.retries + 1))
 
     def _deliver(self, imp, st, offset, data, wire):
-        """Take verified ``data`` at ``offset``; write what is contiguous.
+        """Take ``data`` at ``offset``; write what is contiguous.
 
-        Progress is recorded durably (``Import.verified``) every
-        ``_CHECKPOINT_BYTES`` and at the end of the file.
+        Progress is recorded durably (``Import.checkpoint``) every
+        ``_CHECKPOINT_BYTES`` and at the end of the file; the bytes are
+        checked on disk before the install.
         """
         if offset < st.contiguous or offset in st.pending:
             return
@@ -431,23 +468,17 @@ class _Puller:
         while st.contiguous in st.pending:
             data, wire = st.pending.pop(st.contiguous)
             imp.write(st.f.name, st.contiguous, data)
-            if st.whole:
-                st.digest.update(data)
             st.contiguous += len(data)
             self.fetched += len(data)
             self.wire += wire
         if st.contiguous >= st.end or (
                 st.contiguous - st.checkpoint >= _CHECKPOINT_BYTES):
-            imp.verified(st.f.name, st.contiguous)
+            imp.checkpoint(st.f.name, st.contiguous)
             st.checkpoint = st.contiguous
         self._report()
 
     def _pull_file(self, pool, imp, st):
-        """Fetch what is left of file ``st.f`` with chunk calls.
-
-        Returns the sha256 of the whole file when this run saw all of it,
-        else None; ``_check_whole_file`` compares it with the source's.
-        """
+        """Fetch what is left of file ``st.f`` with chunk calls."""
         # Bytes the bulk channel delivered out of order past a hole are
         # fetched again in order: simpler than merging, and rare.
         st.pending.clear()
@@ -478,25 +509,6 @@ class _Puller:
                         other.cancel()
                     raise
                 self._deliver(imp, st, offset, data, wire)
-        if st.start >= st.end or not st.whole or st.end < st.f.size:
-            return None
-        return st.digest.hexdigest()
-
-    @staticmethod
-    def _check_whole_file(f, actual):
-        """The sha256 to install ``f`` under, once ``actual`` is checked.
-
-        ``actual`` is None when this run did not see the whole file (a
-        resumed pull): the source's checksum then stands, and the source
-        checks its files again before it releases them.
-        """
-        if actual is None:
-            return f.sha256
-        if f.sha256 is not None and actual != f.sha256:
-            raise exception.ChecksumMismatch(name=f.name, offset=0,
-                                             expected=f.sha256,
-                                             actual=actual)
-        return actual
 
     # -- the bulk channel (RPC 1.2) --------------------------------------
 
@@ -549,6 +561,7 @@ class _Puller:
             self._sink.shutdown(wait=True)
 
     def _bulk_loop(self, imp, by_name, windows, receiver, callers):
+        self._queue_name = receiver.queue_name
         inflight = []
         while windows or inflight:
             while windows and len(inflight) < BULK_WINDOWS:
@@ -581,6 +594,7 @@ class _Puller:
                         windows.appendleft(rest)
                 if w.settled(now):
                     inflight.remove(w)
+                    self._settled_tokens.append(w)
                     for lo, hi in w.holes():
                         LOG.debug('Console-log pull of instance %s: bulk '
                                   'window missed %s [%d, %d); chunk calls',
@@ -595,7 +609,8 @@ class _Puller:
         return self.rpcapi.send_range(
             self.ctxt, self.host, self.instance_uuid, w.name, w.start,
             w.end - w.start, queue_name, stash_id=self.stash_id,
-            compress=self.bulk_compress, timeout=timeout)
+            compress=self.bulk_compress, timeout=timeout,
+            request_token=w.token if self.v13 else None)
 
     def _window_answered(self, w, now):
         try:
@@ -627,22 +642,32 @@ class _Puller:
         return None
 
     def _on_bulk_message(self, imp, by_name, inflight, headers, body):
-        """Place a message in its window and hand it to the sink."""
+        """Place a message in its window and hand it to the sink.
+
+        From a source of RPC 1.3 a message is taken only when it repeats
+        its window's token, our instance and stash, and lies within the
+        window: anything else in our queue was not asked for by us.
+        """
         try:
             name, offset, length = cl_bulk.parse_headers(headers)
+            binding = _frame_binding(headers)
         except ValueError as e:
-            self.bulk_rejected += 1
-            self._bad_bulk_message(e)
+            self._reject(e)
             return
         window = None
         for w in inflight:
-            if w.holds(name, offset, length):
+            if w.holds(name, offset, length) and (
+                    not self.v13 or binding == (w.token, self.instance_uuid,
+                                                self.stash_id)):
                 window = w
                 break
-        if window is None or offset in window.received or (
-                offset in window.checking):
-            # A late message of a window already settled: ignore.
+        if window is None:
+            if self.v13 and not any(binding[0] == w.token
+                                    for w in self._settled_tokens):
+                self._reject('not bound to a request of this pull')
             return
+        if offset in window.received or offset in window.checking:
+            return  # a duplicate; the first copy is checked on disk
         window.seen += 1
         if window.summary is not None:
             window.grace_end = time.monotonic() + min(BULK_GRACE,
@@ -654,29 +679,33 @@ class _Puller:
             concurrent.futures.wait(
                 checking, return_when=concurrent.futures.FIRST_COMPLETED)
 
+    def _reject(self, error):
+        """Drop a bulk message we did not ask for; count it, say where."""
+        self.bulk_rejected += 1
+        if self.bulk_rejected in (1, 10, 100, 1000):
+            LOG.warning('Console-log pull of instance %s from %s: %d bulk '
+                        'message(s) in queue %s dropped (last: %s); '
+                        'somebody else publishes into it', self.instance_uuid,
+                        self.host, self.bulk_rejected, self._queue_name,
+                        str(error)[:200])
+
     def _bad_bulk_message(self, error):
         LOG.warning('Console-log pull of instance %s from %s: bad bulk '
                     'message dropped: %s', self.instance_uuid, self.host,
-                    error)
+                    str(error)[:200])
 
     def _check_bulk_chunk(self, imp, st, headers, body):
-        """On the sink: decode, verify and deliver one message.
+        """On the sink: decode and deliver one message.
 
-        Returns the chunk's length, or None when it is damaged (the
-        window's hole is read again with a chunk call).
+        Returns the chunk's length, or None when it does not decode (the
+        window's hole is read again with a chunk call). Its bytes are
+        checked on disk against the source's hash list before the install.
         """
         try:
-            name, offset, raw, sha256, _eof = cl_bulk.decode_chunk(headers,
-                                                                   body)
+            _name, offset, raw, _sha256, _eof = cl_bulk.decode_chunk(
+                headers, body)
         except ValueError as e:
             self._bad_bulk_message(e)
-            return None
-        actual = hashlib.sha256(raw).hexdigest()
-        if actual != sha256:
-            LOG.warning('Console-log pull of instance %s from %s: bulk chunk '
-                        '%s@%d damaged (sha256 %s, expected %s); reading it '
-                        'again', self.instance_uuid, self.host, name, offset,
-                        actual, sha256)
             return None
         self._deliver(imp, st, offset, raw, len(body))
         # Counted here, not when collected: a chunk delivered while the
@@ -713,29 +742,32 @@ class _Puller:
                       self.fetched, self.total,
                       self.fetched / seconds / 1e6 if seconds else 0.0)
 
-    def _release(self, files, installed):
-        sha256s = dict(installed)
-        unknown = [name for name, sha in sha256s.items() if sha is None]
-        if unknown:
-            LOG.warning('Console-log stash %s of instance %s stays on %s: '
-                        'no checksum for %s (the source expires it)',
-                        self.stash_id, self.instance_uuid, self.host,
-                        ', '.join(unknown))
-            return False
+    def _release(self, roots, token):
         try:
             self.rpcapi.release(self.ctxt, self.host, self.instance_uuid,
-                                self.stash_id, sha256s)
+                                self.stash_id, roots, transfer_token=token,
+                                puller_host=self.local_host)
             return True
         except Exception as e:
             LOG.warning('Console log of instance %s is installed, but %s did '
-                        'not release its stash %s: %s (it expires there)',
-                        self.instance_uuid, self.host, self.stash_id, e)
+                        'not release its stash %s: %s (asked again by the '
+                        'next retry; it expires there)', self.instance_uuid,
+                        self.host, self.stash_id, str(e)[:300])
             return False
+
+
+def _frame_binding(headers):
+    """``(token, instance_uuid, stash_id)`` a bulk message repeats."""
+    values = tuple(headers.get(k) for k in ('token', 'instance_uuid',
+                                            'stash_id'))
+    if not all(v is None or isinstance(v, str) for v in values):
+        raise ValueError('bulk message with malformed binding headers')
+    return values
 
 
 def pull(conf, rpcapi, source_host, instance_uuid, stash_id=None, chain=None,
          progress=None, ctxt=None, release=True, window=None,
-         chunk_size=None):
+         chunk_size=None, local_host=None):
     """Pull an instance's console-log chain from ``source_host``.
 
     :param conf: ConfigOpts with our options registered.
@@ -748,6 +780,9 @@ def pull(conf, rpcapi, source_host, instance_uuid, stash_id=None, chain=None,
     :param release: release the source's stash after a verified install.
     :param window: calls in flight (default ``pull_window``).
     :param chunk_size: bytes per call (default ``chunk_size``).
+    :param local_host: this host's name, as the source hands the stash to
+        it (default: ``[DEFAULT] host`` when registered, else the
+        hostname).
     :returns: PullResult.
     :raises: PeerUnsupported when the source lacks the console-log RPC;
         TransferFailed when the pull cannot finish now (a later pull of the
@@ -756,6 +791,12 @@ def pull(conf, rpcapi, source_host, instance_uuid, stash_id=None, chain=None,
     if chain is None:
         chain = cl_chain.ConsoleLogChain.for_instance(instance_uuid,
                                                       conf=conf)
+    if local_host is None:
+        try:
+            local_host = conf.host
+        except Exception:
+            local_host = socket.gethostname()
     puller = _Puller(conf, rpcapi, source_host, instance_uuid, stash_id,
                      chain, progress, ctxt, window, chunk_size)
+    puller.local_host = local_host
     return puller.run(release)

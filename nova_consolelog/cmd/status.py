@@ -118,7 +118,9 @@ def _partial_imports(entry, directory, now):
                                    name + cl_chain.SIDECAR_SUFFIX)) as f:
                 progress = json.load(f)
             item['total_bytes'] = sum(size for _n, size in progress['files'])
-            item['verified_bytes'] = sum(progress['verified'].values())
+            # Written and fsynced so far ('verified' before RPC 1.3).
+            item['verified_bytes'] = sum(progress.get(
+                'durable', progress.get('verified', {})).values())
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError) as e:

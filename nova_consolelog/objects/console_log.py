@@ -50,7 +50,8 @@ class ConsoleLogFile(base.ConsoleLogObject):
     """One file of a console-log chain."""
 
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: Added blocks
+    VERSION = '1.1'
 
     fields = {
         # File name inside the instance directory or stash, never a path.
@@ -69,7 +70,17 @@ class ConsoleLogFile(base.ConsoleLogObject):
         # The last bytes of the file, for a merge by a caller that cannot
         # read the file itself; None when not requested.
         'tail': cl_fields.BytesField(nullable=True, default=None),
+        # Hex sha256 of every ``block_size`` block of the file's first
+        # ``size`` bytes (see hashlist), as the source computed them when
+        # it stashed or pinned the file; None when not described so.
+        'blocks': fields.ListOfStringsField(nullable=True, default=None),
     }
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 1):
+            primitive.pop('blocks', None)
 
 
 @base.ConsoleLogObjectRegistry.register
@@ -77,7 +88,12 @@ class ConsoleLogSet(base.ConsoleLogObject):
     """The console-log chain of one instance on one host, oldest first."""
 
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: Added block_size, transfer_token; ConsoleLogFile 1.1
+    VERSION = '1.1'
+
+    obj_relationships = {
+        'files': [('1.0', '1.0'), ('1.1', '1.1')],
+    }
 
     fields = {
         'instance_uuid': fields.UUIDField(),
@@ -90,7 +106,20 @@ class ConsoleLogSet(base.ConsoleLogObject):
         # so that byte offsets stay stable across retention and migration.
         'base_offset': fields.NonNegativeIntegerField(default=0),
         'files': fields.ListOfObjectsField('ConsoleLogFile', default=[]),
+        # Of a transfer opened with RPC 1.3 (open_console_log_transfer):
+        # the block size of the files' hash lists, and the token the source
+        # accepts a release of this stash with, from this puller only.
+        'block_size': fields.NonNegativeIntegerField(nullable=True,
+                                                     default=None),
+        'transfer_token': fields.StringField(nullable=True, default=None),
     }
+
+    def obj_make_compatible(self, primitive, target_version):
+        super().obj_make_compatible(primitive, target_version)
+        target = versionutils.convert_version_to_tuple(target_version)
+        if target < (1, 1):
+            primitive.pop('block_size', None)
+            primitive.pop('transfer_token', None)
 
     @property
     def total_size(self):
@@ -167,14 +196,30 @@ class ConsoleLogChunk(base.ConsoleLogObject):
         return cls(data=data, compression=compression,
                    sha256=hashlib.sha256(raw).hexdigest(), **kwargs)
 
-    def raw_data(self):
+    def raw_data(self, max_length=None):
         """The uncompressed bytes of the chunk.
 
-        :raises ValueError: compressed data that does not decompress.
+        ``max_length``: the most bytes the caller asked for; data that
+        would inflate beyond it is refused without being inflated whole (a
+        small message must not cost us hundreds of MiB).
+
+        :raises ValueError: compressed data that does not decompress, or
+            more than ``max_length`` bytes.
         """
+        data = self.data
         if self.compression == cl_fields.Compression.ZLIB:
+            inflater = zlib.decompressobj()
             try:
-                return zlib.decompress(self.data)
+                if max_length is None:
+                    data = inflater.decompress(data)
+                else:
+                    data = inflater.decompress(data, max_length + 1)
             except zlib.error as e:
                 raise ValueError('chunk data does not decompress: %s' % e)
-        return self.data
+            if not inflater.eof:
+                raise ValueError('chunk data inflates past %s bytes or is '
+                                 'cut short' % max_length)
+        if max_length is not None and len(data) > max_length:
+            raise ValueError('chunk holds %d bytes, more than the %d asked '
+                             'for' % (len(data), max_length))
+        return data

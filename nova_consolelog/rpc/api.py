@@ -93,9 +93,16 @@ class ConsoleLogAPI:
     * 1.2 - send_console_log_range: the source publishes a window of a
             file as binary AMQP messages to the caller's bulk queue on the
             same RabbitMQ (rpc.bulk) and answers a small summary
+    * 1.3 - open_console_log_transfer: hands a stash (or a pin of the live
+            chain) to one puller, with a hash list per file (ConsoleLogSet
+            and ConsoleLogFile 1.1) and a release token;
+            send_console_log_range takes ``request_token``, copied into
+            every bulk message; release_console_log_stash takes
+            ``transfer_token`` and ``puller_host`` and refuses releases
+            without them
     """
 
-    VERSION = '1.2'
+    VERSION = '1.3'
 
     # Release name -> the newest version that release understands, for
     # ``[upgrade_levels] consolelog`` during a rolling upgrade.
@@ -103,6 +110,7 @@ class ConsoleLogAPI:
         'initial': '1.0',
         'compression': '1.1',
         'bulk': '1.2',
+        'transfer': '1.3',
     }
 
     def __init__(self, conf, transport=None, transport_url=None):
@@ -198,22 +206,45 @@ class ConsoleLogAPI:
         return (self.bulk_url is not None and host not in self._pre_1_2 and
                 self.can_send_version('1.2'))
 
+    @_peer_support('console-log transfer (RPC 1.3)')
+    def open_transfer(self, ctxt, host, instance_uuid, puller_host,
+                      stash_id=None, timeout=None):
+        """Have ``host`` hand a stash (or a pin of its live chain) to us.
+
+        Returns a ConsoleLogSet with hash lists, ``block_size`` and
+        ``transfer_token``. PeerUnsupported when ``host`` (or our version
+        cap) does not speak 1.3.
+        """
+        if not self.can_send_version('1.3'):
+            raise oslo_messaging.RPCVersionCapError(
+                version='1.3', version_cap=self.version_cap)
+        return self._prepare(host, '1.3', timeout).call(
+            ctxt, 'open_console_log_transfer', instance_uuid=instance_uuid,
+            stash_id=stash_id, puller_host=puller_host)
+
     @_peer_support('console-log bulk range')
     def send_range(self, ctxt, host, instance_uuid, name, offset, length,
-                   reply_queue, stash_id=None, compress=True, timeout=None):
+                   reply_queue, stash_id=None, compress=True, timeout=None,
+                   request_token=None):
         """Ask ``host`` to publish a window of ``name`` to ``reply_queue``.
 
         Returns the source's summary ``{'chunks', 'bytes', 'eof'}`` once
         every chunk is published. A peer that does not speak 1.2 raises
         PeerUnsupported and is not asked again (``bulk_supported``).
+        ``request_token`` (1.3) is copied into every message.
         """
+        kwargs = dict(instance_uuid=instance_uuid, stash_id=stash_id,
+                      name=name, offset=offset, length=length,
+                      reply_queue=reply_queue,
+                      compression=(cl_fields.Compression.ZLIB if compress
+                                   else cl_fields.Compression.NONE))
+        version = '1.2'
+        if request_token is not None:
+            version = '1.3'
+            kwargs['request_token'] = request_token
         try:
-            return self._prepare(host, '1.2', timeout).call(
-                ctxt, 'send_console_log_range', instance_uuid=instance_uuid,
-                stash_id=stash_id, name=name, offset=offset, length=length,
-                reply_queue=reply_queue,
-                compression=(cl_fields.Compression.ZLIB if compress
-                             else cl_fields.Compression.NONE))
+            return self._prepare(host, version, timeout).call(
+                ctxt, 'send_console_log_range', **kwargs)
         except _UNSUPPORTED:
             self._pre_1_2.add(host)
             raise
@@ -223,13 +254,21 @@ class ConsoleLogAPI:
             raise
 
     @_peer_support('console-log stash release')
-    def release(self, ctxt, host, instance_uuid, stash_id, sha256s):
+    def release(self, ctxt, host, instance_uuid, stash_id, sha256s,
+                transfer_token=None, puller_host=None):
         """Ask ``host`` to delete its stash after a verified install.
 
-        ``sha256s`` maps every file name of the stash to the sha256 the
-        caller installed; the host refuses (ChecksumMismatch) unless its
-        files match.
+        With RPC 1.3: ``sha256s`` maps every file of the stash to the root
+        of its hash list, ``transfer_token`` is the token the transfer was
+        opened with, ``puller_host`` our host name. Without a token (1.0)
+        a source of 1.3 or later refuses.
         """
-        return self._prepare(host).call(
-            ctxt, 'release_console_log_stash', instance_uuid=instance_uuid,
-            stash_id=stash_id, sha256s=sha256s)
+        kwargs = dict(instance_uuid=instance_uuid, stash_id=stash_id,
+                      sha256s=sha256s)
+        version = '1.0'
+        if transfer_token is not None:
+            version = '1.3'
+            kwargs.update(transfer_token=transfer_token,
+                          puller_host=puller_host)
+        return self._prepare(host, version).call(
+            ctxt, 'release_console_log_stash', **kwargs)

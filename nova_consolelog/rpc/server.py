@@ -18,15 +18,20 @@ threading executor is used: eventlet is deprecated in oslo.messaging, and
 the endpoint's file reads release the GIL.
 """
 
+import re
+
 from oslo_log import log as logging
 import oslo_messaging
 
+from nova_consolelog import exception
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import transport as cl_transport
 
 LOG = logging.getLogger(__name__)
+
+_HOST_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,254}')
 
 
 class ConsoleLogServer:
@@ -45,6 +50,11 @@ class ConsoleLogServer:
 
     def __init__(self, conf, host, transport=None, transport_url=None,
                  endpoint=None):
+        if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
+            # '*' or '#' would be AMQP wildcards in a binding: the server
+            # would take calls meant for other hosts.
+            raise exception.InvalidInput(
+                reason='%.80r is not a host name' % (host,))
         self.conf = conf
         self.host = host
         self._own_transport = transport is None
@@ -53,16 +63,18 @@ class ConsoleLogServer:
             transport = cl_transport.get_transport(conf, transport_url)
         self.transport = transport
         self.endpoint = endpoint or cl_manager.ConsoleLogManager(conf, host)
-        if getattr(self.endpoint, 'bulk_url', False) is None:
-            self.endpoint.bulk_url = cl_bulk.kombu_url(conf, transport_url,
-                                                       given)
-            self.endpoint.bulk_ssl = cl_bulk.kombu_ssl(conf, transport_url,
-                                                       given)
+        set_bulk = getattr(self.endpoint, 'set_bulk_channel', None)
+        if set_bulk is not None and self.endpoint.bulk_channel[0] is None:
+            set_bulk(cl_bulk.kombu_url(conf, transport_url, given),
+                     cl_bulk.kombu_ssl(conf, transport_url, given))
         target = oslo_messaging.Target(topic=conf.consolelog.topic,
                                        server=host)
+        # Only methods marked oslo_messaging.expose are dispatched: the
+        # default policy would dispatch any public callable attribute.
         self._server = oslo_messaging.get_rpc_server(
             transport, target, [self.endpoint], executor='threading',
-            serializer=cl_transport.RequestContextSerializer())
+            serializer=cl_transport.RequestContextSerializer(),
+            access_policy=oslo_messaging.ExplicitRPCAccessPolicy)
 
     def start(self):
         self._server.start()

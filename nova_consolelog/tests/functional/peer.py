@@ -36,6 +36,7 @@ from nova_consolelog.rpc import server as cl_server
 class OldManager(cl_manager.ConsoleLogManager):
     target = oslo_messaging.Target(version='1.0', namespace='consolelog')
 
+    @oslo_messaging.expose
     def read_console_log_chunk(self, ctxt, instance_uuid, name, offset,
                                length, stash_id=None):
         return super().read_console_log_chunk(
@@ -56,9 +57,11 @@ class NoChunksManager:
     def __init__(self, conf, host):
         self._manager = cl_manager.ConsoleLogManager(conf, host)
 
+    @oslo_messaging.expose
     def describe_console_log(self, ctxt, **kwargs):
         return self._manager.describe_console_log(ctxt, **kwargs)
 
+    @oslo_messaging.expose
     def list_console_log_stashes(self, ctxt, **kwargs):
         return self._manager.list_console_log_stashes(ctxt, **kwargs)
 

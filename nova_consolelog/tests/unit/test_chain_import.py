@@ -12,7 +12,9 @@
 
 """Importing another host's chain as history: resume, retention, faults."""
 
+import contextlib
 import errno
+import hashlib
 import logging
 import os
 from unittest import mock
@@ -21,12 +23,36 @@ import fixtures
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog import fileutils
+from nova_consolelog import history_import
 from nova_consolelog.tests.unit import test_chain
 
 SOURCE = [('console.log.1', b'first file\n'), ('console.log.0', b'second\n'),
           ('console.log', b'third, the live one\n')]
 SOURCE_BYTES = b''.join(data for _name, data in SOURCE)
 FILES = [(name, len(data)) for name, data in SOURCE]
+# Small blocks: every file of SOURCE is several blocks.
+BLOCK = 4
+
+
+def digests_for(files, data=None):
+    """The source's hash lists of ``files`` (data from SOURCE)."""
+    data = dict(SOURCE, **(data or {}))
+    try:
+        return {name: (BLOCK, [hashlib.sha256(
+            data.get(name, b'\0' * size)[i:i + BLOCK]).hexdigest()
+            for i in range(0, size, BLOCK)]) for name, size in files}
+    except (TypeError, ValueError):
+        return {}
+
+
+@contextlib.contextmanager
+def faulty_os(faulty):
+    """Every module that touches an import's files gets ``faulty``."""
+    with mock.patch.object(cl_chain, 'os', faulty), \
+            mock.patch.object(history_import, 'os', faulty), \
+            mock.patch.object(fileutils, 'os', faulty):
+        yield
 
 
 class ImportTestCase(test_chain.ChainTestCase):
@@ -34,7 +60,12 @@ class ImportTestCase(test_chain.ChainTestCase):
     def setUp(self):
         super().setUp()
         self.logger = self.useFixture(fixtures.FakeLogger(
-            name='nova_consolelog.chain', level=logging.INFO))
+            name='nova_consolelog', level=logging.INFO))
+
+    def begin(self, import_id, files, data=None, chain=None, **kwargs):
+        chain = chain or self.chain
+        return chain.begin_import(import_id, files,
+                                  digests_for(files, data), **kwargs)
 
     def pull(self, imp, chunk=5):
         """What the pull engine does, chunk by chunk.
@@ -47,7 +78,7 @@ class ImportTestCase(test_chain.ChainTestCase):
                 piece = data[start:min(end, start + chunk)]
                 imp.write(name, start, piece)
                 start += len(piece)
-                imp.verified(name, start)
+                imp.checkpoint(name, start)
 
     def visible(self):
         """What a reader sees: member names with contents, and the base."""
@@ -58,14 +89,16 @@ class ImportTestCase(test_chain.ChainTestCase):
 class TestImport(ImportTestCase):
 
     def test_import_into_empty_chain(self):
-        imp = self.chain.begin_import('mig-1', FILES, base_offset=500)
+        imp = self.begin('mig-1', FILES, base_offset=500)
         self.assertEqual(0, imp.skip)
         self.pull(imp)
         self.assertEqual('console.history.000001', imp.commit())
         self.assertEqual({'console.history.000001': SOURCE_BYTES},
                          self.visible()[0])
         self.assertEqual(500, self.chain.base_offset())
-        self.assertEqual(['console.history.000001',
+        # The ledger remembers the import: it is never installed twice.
+        self.assertEqual([history_import.LEDGER_NAME,
+                          'console.history.000001',
                           cl_chain.BASE_OFFSET_NAME], sorted(
                               os.listdir(self.dir)))
         self.assertEqual(SOURCE_BYTES, self.chain.read_tail())
@@ -73,7 +106,7 @@ class TestImport(ImportTestCase):
 
     def test_history_goes_before_the_live_log(self):
         self.write('console.log', b'new qemu\n')
-        imp = self.chain.begin_import('m', FILES)
+        imp = self.begin('m', FILES)
         self.pull(imp, chunk=1000)
         imp.commit()
         self.assertEqual(SOURCE_BYTES + b'new qemu\n',
@@ -82,7 +115,7 @@ class TestImport(ImportTestCase):
     def test_newer_import_after_older_history(self):
         self.write('console.history.000004', b'older\n')
         self.write(cl_chain.BASE_OFFSET_NAME, b'9\n')
-        imp = self.chain.begin_import('m', FILES, base_offset=1234)
+        imp = self.begin('m', FILES, base_offset=1234)
         self.pull(imp)
         self.assertEqual('console.history.000005', imp.commit())
         self.assertEqual(b'older\n' + SOURCE_BYTES, self.chain.read_tail())
@@ -90,7 +123,7 @@ class TestImport(ImportTestCase):
         self.assertEqual(9, self.chain.base_offset())
 
     def test_out_of_order_writes(self):
-        imp = self.chain.begin_import('m', FILES)
+        imp = self.begin('m', FILES)
         for name, data in reversed(SOURCE):
             for offset in reversed(range(0, len(data), 3)):
                 imp.write(name, offset, data[offset:offset + 3])
@@ -98,7 +131,7 @@ class TestImport(ImportTestCase):
         self.assertEqual(SOURCE_BYTES, self.chain.read_tail())
 
     def test_commit_refuses_missing_bytes(self):
-        imp = self.chain.begin_import('m', FILES)
+        imp = self.begin('m', FILES)
         imp.write('console.log.1', 0, SOURCE[0][1])
         before = self.visible()
         e = self.assertRaises(exception.InstallFailed, imp.commit)
@@ -106,19 +139,19 @@ class TestImport(ImportTestCase):
         self.assertEqual(before, self.visible())
 
     def test_empty_source(self):
-        imp = self.chain.begin_import('m', [])
+        imp = self.begin('m', [])
         self.assertEqual('console.history.000001', imp.commit())
         self.assertEqual(b'', self.chain.read_tail())
 
     def test_abort(self):
-        imp = self.chain.begin_import('m', FILES)
+        imp = self.begin('m', FILES)
         imp.write('console.log.1', 0, b'first')
-        imp.verified('console.log.1', 5)
+        imp.checkpoint('console.log.1', 5)
         imp.abort()
         self.assertEqual([], os.listdir(self.dir))
         self.assertRaises(exception.InvalidInput, imp.write,
                           'console.log.1', 0, b'f')
-        self.assertRaises(exception.InvalidInput, imp.verified,
+        self.assertRaises(exception.InvalidInput, imp.checkpoint,
                           'console.log.1', 6)
         self.assertRaises(exception.InvalidInput, imp.commit)
         self.assertEqual([], os.listdir(self.dir))
@@ -127,17 +160,17 @@ class TestImport(ImportTestCase):
         before = self.state()
         for import_id in ('../x', '', 'a' * 65, 'a b', 'a/b', None, 3):
             self.assertRaises(exception.InvalidInput,
-                              self.chain.begin_import, import_id, FILES)
+                              self.begin, import_id, FILES)
         for files in ([('../x', 1)], [('console.log', -1)],
                       [('console.log', 1), ('console.log', 2)],
                       [('disk', 1)], 'console.log', [('console.log',)],
                       [('console.log', '1')]):
             self.assertRaises(exception.InvalidInput,
-                              self.chain.begin_import, 'm', files)
-        self.assertRaises(exception.InvalidInput, self.chain.begin_import,
+                              self.begin, 'm', files)
+        self.assertRaises(exception.InvalidInput, self.begin,
                           'm', FILES, base_offset=-1)
         self.assertEqual(before, self.state())
-        imp = self.chain.begin_import('m', FILES)
+        imp = self.begin('m', FILES)
         staged = self.state()
         for name, offset, data in (('console.log.1', 10, b'xx'),
                                    ('console.log.1', -1, b'x'),
@@ -145,7 +178,7 @@ class TestImport(ImportTestCase):
                                    ('console.log.1', 0, b'x' * 12)):
             self.assertRaises(exception.InvalidInput, imp.write, name,
                               offset, data)
-        self.assertRaises(exception.InvalidInput, imp.verified,
+        self.assertRaises(exception.InvalidInput, imp.checkpoint,
                           'console.log.1', 12)
         self.assertRaises(exception.InvalidInput, imp.wanted, 'disk')
         self.assertEqual(staged, self.state())
@@ -154,7 +187,7 @@ class TestImport(ImportTestCase):
         chain = cl_chain.ConsoleLogChain(os.path.join(self.root, 'gone'),
                                          conf=self.conf)
         self.assertRaises(exception.InstanceDirNotFound,
-                          chain.begin_import, 'm', FILES)
+                          self.begin, 'm', FILES, chain=chain)
         self.assertFalse(os.path.exists(os.path.join(self.root, 'gone')))
 
 
@@ -162,7 +195,7 @@ class TestSkip(ImportTestCase):
 
     def test_history_max_bytes_skips_oldest(self):
         self.conf.set_override('history_max_bytes', 20, 'consolelog')
-        imp = self.chain.begin_import('m', FILES, base_offset=100)
+        imp = self.begin('m', FILES, base_offset=100)
         skip = len(SOURCE_BYTES) - 20
         self.assertEqual(skip, imp.skip)
         # The first file is entirely skipped, the second in part.
@@ -181,7 +214,7 @@ class TestSkip(ImportTestCase):
 
     def test_bytes_before_skip_dropped_on_write(self):
         self.conf.set_override('history_max_bytes', 20, 'consolelog')
-        imp = self.chain.begin_import('m', FILES)
+        imp = self.begin('m', FILES)
         for name, data in SOURCE:
             imp.write(name, 0, data)  # whole files, skip or not
         imp.commit()
@@ -191,17 +224,17 @@ class TestSkip(ImportTestCase):
 class TestResume(ImportTestCase):
 
     def test_resume_wants_only_the_rest(self):
-        imp = self.chain.begin_import('mig', FILES)
+        imp = self.begin('mig', FILES)
         name, data = SOURCE[0]
         imp.write(name, 0, data)
-        imp.verified(name, len(data))
+        imp.checkpoint(name, len(data))
         imp.write('console.log.0', 0, b'sec')
-        imp.verified('console.log.0', 3)
+        imp.checkpoint('console.log.0', 3)
         imp.write('console.log.0', 3, b'ond')  # written, not verified
         imp.close()  # the process dies here
         self.assertEqual([], self.chain.scan())
 
-        imp = self.chain.begin_import('mig', FILES)
+        imp = self.begin('mig', FILES)
         self.assertEqual((11, 11), imp.wanted('console.log.1'))
         self.assertEqual((3, 7), imp.wanted('console.log.0'))
         self.assertEqual((0, 20), imp.wanted('console.log'))
@@ -214,21 +247,21 @@ class TestResume(ImportTestCase):
                              for n in os.listdir(self.dir)))
 
     def test_other_files_start_over(self):
-        imp = self.chain.begin_import('mig', FILES)
+        imp = self.begin('mig', FILES)
         imp.write('console.log.1', 0, SOURCE[0][1])
-        imp.verified('console.log.1', 11)
+        imp.checkpoint('console.log.1', 11)
         imp.close()
         other = [('console.log', 5)]
-        imp = self.chain.begin_import('mig', other)
+        imp = self.begin('mig', other, data={'console.log': b'12345'})
         self.assertEqual((0, 5), imp.wanted('console.log'))
         imp.write('console.log', 0, b'12345')
         imp.commit()
         self.assertEqual(b'12345', self.chain.read_tail())
 
     def test_remove_partials(self):
-        imp = self.chain.begin_import('old', FILES)
+        imp = self.begin('old', FILES)
         imp.write('console.log.1', 0, b'x')
-        imp.verified('console.log.1', 1)
+        imp.checkpoint('console.log.1', 1)
         imp.close()
         self.write('console.log', b'live')
         self.assertEqual([], self.chain.remove_partials(older_than=3600))
@@ -241,8 +274,8 @@ class TestResume(ImportTestCase):
 class TestRetention(ImportTestCase):
 
     def _import(self, import_id, data):
-        imp = self.chain.begin_import(import_id, [('console.log',
-                                                   len(data))])
+        imp = self.begin(import_id, [('console.log', len(data))],
+                         data={'console.log': data})
         imp.write('console.log', 0, data)
         return imp.commit()
 
@@ -320,7 +353,7 @@ class TestInterruptedInstall(ImportTestCase):
             self.write('console.history.000001', b'old history\n')
             self.write(cl_chain.BASE_OFFSET_NAME, b'42\n')
         self.conf.set_override('history_max_files', 1, 'consolelog')
-        imp = self.chain.begin_import('mig', FILES, base_offset=1000)
+        imp = self.begin('mig', FILES, base_offset=1000)
         self.pull(imp, chunk=100)
         return imp
 
@@ -332,7 +365,7 @@ class TestInterruptedInstall(ImportTestCase):
             imp = self._prepare(had_history)
             before = self.visible()
             faulty = FaultyOS(step)
-            with mock.patch.object(cl_chain, 'os', faulty):
+            with faulty_os(faulty):
                 try:
                     imp.commit()
                     committed = True
@@ -350,8 +383,7 @@ class TestInterruptedInstall(ImportTestCase):
                 outcomes.add('kept')
                 if os.path.exists(imp.staging):
                     imp.close()
-                    again = self.chain.begin_import('mig', FILES,
-                                                    base_offset=1000)
+                    again = self.begin('mig', FILES, base_offset=1000)
                     self.assertEqual([], [n for n, _s in FILES
                                           if again.wanted(n)[0] <
                                           again.wanted(n)[1]], where)
@@ -381,8 +413,8 @@ class TestInterruptedInstall(ImportTestCase):
     def test_enospc_on_write(self):
         self.write('console.history.000001', b'old\n')
         before = self.visible()
-        imp = self.chain.begin_import('mig', FILES)
-        with mock.patch.object(cl_chain, 'os', FaultyOS(1, errno.ENOSPC)):
+        imp = self.begin('mig', FILES)
+        with faulty_os(FaultyOS(1, errno.ENOSPC)):
             self.assertRaises(exception.InstallFailed, imp.write,
                               'console.log.1', 0, b'first')
         self.assertEqual(before, self.visible())
@@ -392,7 +424,7 @@ class TestInterruptedInstall(ImportTestCase):
     def test_enospc_on_fsync(self):
         self.write('console.history.000001', b'old\n')
         before = self.visible()
-        imp = self.chain.begin_import('mig', FILES)
+        imp = self.begin('mig', FILES)
         self.pull(imp, chunk=100)
 
         class NoSpace(FaultyOS):
@@ -403,7 +435,7 @@ class TestInterruptedInstall(ImportTestCase):
                     return fail
                 return getattr(os, name)
 
-        with mock.patch.object(cl_chain, 'os', NoSpace(0)):
+        with faulty_os(NoSpace(0)):
             self.assertRaises(exception.InstallFailed, imp.commit)
         self.assertEqual(before, self.visible())
         self.assertEqual(['console.history.000001'],
@@ -422,9 +454,9 @@ class TestFaultAnywhereThenResume(ImportTestCase):
             before = self.visible()
             faulty = FaultyOS(step)
             imp = None
-            with mock.patch.object(cl_chain, 'os', faulty):
+            with faulty_os(faulty):
                 try:
-                    imp = self.chain.begin_import('mig', FILES)
+                    imp = self.begin('mig', FILES)
                     self.pull(imp, chunk=7)
                     imp.commit()
                     done = True
@@ -437,13 +469,14 @@ class TestFaultAnywhereThenResume(ImportTestCase):
                 self.assertEqual(before, self.visible(), where)
                 # A retry without faults resumes (or starts over) and
                 # installs exactly the source bytes.
-                imp = self.chain.begin_import('mig', FILES)
+                imp = self.begin('mig', FILES)
                 self.pull(imp, chunk=7)
                 imp.commit()
             self.assertEqual(b'old\n' + SOURCE_BYTES,
                              self.chain.read_tail(), where)
             leftovers = [n for n in os.listdir(self.dir)
-                         if n.startswith('.')]
+                         if n.startswith('.') and
+                         n != history_import.LEDGER_NAME]
             if leftovers:
                 # Only a progress file whose removal failed after the
                 # install (logged); housekeeping removes it.

@@ -83,9 +83,11 @@ class StatusTest(base.BaseTestCase):
         self.write(UUID_A, 'console.log', b'l' * 50)
         # A: an import in progress, 100 of 150 bytes verified.
         imp = self.chain(UUID_A).begin_import(
-            'host1-stash1', [('console.log.0', 100), ('console.log', 50)])
+            'host1-stash1', [('console.log.0', 100), ('console.log', 50)],
+            {'console.log.0': (4096, ['0' * 64]),
+             'console.log': (4096, ['0' * 64])})
         imp.write('console.log.0', 0, b'x' * 100)
-        imp.verified('console.log.0', 100)
+        imp.checkpoint('console.log.0', 100)
         imp.close()
         # B: migrated away; its chain waits in a stash for the destination.
         self.write(UUID_B, 'console.log.1', b'1' * 70)

@@ -34,8 +34,8 @@ UUID = '3f0e8fb1-1a2b-4c3d-8e9f-0a1b2c3d4e5f'
 # update the hash here.
 object_data = {
     'ConsoleLogChunk': '1.1-5e2927ceb8801089d333137b46a59cf4',
-    'ConsoleLogFile': '1.0-e8062c33adb4896de7da4aa2f9a75db4',
-    'ConsoleLogSet': '1.0-4e035f3d5980c1b09acbbecfd1054b9a',
+    'ConsoleLogFile': '1.1-0abe72e95e2ff7e364664eaef6ecf166',
+    'ConsoleLogSet': '1.1-96abd6e8e3ef2e7ff9d8aabecf625d2f',
 }
 
 

@@ -133,6 +133,7 @@ class OldManager(cl_manager.ConsoleLogManager):
 
     target = oslo_messaging.Target(version='1.0', namespace='consolelog')
 
+    @oslo_messaging.expose
     def read_console_log_chunk(self, ctxt, instance_uuid, name, offset,
                                length, stash_id=None):
         return super().read_console_log_chunk(
@@ -147,6 +148,7 @@ class ManagerWithoutStashes:
     def __init__(self, conf, host):
         self._manager = cl_manager.ConsoleLogManager(conf, host)
 
+    @oslo_messaging.expose
     def describe_console_log(self, ctxt, **kwargs):
         return self._manager.describe_console_log(ctxt, **kwargs)
 

@@ -167,7 +167,7 @@ class TestKombuSSL(test_base.BaseTestCase):
         self.assertEqual('/etc/ca.pem', rpcapi.bulk_ssl['ca_certs'])
         server = cl_server.ConsoleLogServer(self.conf, 'h',
                                             transport=self.transport)
-        self.assertEqual(rpcapi.bulk_ssl, server.endpoint.bulk_ssl)
+        self.assertEqual(rpcapi.bulk_ssl, server.endpoint.bulk_channel[1])
 
 
 class TestMessages(test_base.BaseTestCase):
@@ -220,7 +220,7 @@ class TestSendRange(test_rpc_manager.ManagerTestCase):
         super().setUp()
         self.published = []
         # No broker here: record what would be published.
-        self.manager.bulk_url = 'amqp://127.0.0.1:1/'
+        self.manager.set_bulk_channel('amqp://127.0.0.1:1/')
         self.useFixture(fixtures.MockPatch(
             'nova_consolelog.rpc.bulk.Publisher.publish',
             side_effect=lambda queue, chunks: self.published.extend(
@@ -293,7 +293,7 @@ class TestSendRange(test_rpc_manager.ManagerTestCase):
                             'send_console_log_range', self.uuid, None,
                             'console.log.0', 0, 10, self.queue, 'none')
         self.conf.clear_override('bulk_transfer', group='consolelog')
-        self.manager.bulk_url = None
+        self.manager.set_bulk_channel(None)
         self.assertRejected(exception.BulkUnavailable,
                             'send_console_log_range', self.uuid, None,
                             'console.log.0', 0, 10, self.queue, 'none')
@@ -309,9 +309,11 @@ class TestNegotiation(test_base.BaseTestCase):
         self.files = test_rpc.sample_chain()
 
     def test_version_history(self):
-        self.assertEqual('1.2', cl_api.ConsoleLogAPI.VERSION)
+        self.assertEqual('1.3', cl_api.ConsoleLogAPI.VERSION)
         self.assertEqual('1.2', cl_api.ConsoleLogAPI.VERSION_ALIASES['bulk'])
-        self.assertEqual('1.2', cl_manager.ConsoleLogManager.target.version)
+        self.assertEqual('1.3',
+                         cl_api.ConsoleLogAPI.VERSION_ALIASES['transfer'])
+        self.assertEqual('1.3', cl_manager.ConsoleLogManager.target.version)
 
     def test_fake_transport_has_no_bulk_channel(self):
         src = self.hosts.start('src')
@@ -319,7 +321,8 @@ class TestNegotiation(test_base.BaseTestCase):
         conf, rpcapi = self.hosts.client('dst')
         self.assertIsNone(rpcapi.bulk_url)
         self.assertFalse(rpcapi.bulk_supported('src'))
-        self.assertIsNone(self.hosts.servers['src'].endpoint.bulk_url)
+        self.assertIsNone(
+            self.hosts.servers['src'].endpoint.bulk_channel[0])
         api = CountingAPI(rpcapi)
         chain = self._chain(conf)
         result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)

@@ -26,6 +26,7 @@ from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog import hashlist
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog import stash as cl_stash
@@ -169,30 +170,81 @@ class TestManager(ManagerTestCase):
                                 stash_id, {})
         self.assertRejected(exception.StashNotFound,
                             'release_console_log_stash', self.uuid,
-                            'abcdef', {})
+                            'abcdef', {}, transfer_token='0' * 32,
+                            puller_host='dst')
 
-    def test_release_needs_matching_checksums(self):
+    def test_release_needs_the_token_and_the_roots(self):
         other, stash = self._stash()
-        remote = self.manager.describe_console_log(
+        remote = self.manager.open_console_log_transfer(
+            {}, other, stash_id=stash.stash_id, puller_host='dst')
+        token = remote.transfer_token
+        roots = {f.name: hashlist.root(f.size, remote.block_size, f.blocks)
+                 for f in remote.files}
+        # What describe hands anybody is not enough.
+        described = self.manager.describe_console_log(
             {}, other, stash_id=stash.stash_id, checksums=True)
-        sha256s = {f.name: f.sha256 for f in remote.files}
-        wrong = dict(sha256s, **{'console.log': '0' * 64})
+        sha256s = {f.name: f.sha256 for f in described.files}
+        self.assertRejected(exception.HandoverRefused,
+                            'release_console_log_stash', other,
+                            stash.stash_id, sha256s)
+        self.assertRejected(exception.HandoverRefused,
+                            'release_console_log_stash', other,
+                            stash.stash_id, roots, transfer_token='0' * 32,
+                            puller_host='dst')
+        self.assertRejected(exception.HandoverRefused,
+                            'release_console_log_stash', other,
+                            stash.stash_id, roots, transfer_token=token,
+                            puller_host='another')
+        wrong = dict(roots, **{'console.log': '0' * 64})
         self.assertRejected(exception.ChecksumMismatch,
                             'release_console_log_stash', other,
-                            stash.stash_id, wrong)
-        fewer = {'console.log': sha256s['console.log']}
+                            stash.stash_id, wrong, transfer_token=token,
+                            puller_host='dst')
+        fewer = {'console.log': roots['console.log']}
+        self.assertRejected(exception.HandoverRefused,
+                            'release_console_log_stash', other,
+                            stash.stash_id, fewer, transfer_token=token,
+                            puller_host='dst')
         self.assertRejected(exception.InvalidInput,
                             'release_console_log_stash', other,
-                            stash.stash_id, fewer)
-        self.assertRejected(exception.InvalidInput,
-                            'release_console_log_stash', other,
-                            stash.stash_id, [1, 2])
+                            stash.stash_id, [1, 2], transfer_token=token,
+                            puller_host='dst')
         self.assertTrue(self.manager.release_console_log_stash(
-            {}, other, stash.stash_id, sha256s))
+            {}, other, stash.stash_id, roots, transfer_token=token,
+            puller_host='dst'))
         self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
                           other, stash.stash_id,
                           root=self.conf.consolelog.stash_path,
                           conf=self.conf)
+
+    def test_transfer_granted_to_the_destination_only(self):
+        other = str(uuid.uuid4())
+        chain_dir = test_rpc.write_chain(self.conf, other, {
+            'console.log': b'bytes'})
+        stash = cl_stash.Stash.create(
+            other, cl_chain.ConsoleLogChain(chain_dir, conf=self.conf),
+            root=self.conf.consolelog.stash_path, conf=self.conf,
+            destination='dst')
+        self.assertRejected(exception.HandoverRefused,
+                            'open_console_log_transfer', other,
+                            stash_id=stash.stash_id, puller_host='thief')
+        remote = self.manager.open_console_log_transfer(
+            {}, other, stash_id=stash.stash_id, puller_host='dst')
+        self.assertEqual(1, len(remote.files))
+
+    def test_pin_of_the_live_chain(self):
+        remote = self.manager.open_console_log_transfer(
+            {}, self.uuid, puller_host='dst')
+        self.assertTrue(remote.stash_id.startswith(cl_stash.PIN_PREFIX))
+        # The pin keeps its sizes while the live file grows.
+        test_rpc.write_chain(self.conf, self.uuid, {
+            'console.log': self.files['console.log'] + b'more'})
+        live = [f for f in remote.files if f.name == 'console.log'][0]
+        chunk = self.manager.read_console_log_chunk(
+            {}, self.uuid, 'console.log', live.size - 10, 100,
+            stash_id=remote.stash_id, compression='none')
+        self.assertEqual(self.files['console.log'][-10:], chunk.raw_data())
+        self.assertTrue(chunk.eof)
 
     def test_list_stashes(self):
         other, stash = self._stash()

@@ -29,6 +29,7 @@ from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog import hashlist
 from nova_consolelog import stash as cl_stash
 from nova_consolelog.tests.unit import test_rpc
 from nova_consolelog import transfer
@@ -119,16 +120,28 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual([], self.leftovers())
         self.assertEqual((len(expected), len(expected)), seen[-1])
         self.assertEqual(sorted(seen), seen)
-        self.assertFalse(result.released)
+        # The live chain was pulled from a pin, released afterwards; the
+        # live chain itself is untouched.
+        self.assertTrue(result.released)
+        self.assertTrue(result.stash_id.startswith(cl_stash.PIN_PREFIX))
+        self.assertEqual([], cl_stash.Stash.list(
+            root=cl_stash.pin_root(self.src.consolelog.stash_path)))
+        src = cl_chain.ConsoleLogChain.for_instance(self.uuid, conf=self.src)
+        self.assertEqual(expected, src.read_tail(10 ** 6))
         # The merged read now starts with the imported chain.
         self.assertEqual(expected[-1000:], self.chain.read_tail(1000))
 
     def test_corrupted_chunk_is_fetched_again(self):
         api = FaultyAPI(self.rpcapi, {('console.log.1', 4096): corrupt})
-        transfer.pull(self.conf, api, 'src', self.uuid, chain=self.chain)
+        result = transfer.pull(self.conf, api, 'src', self.uuid,
+                               chain=self.chain)
         self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        # The block holding the damaged chunk failed its check on disk and
+        # was read again (the whole file: it is one block).
         self.assertEqual(2, api.calls[('console.log.1', 4096)])
-        self.assertEqual(1, api.calls[('console.log.1', 0)])
+        self.assertEqual(2, api.calls[('console.log.1', 0)])
+        self.assertEqual(1, api.calls[('console.log.0', 0)])
+        self.assertEqual('console.history.000001', result.installed)
 
     def test_timeout_is_retried(self):
         api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out})
@@ -136,18 +149,27 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
         self.assertEqual(2, api.calls[('console.log.0', 8192)])
 
+    def _stash_on_source(self, files=None):
+        src_dir = cl_chain.ConsoleLogChain.for_instance(
+            self.uuid, conf=self.src).directory
+        return cl_stash.Stash.create(
+            self.uuid, cl_chain.ConsoleLogChain(src_dir, conf=self.src),
+            root=self.src.consolelog.stash_path, conf=self.src)
+
     def test_gives_up_then_resumes(self):
+        stash = self._stash_on_source()
         api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out},
                         times=10)
         self.assertRaises(exception.TransferFailed, transfer.pull,
-                          self.conf, api, 'src', self.uuid, chain=self.chain)
+                          self.conf, api, 'src', self.uuid,
+                          stash_id=stash.stash_id, chain=self.chain)
         self.assertEqual(3, api.calls[('console.log.0', 8192)])
         self.assertEqual(b'', self.history())
-        # The files before the faulty one are verified and kept: a new pull
-        # fetches only the rest.
+        # The files before the faulty one are written and kept: a new pull
+        # fetches only the rest, and checks all of it on disk.
         api = FaultyAPI(self.rpcapi)
         result = transfer.pull(self.conf, api, 'src', self.uuid,
-                               chain=self.chain)
+                               stash_id=stash.stash_id, chain=self.chain)
         expected = test_rpc.chain_bytes(self.files)
         self.assertEqual(expected, self.history())
         already = (len(self.files['console.history.000001']) +
@@ -155,58 +177,80 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual(len(expected) - already, result.bytes)
         self.assertEqual(0, api.calls[('console.log.1', 0)])
         self.assertEqual([], self.leftovers())
+        self.assertTrue(result.released)
 
-    def _change_before_checksums(self, change, after_transfer=False):
-        """Pull while ``change(path)`` hits console.log.1 on the source.
+    def test_resumed_part_changed_on_disk_is_fetched_again(self):
+        """A byte of the resumed part that changed is never installed."""
+        stash = self._stash_on_source()
+        api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out},
+                        times=10)
+        self.assertRaises(exception.TransferFailed, transfer.pull,
+                          self.conf, api, 'src', self.uuid,
+                          stash_id=stash.stash_id, chain=self.chain)
+        staging = os.path.join(self.chain.directory, self.leftovers()[0])
+        with open(staging, 'r+b') as f:
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 0xff]))
+        api = FaultyAPI(self.rpcapi)
+        transfer.pull(self.conf, api, 'src', self.uuid,
+                      stash_id=stash.stash_id, chain=self.chain)
+        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(1, api.calls[('console.history.000001', 0)])
 
-        The change happens just before the describe that brings the
-        whole-file checksums, which runs beside the transfer; with
-        ``after_transfer`` only once every byte has been fetched.
-        """
-        path = os.path.join(cl_chain.ConsoleLogChain.for_instance(
-            self.uuid, conf=self.src).directory, 'console.log.1')
-        fetched = threading.Event()
-        real = self.rpcapi.describe
-        asked = []
-
-        def describe(ctxt, host, instance_uuid, **kwargs):
-            asked.append(kwargs.get('checksums'))
-            if kwargs.get('checksums'):
-                if after_transfer:
-                    self.assertTrue(fetched.wait(30))
-                change(path)
-            return real(ctxt, host, instance_uuid, **kwargs)
-        self.useFixture(fixtures.MockPatchObject(self.rpcapi, 'describe',
-                                                 describe))
-        total = sum(len(d) for d in self.files.values())
-
-        def progress(done, _total):
-            if done >= total:
-                fetched.set()
+    def test_stash_changed_after_it_was_made_is_never_installed(self):
+        stash = self._stash_on_source()
+        path = os.path.join(stash.path, 'console.log.1')
+        with open(path, 'r+b') as f:
+            f.write(b'X')
         self.assertRaises(exception.TransferFailed, transfer.pull,
                           self.conf, self.rpcapi, 'src', self.uuid,
-                          chain=self.chain, progress=progress)
-        self.assertEqual([False, True], asked)
-        # Nothing installed, nothing half-written left behind.
+                          stash_id=stash.stash_id, chain=self.chain)
         self.assertEqual(b'', self.history())
-        self.assertEqual([], self.leftovers())
+        # The stash stays on the source.
+        cl_stash.Stash.load(self.uuid, stash.stash_id,
+                            root=self.src.consolelog.stash_path,
+                            conf=self.src)
 
-    def test_file_rotated_during_pull_fails_whole_file_check(self):
-        def grow(path):
-            with open(path, 'ab') as f:
-                f.write(b'written after the first describe\n')
-        self._change_before_checksums(grow)
+    def test_live_chain_rotated_during_pull_is_pinned(self):
+        """virtlogd rolling over mid-pull never splices two files."""
+        src_dir = cl_chain.ConsoleLogChain.for_instance(
+            self.uuid, conf=self.src).directory
+        real = self.rpcapi.read_chunk
+        rotated = []
 
-    def test_bytes_changed_in_place_fail_whole_file_check(self):
-        def flip(path):
-            # Same size and mtime: only the sha256 can tell.
-            stat = os.stat(path)
-            with open(path, 'r+b') as f:
-                first = f.read(1)
-                f.seek(0)
-                f.write(bytes([first[0] ^ 0xff]))
-            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        self._change_before_checksums(flip, after_transfer=True)
+        def read_chunk(*args, **kwargs):
+            if not rotated:
+                rotated.append(True)
+                os.rename(os.path.join(src_dir, 'console.log.1'),
+                          os.path.join(src_dir, 'console.log.2'))
+                os.rename(os.path.join(src_dir, 'console.log.0'),
+                          os.path.join(src_dir, 'console.log.1'))
+                os.rename(os.path.join(src_dir, 'console.log'),
+                          os.path.join(src_dir, 'console.log.0'))
+                with open(os.path.join(src_dir, 'console.log'), 'wb') as f:
+                    f.write(b'a new file, much longer than the old one' *
+                            1000)
+            return real(*args, **kwargs)
+        self.useFixture(fixtures.MockPatchObject(self.rpcapi, 'read_chunk',
+                                                 read_chunk))
+        transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
+                      chain=self.chain)
+        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+
+    def test_second_run_after_install_only_releases(self):
+        stash = self._stash_on_source()
+        first = transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
+                              stash_id=stash.stash_id, chain=self.chain,
+                              release=False)
+        again = transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
+                              stash_id=stash.stash_id, chain=self.chain)
+        self.assertEqual(0, again.bytes)
+        self.assertEqual(first.installed, again.installed)
+        self.assertTrue(again.released)
+        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(1, len(self.chain.history()))
 
     def test_unknown_instance_is_typed(self):
         other = str(uuid.uuid4())
@@ -237,8 +281,10 @@ class TestPull(test_base.BaseTestCase):
         result = transfer.pull(self.conf, self.rpcapi, 'src', other,
                                stash_id=stash.stash_id, chain=chain)
         self.assertTrue(result.released)
-        # What a later release of the stash would send (release=False).
-        self.assertEqual({n: hashlib.sha256(d).hexdigest()
+        # What a later release of the stash would send (release=False): the
+        # roots of the hash lists.
+        self.assertEqual({n: hashlist.root(len(d), hashlist.BLOCK_SIZE,
+                                           [hashlib.sha256(d).hexdigest()])
                           for n, d in files.items()}, result.sha256s)
         self.assertEqual(files['console.log.0'] + files['console.log'],
                          chain.read_tail(100000))
