@@ -19,26 +19,86 @@ side: this module is listed in ``allowed_remote_exmods`` and a remote caller
 gets the same class, not a ``RemoteError`` string.
 """
 
+from oslo_versionedobjects import exception as ovo_exception
+
+
+# What an error may echo of its input. An error raised on the endpoint is
+# serialised back to the caller with its message, its args and its kwargs:
+# a 20 MiB instance id must not become a 20 MiB reply (and the copies made
+# on the way), so every value kept and the message built from them are cut.
+MAX_MESSAGE = 512
+MAX_VALUE = 256
+# Integers are kept as they are up to this many bits: str() of a larger
+# one costs quadratic time (and raises past 4300 digits).
+_MAX_INT_BITS = 256
+
+
+def bounded(value, limit=MAX_VALUE):
+    """``value`` cut to ``limit`` characters (or bytes), marked as cut.
+
+    Why: error messages and the kwargs of errors echo input from the bus or
+    the command line; this keeps what they echo to a few hundred bytes.
+    Numbers, booleans and None are kept; any other object longer than
+    ``limit`` when printed is replaced by its cut representation.
+    """
+    if isinstance(value, (str, bytes)):
+        if len(value) <= limit:
+            return value
+        marker = '...(%d more)' % (len(value) - limit)
+        if isinstance(value, bytes):
+            marker = marker.encode('ascii')
+        return value[:limit] + marker
+    if value is None or isinstance(value, (bool, float)):
+        return value
+    if isinstance(value, int):
+        if value.bit_length() <= _MAX_INT_BITS:
+            return value
+        return '<integer of %d bits>' % value.bit_length()
+    try:
+        text = repr(value)
+    except Exception:
+        return '<unprintable %s>' % type(value).__name__
+    return value if len(text) <= limit else bounded(text, limit)
+
 
 class ConsoleLogError(Exception):
-    """Base class of every nova-consolelog error."""
+    """Base class of every nova-consolelog error.
+
+    The message and every value in ``kwargs`` are bounded (``bounded``).
+    oslo.messaging rebuilds the error on the calling side as
+    ``cls(message, **kwargs)``: both are bounded again there, so a hostile
+    reply cannot make a caller hold a huge error either.
+    """
 
     msg_fmt = 'An unknown console-log error occurred.'
 
     def __init__(self, message=None, **kwargs):
-        self.kwargs = kwargs
+        self.kwargs = kwargs = {k: bounded(v) for k, v in kwargs.items()}
         if message is None:
             try:
                 message = self.msg_fmt % kwargs
             except (KeyError, TypeError, ValueError):
                 # A wrong keyword must not hide the error being reported.
                 message = '%s (%s)' % (self.msg_fmt, kwargs)
-        self.message = message
+        elif not isinstance(message, str):
+            message = bounded(message, MAX_MESSAGE)
+            message = str(message)
+        self.message = message = bounded(message, MAX_MESSAGE)
         super().__init__(message)
 
 
 class InvalidInput(ConsoleLogError, ValueError):
     msg_fmt = 'Invalid input: %(reason)s'
+
+
+class ObjectVersionUnsupported(InvalidInput,
+                               ovo_exception.IncompatibleObjectVersion):
+    """An object primitive of a version this release cannot read.
+
+    Input like any other malformed primitive (an InvalidInput, so callers
+    and the CLI treat it as bad input), and still the IncompatibleObjectVersion
+    oslo.versionedobjects' own callers expect.
+    """
 
 
 class InstanceDirNotFound(ConsoleLogError):

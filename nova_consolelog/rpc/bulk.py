@@ -28,7 +28,18 @@ as binary AMQP messages on the same RabbitMQ:
   (zlib level 1 when a sample shrinks), the headers say ``name``,
   ``offset``, ``length``, ``sha256`` (of the raw bytes),
   ``data_compression`` (kombu itself acts on a header named
-  ``compression``) and ``eof``.
+  ``compression``) and ``eof``; with RPC 1.3 also ``token``,
+  ``instance_uuid`` and ``stash_id``, which bind the frame to the request
+  it answers (``frame_binding``).
+
+Everything in a frame comes from the bus, where anyone holding its
+credentials can publish: headers are type-checked and bounded, a declared
+length above ``MAX_CHUNK`` is refused and decompression stops at the
+declared length (a 1 KiB frame inflating to 250 MiB costs nothing). A
+source publishes nothing to a queue that does not exist: the first message
+of a window is published mandatory and confirmed, and a window to a queue
+that no longer (or never) existed ends after that one message
+(``Publisher.publish``).
 
 Only ``rabbit://`` transports have a broker kombu can reach; any other
 driver (``fake://`` in tests) has no bulk channel and pulls with 1.1 chunk
@@ -36,7 +47,6 @@ calls. The source only publishes to queue names of this form, so a caller
 cannot make it write into somebody else's queue.
 """
 
-import itertools
 import re
 import ssl
 import threading
@@ -51,13 +61,27 @@ import oslo_messaging
 from oslo_utils import strutils
 
 from nova_consolelog import exception
+from nova_consolelog import names
 from nova_consolelog.objects import fields as cl_fields
 
 LOG = logging.getLogger(__name__)
 
 QUEUE_PREFIX = 'consolelog-bulk-'
-_QUEUE_RE = re.compile(r'^%s[0-9a-f]{32}$' % re.escape(QUEUE_PREFIX))
+# Always used with fullmatch: '$' would accept a trailing newline.
+_QUEUE_RE = re.compile(r'%s[0-9a-f]{32}' % re.escape(QUEUE_PREFIX))
+_TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 CONTENT_TYPE = 'application/octet-stream'
+
+# The largest chunk a source sends: the largest [consolelog] chunk_size. A
+# frame declaring more, or carrying a larger body, is refused unread.
+MAX_CHUNK = 8 * 1024 * 1024
+# Chain file names are short (console.log.N, history names); anything
+# longer, or with control characters, is not one of ours.
+MAX_NAME = 64
+_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
+MAX_OFFSET = 2 ** 63 - 1
+# instance_uuid and stash_id of a binding: a uuid or a stash id.
+_MAX_BINDING = 64
 
 # Publisher connections kept per broker URL on a source: concurrent pulls
 # publish in parallel up to this many, then wait for a free connection.
@@ -171,10 +195,10 @@ def new_queue_name():
 
 def check_queue_name(name):
     """``name`` if it is a bulk reply queue name, else InvalidInput."""
-    if not isinstance(name, str) or not _QUEUE_RE.match(name):
+    if not isinstance(name, str) or not _QUEUE_RE.fullmatch(name):
         raise exception.InvalidInput(
-            reason='reply_queue %r is not a console-log bulk queue' % (
-                name,))
+            reason='reply_queue %s is not a console-log bulk queue' % (
+                names.echo(name),))
     return name
 
 
@@ -197,6 +221,9 @@ class Publisher:
         self.url = url
         self.ssl_params = ssl_params
         self._free = []
+        # Per pooled connection: its channel in confirm mode, for the first
+        # message of each window (``_probe``).
+        self._probes = {}
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
 
@@ -218,6 +245,8 @@ class Publisher:
             with self._lock:
                 self._free.append(conn)
         else:
+            with self._lock:
+                self._probes.pop(id(conn), None)
             try:
                 conn.release()
             except Exception:  # the connection is already broken
@@ -231,8 +260,15 @@ class Publisher:
         fails on its first message: that message is sent again once on a
         new connection.
 
+        The first message is published mandatory and confirmed before any
+        other goes out: when no queue of that name exists (the puller's
+        connection is gone, or a caller named a queue that never existed),
+        the broker returns it and nothing more is published. One round
+        trip per window.
+
         :raises: BulkUnavailable when the broker cannot be reached or the
             connection breaks; the caller fetches the window again.
+        :raises: InvalidInput when ``reply_queue`` does not exist.
         """
         chunks = iter(chunks)
         first = next(chunks, None)
@@ -254,10 +290,12 @@ class Publisher:
         healthy = False
         sent = 0
         try:
+            self._probe(conn, reply_queue, first)
+            sent += 1
             producer = kombu.Producer(conn.default_channel,
                                       exchange=kombu.Exchange(''),
                                       auto_declare=False)
-            for headers, body in itertools.chain([first], chunks):
+            for headers, body in chunks:
                 producer.publish(body, routing_key=reply_queue,
                                  content_type=CONTENT_TYPE,
                                  content_encoding='binary',
@@ -278,9 +316,52 @@ class Publisher:
         finally:
             self._release(conn, healthy)
 
+    def _probe(self, conn, reply_queue, message):
+        """Publish ``message`` mandatory and wait for the broker's confirm.
+
+        Why: a message to a queue that does not exist is dropped by the
+        broker without a word; publishing a window (megabytes) to nowhere
+        costs the source and the broker for nothing. RabbitMQ sends
+        ``basic.return`` before the ``basic.ack`` of an unroutable
+        mandatory message, so once the confirm is in we know. The confirm
+        also means the message is queued before the others of the window
+        are published (on another channel), so the order is kept. An
+        exclusive queue of another connection (the puller's) is routable:
+        publishing to it is allowed.
+
+        :raises: InvalidInput when the message was returned.
+        """
+        with self._lock:
+            probe = self._probes.get(id(conn))
+        if probe is None:
+            returned = []
+
+            def on_return(error, exchange, routing_key, message):
+                returned.append(exception.bounded(str(error), 120))
+            channel = conn.channel()
+            channel.events['basic_return'].add(on_return)
+            probe = (channel, returned)
+            with self._lock:
+                self._probes[id(conn)] = probe
+        channel, returned = probe
+        del returned[:]
+        headers, body = message
+        msg = channel.prepare_message(body, content_type=CONTENT_TYPE,
+                                      content_encoding='binary',
+                                      headers=headers)
+        channel.basic_publish_confirm(msg, exchange='',
+                                      routing_key=reply_queue,
+                                      mandatory=True,
+                                      confirm_timeout=CONNECT_TIMEOUT)
+        if returned:
+            raise exception.InvalidInput(
+                reason='reply queue %s does not exist (%s)' % (
+                    reply_queue, returned[0]))
+
     def close(self):
         with self._lock:
             free, self._free = self._free, []
+            self._probes.clear()
         for conn in free:
             conn.release()
 
@@ -306,9 +387,55 @@ def _safe(url):
     return re.sub(r'//([^:@/]*):[^@/]*@', r'//\1:***@', url)
 
 
-def chunk_headers(name, offset, length, sha256, compression, eof):
-    return {'name': name, 'offset': offset, 'length': length,
-            'sha256': sha256, 'data_compression': compression, 'eof': eof}
+def chunk_headers(name, offset, length, sha256, compression, eof,
+                  token=None, instance_uuid=None, stash_id=None):
+    """The AMQP headers of a bulk chunk.
+
+    With a ``token`` (the puller's per-request secret), ``instance_uuid``
+    and ``stash_id`` (None for the live chain) are added too, so that the
+    puller accepts the frame only for the request it answers.
+    """
+    headers = {'name': name, 'offset': offset, 'length': length,
+               'sha256': sha256, 'data_compression': compression,
+               'eof': eof}
+    if token is not None:
+        headers.update(token=token, instance_uuid=instance_uuid,
+                       stash_id=stash_id)
+    return headers
+
+
+def _echo(headers):
+    """A short form of headers for an error message."""
+    return exception.bounded(repr(headers), 200)
+
+
+def frame_binding(headers):
+    """``(token, instance_uuid, stash_id)`` of a received bulk message.
+
+    Each is None when the frame does not carry it (a source of an older
+    release sends none); the caller decides whether that is acceptable
+    and compares the values with its request's.
+
+    :raises: ValueError when present values have the wrong type or form:
+        ``token`` must be 32 lowercase hex digits, ``instance_uuid`` and
+        ``stash_id`` strings of at most 64 characters or None.
+    """
+    if not isinstance(headers, dict):
+        raise ValueError('bulk message without headers')
+    token = headers.get('token')
+    if 'token' in headers and not (isinstance(token, str) and
+                                   _TOKEN_RE.fullmatch(token)):
+        raise ValueError('bulk message with a malformed token %s' % (
+            exception.bounded(repr(token), 80),))
+    found = [token]
+    for key in ('instance_uuid', 'stash_id'):
+        value = headers.get(key)
+        if value is not None and not (isinstance(value, str) and
+                                      len(value) <= _MAX_BINDING):
+            raise ValueError('bulk message with a malformed %s %s' % (
+                key, exception.bounded(repr(value), 80)))
+        found.append(value)
+    return tuple(found)
 
 
 def parse_headers(headers):
@@ -320,17 +447,31 @@ def parse_headers(headers):
 
     :raises: ValueError for headers that do not describe a chunk.
     """
+    if not isinstance(headers, dict):
+        raise ValueError('bulk message without headers')
     try:
         name = headers['name']
         offset = headers['offset']
         length = headers['length']
-    except (KeyError, TypeError) as e:
-        raise ValueError('bulk message without header %s' % e)
-    if not (isinstance(name, str) and isinstance(offset, int) and
-            isinstance(length, int) and offset >= 0 and length >= 0):
-        raise ValueError('bulk message with malformed headers %r' % (
-            headers,))
+    except KeyError as e:
+        raise ValueError('bulk message without header %s' % (
+            exception.bounded(str(e), 80),))
+    if not (isinstance(name, str) and 0 < len(name) <= MAX_NAME and
+            not _CONTROL_RE.search(name) and _count(offset) and
+            _count(length) and offset <= MAX_OFFSET):
+        raise ValueError('bulk message with malformed headers %s' % (
+            _echo(headers),))
+    if length > MAX_CHUNK:
+        raise ValueError('bulk chunk %s@%d declares %d bytes, more than '
+                         'the %d allowed' % (name, offset, length,
+                                             MAX_CHUNK))
     return name, offset, length
+
+
+def _count(value):
+    """A non-negative int (not a bool)."""
+    return (isinstance(value, int) and not isinstance(value, bool) and
+            value >= 0)
 
 
 def decode_chunk(headers, body):
@@ -348,23 +489,47 @@ def decode_chunk(headers, body):
         eof = headers['eof']
     except KeyError as e:
         raise ValueError('bulk message without header %s' % e)
-    if not (isinstance(sha256, str) and isinstance(eof, bool)):
-        raise ValueError('bulk message with malformed headers %r' % (
-            headers,))
+    if not (isinstance(sha256, str) and len(sha256) <= 128 and
+            isinstance(eof, bool)):
+        raise ValueError('bulk message with malformed headers %s' % (
+            _echo(headers),))
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise ValueError('bulk message body is %s, not bytes' % (
+            type(body).__name__,))
+    if len(body) > MAX_CHUNK:
+        raise ValueError('bulk chunk %s@%d of %d bytes, more than the %d '
+                         'allowed' % (name, offset, len(body), MAX_CHUNK))
     if compression == cl_fields.Compression.ZLIB:
-        try:
-            raw = zlib.decompress(body)
-        except zlib.error as e:
-            raise ValueError('bulk chunk does not decompress: %s' % e)
+        raw = _inflate(body, length, name, offset)
     elif compression == cl_fields.Compression.NONE:
         raw = bytes(body)
     else:
-        raise ValueError('bulk chunk with unknown compression %r' % (
-            compression,))
+        raise ValueError('bulk chunk with unknown compression %s' % (
+            exception.bounded(repr(compression), 40),))
     if len(raw) != length:
         raise ValueError('bulk chunk %s@%d holds %d bytes, not %d' % (
             name, offset, len(raw), length))
     return name, offset, raw, sha256, eof
+
+
+def _inflate(body, length, name, offset):
+    """``body`` decompressed, never to more than ``length`` + 1 bytes.
+
+    Why: the sender chooses what a compressed body inflates to; the length
+    it declared (bounded by MAX_CHUNK) is all we are ready to hold.
+    """
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(body, length + 1)
+    except zlib.error as e:
+        raise ValueError('bulk chunk does not decompress: %s' % e)
+    if len(raw) > length:
+        raise ValueError('bulk chunk %s@%d inflates past its declared %d '
+                         'bytes' % (name, offset, length))
+    if not inflater.eof or inflater.unused_data:
+        raise ValueError('bulk chunk %s@%d is not one whole zlib stream' % (
+            name, offset))
+    return raw
 
 
 class Receiver:

@@ -1,0 +1,76 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Strict checks of the names that reach us from the bus or the command line.
+
+Why: a host name becomes part of an RPC topic and routing key (an AMQP
+wildcard such as ``*`` or ``#`` in a binding would make an endpoint answer
+calls meant for other hosts), an instance uuid and a stash id become
+directory names. Every check is a full match (``re.fullmatch``: ``$``
+would accept a trailing newline), takes only ``str``, and echoes at most a
+few dozen characters of a refused value.
+"""
+
+import re
+import uuid
+
+from nova_consolelog import exception
+
+# A DNS-style host name (labels of letters, digits, '-', '_' and dots), as
+# nova's CONF.host is in practice; no AMQP wildcard, no whitespace, no
+# control character, no '..'.
+HOST_NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,253}')
+STASH_ID_RE = re.compile(r'[A-Za-z0-9_-]{1,64}')
+# The textual forms of a uuid we accept: 32 hex digits, hyphens where the
+# canonical form has them (or none), optionally in braces.
+_UUID_RE = re.compile(r'\{?[0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}'
+                      r'[0-9A-Fa-f]{12}\}?')
+_ECHO = 64
+
+
+def echo(value):
+    """A short printable form of a refused ``value`` for error messages."""
+    text = repr(value) if isinstance(value, str) else '<%s>' % (
+        type(value).__name__)
+    if len(text) > _ECHO:
+        text = '%s...(%d more)' % (text[:_ECHO], len(text) - _ECHO)
+    return text
+
+
+def check_host_name(name):
+    """``name`` if it is a usable host name, else InvalidInput."""
+    if not (isinstance(name, str) and HOST_NAME_RE.fullmatch(name) and
+            '..' not in name):
+        raise exception.InvalidInput(
+            reason='host name %s is not a host name (letters, digits, '
+                   '".", "-", "_"; at most 254)' % echo(name))
+    return name
+
+
+def check_instance_uuid(value):
+    """The canonical (lowercase, hyphenated) form of uuid ``value``.
+
+    :raises InvalidInput: ``value`` is not a uuid.
+    """
+    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
+        raise exception.InvalidInput(
+            reason='malformed instance uuid %s' % echo(value))
+    return str(uuid.UUID(value))
+
+
+def check_stash_id(value):
+    """``value`` if it is a stash id, else InvalidInput."""
+    if not isinstance(value, str) or not STASH_ID_RE.fullmatch(value):
+        raise exception.InvalidInput(
+            reason='stash id must match %s, got %s' % (
+                STASH_ID_RE.pattern, echo(value)))
+    return value

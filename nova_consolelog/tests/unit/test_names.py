@@ -1,0 +1,77 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+import uuid
+
+from oslotest import base
+
+from nova_consolelog import exception
+from nova_consolelog import names
+
+UUID = '3f0e8fb1-1a2b-4c3d-8e9f-0a1b2c3d4e5f'
+
+
+class HostNameTest(base.BaseTestCase):
+
+    def test_accepted(self):
+        for name in ('compute-1', 'a', 'node_2.example.org', 'A1',
+                     'x' * 254):
+            self.assertEqual(name, names.check_host_name(name))
+
+    def test_refused(self):
+        for name in ('*', '#', 'compute.*', 'compute.#', 'a b', 'a\tb',
+                     'host\n', '\nhost', 'a\x00b', 'a..b', '..', '.a',
+                     '-a', '', 'x' * 255, 'hôst', 'a/b', 'a:b', None, 5,
+                     b'host', ['h']):
+            self.assertRaises(exception.InvalidInput,
+                              names.check_host_name, name)
+
+    def test_echo_bounded(self):
+        e = self.assertRaises(exception.InvalidInput,
+                              names.check_host_name, '*' * 100000)
+        self.assertLess(len(str(e)), 200)
+
+
+class InstanceUuidTest(base.BaseTestCase):
+
+    def test_canonical(self):
+        self.assertEqual(UUID, names.check_instance_uuid(UUID))
+        self.assertEqual(UUID, names.check_instance_uuid(UUID.upper()))
+        self.assertEqual(UUID, names.check_instance_uuid(
+            UUID.replace('-', '')))
+        self.assertEqual(UUID, names.check_instance_uuid('{%s}' % UUID))
+
+    def test_refused(self):
+        for value in ('', 'x', UUID + '\n', UUID + 'a', ' ' + UUID,
+                      UUID[:-1], UUID.replace('-', '_'), '../' + UUID,
+                      '1_' + UUID[2:], None, 1, uuid.UUID(UUID),
+                      UUID.encode()):
+            self.assertRaises(exception.InvalidInput,
+                              names.check_instance_uuid, value)
+
+    def test_echo_bounded(self):
+        e = self.assertRaises(exception.InvalidInput,
+                              names.check_instance_uuid, 'a' * (20 << 20))
+        self.assertLess(len(str(e)), 200)
+
+
+class StashIdTest(base.BaseTestCase):
+
+    def test_accepted(self):
+        for value in ('20240101T000000Z-abcdef01', 'a', 'A_b-9', 'x' * 64):
+            self.assertEqual(value, names.check_stash_id(value))
+
+    def test_refused(self):
+        for value in ('', 'x' * 65, 'abc\n', 'a/b', '..', '.', 'a b',
+                      'a.b', None, 7, b'abc'):
+            self.assertRaises(exception.InvalidInput,
+                              names.check_stash_id, value)
