@@ -650,7 +650,7 @@ class _Puller:
         """
         try:
             name, offset, length = cl_bulk.parse_headers(headers)
-            binding = _frame_binding(headers)
+            binding = cl_bulk.frame_binding(headers)
         except ValueError as e:
             self._reject(e)
             return
@@ -754,15 +754,6 @@ class _Puller:
                         'next retry; it expires there)', self.instance_uuid,
                         self.host, self.stash_id, str(e)[:300])
             return False
-
-
-def _frame_binding(headers):
-    """``(token, instance_uuid, stash_id)`` a bulk message repeats."""
-    values = tuple(headers.get(k) for k in ('token', 'instance_uuid',
-                                            'stash_id'))
-    if not all(v is None or isinstance(v, str) for v in values):
-        raise ValueError('bulk message with malformed binding headers')
-    return values
 
 
 def pull(conf, rpcapi, source_host, instance_uuid, stash_id=None, chain=None,

@@ -29,6 +29,7 @@ import kombu
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog import stash as cl_stash
 from nova_consolelog.tests.functional import base
 from nova_consolelog.tests.functional import test_pull
 from nova_consolelog.tests.unit import test_rpc
@@ -224,10 +225,11 @@ class TestBulkPull(BulkTestCase):
         self.assertEqual(set(), damaged)
         expected = test_rpc.chain_bytes(files)
         self.assertEqual(expected, self.history(chain))
-        # Exactly the two damaged chunks were read again by chunk call.
+        # Exactly the two blocks holding the damaged chunks failed their
+        # check on disk and were read again by chunk call.
         self.assertEqual({('console.log.1', 2 * MiB): 1,
                           ('console.log.0', 0): 1}, dict(api.calls))
-        self.assertEqual(len(expected) - 2 * MiB, result.bulk_bytes)
+        self.assertEqual(len(expected), result.bulk_bytes)
         self.assertTrue(result.released)
         self.assertQueuesGone()
 
@@ -246,7 +248,15 @@ class TestBulkPull(BulkTestCase):
             os.makedirs(directory)
             chain = cl_chain.ConsoleLogChain(directory, instance=instance,
                                              conf=conf)
-            result = transfer.pull(conf, api, 'src', instance, chain=chain)
+            # A 1.1 source cannot pin its live chain: pull a stash of it.
+            test_rpc.write_chain(self.src.conf, instance, files)
+            stash_id = cl_stash.Stash.create(
+                instance, cl_chain.ConsoleLogChain.for_instance(
+                    instance, conf=self.src.conf),
+                root=self.src.conf.consolelog.stash_path,
+                conf=self.src.conf).stash_id
+            result = transfer.pull(conf, api, 'src', instance,
+                                   stash_id=stash_id, chain=chain)
             self.assertEqual(test_rpc.chain_bytes(files),
                              self.history(chain))
             self.assertEqual(sum(len(d) for d in files.values()),

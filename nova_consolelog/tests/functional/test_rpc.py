@@ -25,9 +25,11 @@ import uuid
 
 import oslo_messaging
 
+from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import api as cl_api
+from nova_consolelog import stash as cl_stash
 from nova_consolelog.tests.functional import base
 from nova_consolelog.tests.functional import test_pull
 from nova_consolelog.tests.unit import test_rpc
@@ -86,7 +88,8 @@ class TestBadInputOverRPC(base.FunctionalTestCase):
              10),
             (exception.ChainFileNotFound, api.read_chunk, u, 'console.log.3',
              0, 10),
-            (exception.StashNotFound, api.release, u, 'nosuchstash', {}),
+            # A release without the token of a transfer is refused first.
+            (exception.HandoverRefused, api.release, u, 'nosuchstash', {}),
             (exception.InvalidInput, api.release, u, '../../etc', {}),
             (exception.StashNotFound, api.describe, u, 'nosuchstash'),
         ]
@@ -107,8 +110,11 @@ class TestBadInputOverRPC(base.FunctionalTestCase):
             conf, url=base.TRANSPORT_URL, allowed_remote_exmods=[])
         self.addCleanup(transport.cleanup)
         api = cl_api.ConsoleLogAPI(conf, transport=transport)
-        self.assertRaises(exception.StashNotFound, api.release, {}, 'src',
+        self.assertRaises(exception.HandoverRefused, api.release, {}, 'src',
                           self.uuid, 'nosuchstash', {})
+        self.assertRaises(exception.StashNotFound, api.release, {}, 'src',
+                          self.uuid, 'nosuchstash', {},
+                          transfer_token='0' * 32, puller_host='dst')
         self.assertRaises(exception.InvalidInput, api.read_chunk, {}, 'src',
                           self.uuid, '../secret', 0, 10)
 
@@ -119,11 +125,16 @@ class TestVersionSkew(test_pull.PullTestCase):
              'console.log': test_pull.random_bytes(300 * 1024, 2)}
 
     def _pull(self, host, conf, rpcapi):
+        # A stash: an older source cannot pin its live chain, whose files
+        # it still writes, so only stashes are pulled from it.
         instance = str(uuid.uuid4())
-        test_rpc.write_chain(host.conf, instance, self.FILES)
+        directory = test_rpc.write_chain(host.conf, instance, self.FILES)
+        stash_id = cl_stash.Stash.create(
+            instance, cl_chain.ConsoleLogChain(directory, conf=host.conf),
+            root=host.conf.consolelog.stash_path, conf=host.conf).stash_id
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, rpcapi, host.name, instance,
-                               chain=chain)
+                               stash_id=stash_id, chain=chain)
         self.assertEqual(test_rpc.chain_bytes(self.FILES),
                          self.history(chain))
         return result
