@@ -407,7 +407,14 @@ class _Puller:
         except BaseException:
             imp.close()
             raise
-        name = imp.commit()
+        try:
+            name = imp.commit()
+        except BaseException:
+            # Whatever happened, the staging file is no longer ours: the
+            # next pull takes it over (and the ledger tells it how far the
+            # install went).
+            imp.close()
+            raise
         seconds = time.monotonic() - self._started
         released = False
         if release and self.stash_id is not None:

@@ -493,6 +493,9 @@ def decode_chunk(headers, body):
             isinstance(eof, bool)):
         raise ValueError('bulk message with malformed headers %s' % (
             _echo(headers),))
+    if body == '':
+        # kombu hands an empty body over as text.
+        body = b''
     if not isinstance(body, (bytes, bytearray, memoryview)):
         raise ValueError('bulk message body is %s, not bytes' % (
             type(body).__name__,))

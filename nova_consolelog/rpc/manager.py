@@ -22,6 +22,8 @@ following symlinks. Bad input raises a typed error from
 changes nothing.
 """
 
+import functools
+import inspect
 import re
 
 from oslo_log import log as logging
@@ -52,8 +54,21 @@ _TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 
 
 def _rpc(method):
-    """An RPC method: dispatched (explicit access policy), typed errors."""
-    return oslo_messaging.expose(_expected(method))
+    """An RPC method: dispatched (explicit access policy), typed errors.
+
+    Arguments that do not fit the method (unknown, missing) are the
+    caller's error, InvalidInput, not a TypeError from deep inside.
+    """
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def checked(self, ctxt, *args, **kwargs):
+        try:
+            signature.bind(self, ctxt, *args, **kwargs)
+        except TypeError as e:
+            raise _invalid(str(e)[:200])
+        return method(self, ctxt, *args, **kwargs)
+    return oslo_messaging.expose(_expected(checked))
 
 
 def _invalid(reason):

@@ -21,6 +21,7 @@ import collections
 import hashlib
 import os
 import threading
+from unittest import mock
 import uuid
 
 import fixtures
@@ -30,6 +31,7 @@ from oslotest import base as test_base
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import hashlist
+from nova_consolelog import history_import
 from nova_consolelog import stash as cl_stash
 from nova_consolelog.tests.unit import test_rpc
 from nova_consolelog import transfer
@@ -238,6 +240,63 @@ class TestPull(test_base.BaseTestCase):
         transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
                       chain=self.chain)
         self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+
+    def test_two_pulls_of_one_stash_at_once_install_it_once(self):
+        stash = self._stash_on_source()
+        results, errors = [], []
+
+        def pull():
+            try:
+                results.append(transfer.pull(
+                    self.conf, self.rpcapi, 'src', self.uuid,
+                    stash_id=stash.stash_id, chain=self.chain))
+            except Exception as e:  # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=pull) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual([], errors)
+        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(1, len(self.chain.history()))
+        # One fetched the bytes, the other found them installed.
+        self.assertEqual(sorted([0, len(test_rpc.chain_bytes(self.files))]),
+                         sorted(r.bytes for r in results))
+        self.assertEqual([], self.leftovers())
+        self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
+                          self.uuid, stash.stash_id,
+                          root=self.src.consolelog.stash_path,
+                          conf=self.src)
+
+    def test_crash_between_ledger_and_rename_resumes_the_install(self):
+        stash = self._stash_on_source()
+        real_rename = os.rename
+        crashed = []
+
+        def rename(src, dst, *args, **kwargs):
+            # The install's rename (staging file to history), not the
+            # atomic replace of a state file.
+            if os.path.basename(dst).startswith('console.history.0') and \
+                    not crashed:
+                crashed.append(src)
+                raise KeyboardInterrupt('power cut')
+            return real_rename(src, dst, *args, **kwargs)
+        with mock.patch.object(os, 'rename', rename):
+            self.assertRaises(KeyboardInterrupt, transfer.pull, self.conf,
+                              self.rpcapi, 'src', self.uuid,
+                              stash_id=stash.stash_id, chain=self.chain)
+        self.assertEqual(b'', self.history())
+        # The ledger names the import, but the staging file is still there
+        # under its inode: the next pull installs it, fetching nothing.
+        self.assertIn(transfer.import_id_for('src', stash.stash_id),
+                      history_import.Ledger(self.chain).load())
+        again = transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
+                              stash_id=stash.stash_id, chain=self.chain)
+        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(1, len(self.chain.history()))
+        self.assertEqual(0, again.bytes)
+        self.assertTrue(again.released)
 
     def test_second_run_after_install_only_releases(self):
         stash = self._stash_on_source()
