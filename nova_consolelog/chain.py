@@ -369,8 +369,10 @@ class ConsoleLogChain:
     def _open(self, name, missing_ok=False):
         """A read-only descriptor of a member; None if missing_ok.
 
-        Refuses anything but a regular file, never follows a symlink.
+        Refuses anything but a regular file, never follows a symlink (the
+        chain's directory included).
         """
+        self._check_directory()
         path = self._path(name)
         try:
             fd = os.open(path, _OPEN_FLAGS)

@@ -71,11 +71,8 @@ FLOOD_MEMORY = 64 * MiB
 # answered.
 QUICK = 8
 
-# Release refused for want of the right token (RPC 1.3); InvalidInput until
-# the class exists.
-RELEASE_REFUSED = (getattr(exception, 'ReleaseRefused',
-                           exception.InvalidInput),
-                   exception.InvalidInput)
+# Release refused for want of the right token (RPC 1.3), or malformed.
+RELEASE_REFUSED = (exception.HandoverRefused, exception.InvalidInput)
 UNDOCUMENTED = (oslo_messaging.NoSuchMethod,
                 oslo_messaging.UnsupportedVersion)
 # A malformed call of a documented method: any of our typed errors.

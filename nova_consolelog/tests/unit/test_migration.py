@@ -20,10 +20,13 @@ incoming QEMU's start, new output) and for nova's cleanup.
 
 import os
 import shutil
+from unittest import mock
 import uuid
 
+import oslo_messaging
 from oslotest import base as test_base
 
+from nova_consolelog import exception
 from nova_consolelog import migration
 from nova_consolelog.tests.unit import test_rpc
 
@@ -168,6 +171,40 @@ class TestNonSharedMigration(MigrationTestBase):
         self.assertEqual([self.uuid], self.dst.steps.retry_pending())
         self.assertEqual(self.before, self.dst.read(self.uuid))
         self.assertFalse(self.src.steps.has_stash(self.uuid))
+
+    def test_installed_but_not_released_is_released_by_the_retry(self):
+        """A crash (or a silent source) between install and release."""
+        self.migrate_until_switchover()
+        after = lines(0, 20, 'dst')
+        self.dst.append(self.uuid, 'console.log', after)
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
+        self.src.nova_cleanup(self.uuid)
+        with mock.patch.object(self.dst.rpcapi, 'release',
+                               side_effect=oslo_messaging.MessagingTimeout):
+            self.dst.steps.post_live_migration_at_destination(
+                self.uuid, 'src', False)
+        self.assertEqual('installed',
+                         self.dst.steps.record(self.uuid).load()['state'])
+        self.assertTrue(self.src.steps.has_stash(self.uuid))
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        # The retry finds the import in the ledger: it releases only.
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        history = [n for n in os.listdir(self.dst.instance_dir(self.uuid))
+                   if n.startswith('console.history.0')]
+        self.assertEqual(['console.history.000001'], history)
+
+    def test_stash_handed_to_the_destination_only(self):
+        self.migrate_until_switchover()
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
+        self.src.nova_cleanup(self.uuid)
+        stash = self.src.steps.stashes(self.uuid)[0]
+        self.assertEqual('dst', stash.destination)
+        self.assertRaises(exception.HandoverRefused,
+                          self.dst.rpcapi.open_transfer, {}, 'src',
+                          self.uuid, 'elsewhere', stash_id=stash.stash_id)
 
     def test_rollback_at_source_puts_the_stash_back(self):
         self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
