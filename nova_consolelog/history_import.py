@@ -168,6 +168,7 @@ class Import:
         self._durable = {}
         self._checked = {name: set() for name, _size in self.files}
         self._fd = None
+        self._failure = None
         self.installed = None
         try:
             self._acquire(wait)
@@ -340,6 +341,10 @@ class Import:
 
     def _open_fd(self):
         if self._fd is None:
+            if self._failure is not None:
+                # Aborted by a full disk: every writer learns why.
+                raise exception.InstallFailed(instance=self.chain.instance,
+                                              reason=self._failure)
             raise exception.InvalidInput(
                 reason='import %s is closed' % self.import_id)
         return self._fd
@@ -421,6 +426,7 @@ class Import:
 
     def _fail(self, error):
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            self._failure = str(error)
             self.abort()
         raise exception.InstallFailed(instance=self.chain.instance,
                                       reason=str(error))

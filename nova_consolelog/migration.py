@@ -266,6 +266,49 @@ class ConsoleLogMigration:
             shared=bool(shared_instance_path), stash_ids=stash_ids,
             state='migrating')
 
+    @_guarded
+    def before_qemu_start(self, instance_uuid):
+        """Same host, before nova starts a new QEMU: keep the output so far.
+
+        With nova's ``<log append="off"/>`` virtlogd unlinks
+        ``console.log`` and every ``console.log.N`` whenever a QEMU starts:
+        at a hard or soft reboot, a stop and start, a resume, a rescue and
+        unrescue, a rebuild, a revert of a resize... (not only at a live
+        migration). So the files holding output become history first, by
+        rename (zero copy, oldest first): virtlogd never touches those
+        names, and a QEMU still writing (a soft reboot renames before the
+        guest has shut down) keeps writing into the renamed file through
+        virtlogd's descriptor. No separator is written: history holds the
+        guest's bytes only. Retention (``history_max_*``) applies.
+
+        Skipped while an import into this host is still owed (the imported
+        part is older than anything here and must come first).
+
+        :returns: the history names given, or None.
+        """
+        chain = self.chain(instance_uuid)
+        record = self.record(instance_uuid).load()
+        if record is not None and record.get('role') == ROLE_DESTINATION:
+            LOG.warning('Instance %s restarts while its console log is '
+                        'still being handed over from %s; the output since '
+                        'the migration is not kept', instance_uuid,
+                        record.get('peer'))
+            return None
+        with self.lock(instance_uuid):
+            if not fileutils.is_real_dir(chain.directory):
+                return None
+            files = [f for f in chain.scan()
+                     if f.kind != cl_fields.FileKind.HISTORY and f.size]
+            if not files:
+                return None
+            names = chain.adopt_as_history(
+                [chain.path(f.name) for f in files])
+            chain.apply_retention(keep=names[-1])
+        LOG.info('Kept the console log of instance %s (%d byte(s)) as %s '
+                 'before its new QEMU starts', instance_uuid,
+                 sum(f.size for f in files), ', '.join(names))
+        return names
+
     def _start_catcher(self, instance_uuid, chain):
         """Watch the shared directory until the import; see catcher."""
         old = self._catchers.pop(instance_uuid, None)

@@ -207,8 +207,8 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         try:
             return getattr(self.consolelog, name)(*args, **kwargs)
         except Exception:
-            LOG.exception('Console-log step %s failed; the live migration '
-                          'goes on.', name)
+            LOG.exception('Console-log step %s failed; nova goes on.',
+                          name)
             return None
 
     def _wait_for_shutoff(self, domain, timeout):
@@ -216,6 +216,38 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         # and leaves nova's event callbacks alone.
         return virt.wait_for_shutoff(None, domain, timeout,
                                      poll_interval=SHUTOFF_POLL_INTERVAL)
+
+    # -- every other QEMU start -------------------------------------------
+
+    def _keep_console(self, instance):
+        """Before a new QEMU starts on this host; see before_qemu_start."""
+        if self.consolelog is not None and CONF.consolelog.enabled:
+            self._step('before_qemu_start', instance.uuid)
+
+    def _create_guest(self, context, xml, instance, power_on=True,
+                      pause=False, post_xml_callback=None):
+        # Every QEMU start of nova's driver but two comes through here:
+        # spawn, hard reboot, power on, resume, rescue, unrescue, the
+        # finish and revert of a cold migration, a host's boot.
+        if power_on or pause:
+            self._keep_console(instance)
+        return super()._create_guest(
+            context, xml, instance, power_on=power_on, pause=pause,
+            post_xml_callback=post_xml_callback)
+
+    def _soft_reboot(self, instance):
+        # nova's soft reboot is a shutdown and a new QEMU (guest.launch).
+        self._keep_console(instance)
+        return super()._soft_reboot(instance)
+
+    def _resume_guest_after_snapshot(self, context, live_snapshot,
+                                     original_power_state, instance, guest):
+        # A cold snapshot starts the guest again with guest.launch.
+        if self._needs_suspend_resume_for_snapshot(live_snapshot,
+                                                   original_power_state):
+            self._keep_console(instance)
+        return super()._resume_guest_after_snapshot(
+            context, live_snapshot, original_power_state, instance, guest)
 
     # -- the migration steps ---------------------------------------------
 

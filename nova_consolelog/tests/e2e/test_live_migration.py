@@ -64,6 +64,16 @@ ENSURE_RABBITMQ = os.path.join(
 MERGED_READ_BYTES = 64 * 1024 * 1024
 
 
+def ensure_rabbitmq():
+    """Start RabbitMQ when nothing listens; say how to get it otherwise."""
+    result = subprocess.run([ENSURE_RABBITMQ], capture_output=True,
+                            text=True)
+    if result.returncode:
+        raise hosts.HarnessUnavailable(
+            'RabbitMQ is needed on 127.0.0.1:5672 (guest/guest): %s'
+            % result.stderr.strip())
+
+
 class ComputeHost:
     """The console-log side of one compute host: RPC endpoint + steps."""
 
@@ -97,12 +107,7 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
 
     @classmethod
     def setUpClass(cls):
-        result = subprocess.run([ENSURE_RABBITMQ], capture_output=True,
-                                text=True)
-        if result.returncode:
-            raise hosts.HarnessUnavailable(
-                'RabbitMQ is needed on 127.0.0.1:5672 (guest/guest): %s'
-                % result.stderr.strip())
+        ensure_rabbitmq()
         super().setUpClass()
 
     def compute_hosts(self, shared):

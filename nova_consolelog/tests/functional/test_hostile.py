@@ -51,6 +51,7 @@ import testtools
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog import hashlist
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
@@ -786,7 +787,13 @@ class TestRelease(HostileTestCase):
         token = _object_data(opened)['transfer_token']
         self.assertRegex(token, r'\A[0-9a-f]{32}\Z')
         self.mark()
-        sha256s = self._checksums()
+        # What the puller installed: the roots of the hash lists.
+        data = _object_data(opened)
+        sha256s = {}
+        for f in data['files']:
+            f = _object_data(f)
+            sha256s[f['name']] = hashlist.root(f['size'], data['block_size'],
+                                               f['blocks'])
         for puller in ('evil', None, 'dst ', 'DST', '*'):
             self.refused(RELEASE_REFUSED, 'release_console_log_stash',
                          version='1.3', instance_uuid=self.other,

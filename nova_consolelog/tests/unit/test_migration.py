@@ -343,3 +343,49 @@ class TestUnreachablePeer(MigrationTestBase):
         self.dst.conf.set_override('stash_expiry', 60, group='consolelog')
         self.assertEqual([], self.dst.steps.retry_pending())
         self.assertIsNone(record.load())
+
+
+class TestNewQemuOnTheSameHost(MigrationTestBase):
+    """Reboots, stops and starts: every QEMU start truncates the log."""
+
+    def test_every_boot_is_kept_in_order(self):
+        whole = self.before
+        for boot in range(3):
+            names = self.src.steps.before_qemu_start(self.uuid)
+            self.assertTrue(names)
+            self.src.qemu_start(self.uuid)
+            new = lines(0, 30, 'boot%d' % boot)
+            self.src.append(self.uuid, 'console.log', new)
+            whole += new
+            self.assertEqual(whole, self.src.read(self.uuid))
+        # The guest's bytes only: no separator was written.
+        self.assertEqual(len(whole), len(self.src.read(self.uuid)))
+
+    def test_nothing_to_keep(self):
+        other = str(uuid.uuid4())
+        self.assertIsNone(self.src.steps.before_qemu_start(other))
+        self.src.append(other, 'console.log', b'')
+        self.assertIsNone(self.src.steps.before_qemu_start(other))
+        self.assertEqual(['console.log'],
+                         os.listdir(self.src.instance_dir(other)))
+
+    def test_retention_applies(self):
+        self.src.conf.set_override('history_max_files', 2, 'consolelog')
+        for boot in range(3):
+            self.src.steps.before_qemu_start(self.uuid)
+            self.src.qemu_start(self.uuid)
+            self.src.append(self.uuid, 'console.log',
+                            lines(0, 5, 'boot%d' % boot))
+        self.src.steps.before_qemu_start(self.uuid)
+        history = sorted(n for n in os.listdir(self.src.instance_dir(
+            self.uuid)) if n.startswith('console.history.0'))
+        self.assertEqual(2, len(history))
+        self.assertEqual(lines(0, 5, 'boot1') + lines(0, 5, 'boot2'),
+                         self.src.read(self.uuid))
+
+    def test_skipped_while_an_import_is_owed(self):
+        self.migrate_until_switchover()
+        self.dst.append(self.uuid, 'console.log', lines(0, 5, 'dst'))
+        self.assertIsNone(self.dst.steps.before_qemu_start(self.uuid))
+        self.assertEqual(['console.log'],
+                         os.listdir(self.dst.instance_dir(self.uuid)))
