@@ -47,6 +47,7 @@ stashes.
 import json
 import os
 import re
+import stat
 import time
 
 from oslo_log import log as logging
@@ -586,9 +587,11 @@ class ConsoleLogMigration:
                 try:
                     local = self._local_tail(chain, max_bytes)
                     older = [s.chain.read_tail(max_bytes) for s in stashes]
-                except exception.ConsoleLogError as e:
+                    caught = self._caught_tail(instance_uuid, chain,
+                                               stashes, max_bytes)
+                except (exception.ConsoleLogError, OSError) as e:
                     raise _StateChanged() from e
-                return self._join(older + [local], max_bytes)
+                return self._join(older + [caught, local], max_bytes)
         peer = record['peer']
         if time.time() < self._peer_quiet_until.get(peer, 0):
             return None
@@ -613,6 +616,67 @@ class ConsoleLogMigration:
             LOG.warning('Console output of instance %s may miss the part '
                         'held by %s: %s', instance_uuid, peer, e)
             return None
+
+    def _caught_tail(self, instance_uuid, chain, stashes, max_bytes):
+        """The last bytes of files a RotationCatcher keeps (shared path).
+
+        Between the move aside and the import, the source's virtlogd may
+        roll over into the shared instance directory; the destination's
+        QEMU start then unlinks that file and only the catcher's hard link
+        (under ``<stash_path>/.catch/``, shared too) holds the source's last
+        lines until the import adopts them. They are newer than the stash
+        and older than what the instance directory holds now. A caught file
+        still in the instance directory or a stash is read there, not
+        twice. Call under the hand-over lock.
+        """
+        root = os.path.join(self.stash_root, CATCH_DIR)
+        try:
+            dirs = [d for d in os.listdir(root)
+                    if d.startswith(instance_uuid + '-')]
+        except FileNotFoundError:
+            return b''
+        seen = set()
+        for directory in [chain.directory] + [s.path for s in stashes]:
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                try:
+                    st = os.lstat(os.path.join(directory, name))
+                except FileNotFoundError:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+        found = []
+        for d in dirs:
+            keep_dir = os.path.join(root, d)
+            if not fileutils.is_real_dir(keep_dir):
+                continue
+            for name in os.listdir(keep_dir):
+                path = os.path.join(keep_dir, name)
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                if (st.st_dev, st.st_ino) in seen or not st.st_size or \
+                        not stat.S_ISREG(st.st_mode):
+                    continue
+                found.append((st.st_mtime_ns, name, path))
+        parts = []
+        wanted = max_bytes
+        for _mtime, _name, path in sorted(found, reverse=True):
+            if wanted <= 0:
+                break
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
+                         os.O_NONBLOCK)
+            try:
+                size = os.fstat(fd).st_size
+                n = min(wanted, size)
+                parts.append(os.pread(fd, n, size - n))
+            finally:
+                os.close(fd)
+            wanted -= n
+        return b''.join(reversed(parts))
 
     def _destination_tail(self, instance_uuid, chain, peer, record,
                           max_bytes):

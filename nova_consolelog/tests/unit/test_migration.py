@@ -20,6 +20,7 @@ incoming QEMU's start, new output) and for nova's cleanup.
 
 import os
 import shutil
+import time
 from unittest import mock
 import uuid
 
@@ -315,6 +316,33 @@ class TestSharedMigration(MigrationTestBase):
         self.assertEqual(self.before + b'rolled\r\nafter\r\n',
                          self.src.read(self.uuid))
         self.assertFalse(self.dst.steps.has_stash(self.uuid))
+
+    def test_reads_include_what_the_catcher_keeps(self):
+        """The source rolls over before the incoming QEMU truncates.
+
+        Its last lines then live only in the catcher's link: every read,
+        on either host, must have them, in their place.
+        """
+        self.src.steps.live_migration_started(self.uuid, 'dst', True)
+        self.dst.steps.pre_live_migration(self.uuid, 'src', True)
+        rolled = lines(300, 320, 'src')
+        self.src.append(self.uuid, 'console.log', rolled)
+        catch_root = os.path.join(self.dst.conf.consolelog.stash_path,
+                                  migration.CATCH_DIR)
+        deadline = time.monotonic() + 10
+        while not any(files for _d, _s, files in os.walk(catch_root)):
+            self.assertLess(time.monotonic(), deadline, 'nothing caught')
+            time.sleep(0.05)
+        self.dst.qemu_start(self.uuid)
+        after = lines(0, 30, 'dst')
+        self.dst.append(self.uuid, 'console.log', after)
+        whole = self.before + rolled + after
+        self.assertEqual(whole, self.dst.read(self.uuid))
+        self.assertEqual(whole, self.src.read(self.uuid))
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', True)
+        self.dst.steps.post_live_migration_at_destination(
+            self.uuid, 'src', True)
+        self.assertEqual(whole, self.dst.read(self.uuid))
 
 
 class TestUnreachablePeer(MigrationTestBase):
