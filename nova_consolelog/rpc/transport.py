@@ -21,11 +21,32 @@ their module is in ``allowed_remote_exmods`` — otherwise a caller gets a
 ``RemoteError`` and cannot tell "unknown stash" from "bug".
 """
 
+import importlib
+
 import oslo_messaging
-from oslo_messaging._metrics import client as om_metrics
-from oslo_messaging._tracing import client as om_tracing
 
 from nova_consolelog.objects import base as obj_base
+
+# (module, attribute, group) of the option lists oslo.messaging reads from
+# groups it registers only on the global CONF. They live in private modules
+# that only some releases have (and that have moved before): look them up
+# by name, and skip what a release does not have — it does not read it.
+_PRIVATE_OPTION_GROUPS = (
+    ('oslo_messaging._tracing.client', 'oslo_messaging_tracing',
+     'oslo_messaging_tracing'),
+    ('oslo_messaging._metrics.client', 'oslo_messaging_metrics',
+     'oslo_messaging_metrics'),
+)
+
+
+def _private_option_groups():
+    for module_name, attribute, group in _PRIVATE_OPTION_GROUPS:
+        try:
+            opts = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError):
+            continue
+        yield opts, group
+
 
 # Modules whose exceptions a caller gets back as their own class. The
 # dispatcher's module makes "no such method / version" on a peer typed, so
@@ -45,10 +66,7 @@ def register_messaging_opts(conf):
     inside nova-compute.
     """
     oslo_messaging.set_transport_defaults('nova')
-    for opts, group in ((om_tracing.oslo_messaging_tracing,
-                         'oslo_messaging_tracing'),
-                        (om_metrics.oslo_messaging_metrics,
-                         'oslo_messaging_metrics')):
+    for opts, group in _private_option_groups():
         conf.register_opts(opts, group=group)
 
 

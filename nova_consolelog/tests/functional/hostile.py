@@ -44,9 +44,8 @@ import uuid
 import kombu
 from oslo_config import cfg
 import oslo_messaging
-from oslo_messaging._metrics import client as om_metrics
-from oslo_messaging._tracing import client as om_tracing
 
+from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog.tests.functional import base
 
 # nova's control exchange: the default of every service on nova's bus, and
@@ -91,12 +90,9 @@ class RawClient:
 
     def __init__(self, topic, transport_url=None, timeout=30):
         conf = cfg.ConfigOpts()
-        # oslo.messaging 18 needs these groups on a private ConfigOpts
-        # (DESIGN.md fact 7).
-        conf.register_opts(om_tracing.oslo_messaging_tracing,
-                           group='oslo_messaging_tracing')
-        conf.register_opts(om_metrics.oslo_messaging_metrics,
-                           group='oslo_messaging_metrics')
+        # oslo.messaging 18 needs its tracing and metrics groups on a
+        # private ConfigOpts (DESIGN.md fact 7).
+        cl_transport.register_messaging_opts(conf)
         conf([], project='hostile', default_config_files=[],
              default_config_dirs=[])
         self.timeout = timeout
