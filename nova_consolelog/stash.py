@@ -502,7 +502,7 @@ class Stash:
         chain = self.chain
         entries = [_file_entry(chain, f, False) for f in on_disk.values()]
         self._rewrite_manifest(block_size=hashlist.BLOCK_SIZE,
-                               files=entries)
+                               files=entries, state=STATE_STASHED)
         return entries
 
     def _rewrite_manifest(self, **changes):

@@ -450,15 +450,24 @@ class _Puller:
                 return
             if attempt == self.retries:
                 break
+            # Chunk by chunk, ``pull_window`` in flight: a hole may be a
+            # whole file (a source before 1.3 has one digest per file).
+            pieces = collections.deque(
+                (name, at, min(at + self.chunk_size, hi))
+                for name, holes in missing.items() for lo, hi in holes
+                for at in range(lo, hi, self.chunk_size))
             futures = {}
-            for name, holes in missing.items():
-                for lo, hi in holes:
+            while pieces or futures:
+                while pieces and len(futures) < self.window:
+                    name, lo, hi = pieces.popleft()
                     futures[pool.submit(self._fetch, name, lo, hi)] = (
                         name, lo)
-            for future in concurrent.futures.as_completed(futures):
-                name, lo = futures[future]
-                data, _wire = future.result()
-                imp.write(name, lo, data)
+                done, _ = concurrent.futures.wait(
+                    futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    name, lo = futures.pop(future)
+                    data, _wire = future.result()
+                    imp.write(name, lo, data)
         raise self._failed('bytes still do not match the source\'s hash '
                            'list after %d round(s)' % (self.retries + 1))
 
