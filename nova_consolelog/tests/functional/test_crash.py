@@ -42,6 +42,8 @@ import threading
 import time
 import uuid
 
+import testtools.content
+
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import history_import
@@ -569,8 +571,15 @@ class TestInterleavings(CrashTestCase):
         self.assertIsNone(record.load())
         self.check_done()
 
-    def test_retry_pending_races_pull(self):
-        """The same, the periodic task stopped mid-file by the pull."""
+    def test_retry_pending_races_migration_step(self):
+        """The periodic task fires while the migration step still pulls.
+
+        nova-compute runs its periodic tasks beside the RPC handlers: while
+        ``post_live_migration_at_destination`` pulls (record 'pulling',
+        here stopped mid-file holding the staging file), ``retry_pending``
+        takes the record for an owed import and pulls too. One installs,
+        the other finds it installed; both end, and so must the record.
+        """
         self.setup_hosts()
         record = self.mig.record(self.instance)
         record.save(role=migration.ROLE_DESTINATION, peer='src',
@@ -586,6 +595,180 @@ class TestInterleavings(CrashTestCase):
         first.send_signal(signal.SIGCONT)
         self.dest.finish(first)
         thread.join(RUN_TIMEOUT)
+        self.assertEqual([[self.instance]], done)
+        # A second run of the periodic task may be needed for the
+        # release; after it no record may be left.
         self.mig.retry_pending()
         self.assertIsNone(record.load())
         self.check_done()
+
+
+class Rotator:
+    """virtlogd in a loop: append to console.log, roll over at max_size.
+
+    The stream is numbered lines of 16 bytes, so that any installed byte
+    sequence tells where in the stream it comes from. ``starts`` holds the
+    stream line every file of the chain ever started at.
+    """
+
+    LINE = 16
+
+    def __init__(self, directory, backups=3, max_size=192 * KiB,
+                 step=8 * KiB):
+        self.directory = directory
+        self.backups = backups
+        self.max_size = max_size
+        self.step = step // self.LINE
+        self.next_line = 0
+        self.starts = {0}
+        self.rotations = 0
+        self.stop = threading.Event()
+        self.thread = None
+        self.error = None
+
+    @classmethod
+    def line(cls, number):
+        return b'%015d\n' % number
+
+    @classmethod
+    def stream(cls, first, length):
+        lines = -(-length // cls.LINE)
+        return b''.join(cls.line(n) for n in range(first, first + lines))[
+            :length]
+
+    def path(self, name):
+        return os.path.join(self.directory, name)
+
+    def write(self):
+        data = b''.join(self.line(n) for n in range(
+            self.next_line, self.next_line + self.step))
+        with open(self.path('console.log'), 'ab') as f:
+            f.write(data)
+        self.next_line += self.step
+        if os.path.getsize(self.path('console.log')) >= self.max_size:
+            self.rotate()
+
+    def rotate(self):
+        last = self.path('console.log.%d' % (self.backups - 1))
+        if os.path.exists(last):
+            os.unlink(last)
+        for i in range(self.backups - 2, -1, -1):
+            if os.path.exists(self.path('console.log.%d' % i)):
+                os.rename(self.path('console.log.%d' % i),
+                          self.path('console.log.%d' % (i + 1)))
+        os.rename(self.path('console.log'), self.path('console.log.0'))
+        self.starts.add(self.next_line)
+        with open(self.path('console.log'), 'wb'):
+            pass
+        self.rotations += 1
+
+    def fill(self):
+        """A full chain: every backup and a half-written console.log."""
+        while self.rotations < self.backups + 1:
+            self.write()
+        for _ in range(self.max_size // self.LINE // self.step // 2):
+            self.write()
+
+    def _loop(self):
+        try:
+            while not self.stop.is_set():
+                self.write()
+                time.sleep(0.001)
+        except Exception as e:
+            self.error = e
+
+    def start(self):
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def join(self):
+        self.stop.set()
+        self.thread.join(10)
+
+
+class TestRotationRace(CrashTestCase):
+    """A pull of the live chain while virtlogd keeps rolling it over."""
+
+    def check_snapshot(self, history):
+        """``history`` is the chain as it was at one instant.
+
+        It must start where a file of the chain started and be one
+        contiguous piece of the stream: any splice (bytes of a file read
+        after it was renamed, or of another file under the same name)
+        breaks the numbering.
+        """
+        self.assertGreater(len(history), 0)
+        first = int(history[:Rotator.LINE])
+        self.assertIn(first, self.rotator.starts,
+                      'the history does not start at a file of the chain')
+        expected = Rotator.stream(first, len(history))
+        if history != expected:
+            at = next(i for i in range(len(history))
+                      if history[i] != expected[i])
+            self.fail('installed history is spliced at byte %d of %d: %r '
+                      'where the stream has %r' % (
+                          at, len(history), history[at:at + 32],
+                          expected[at:at + 32]))
+
+    def test_live_pull_races_rotation(self):
+        src = self.start_source()
+        instance = str(uuid.uuid4())
+        directory = test_rpc.write_chain(src.conf, instance, {})
+        self.rotator = Rotator(directory)
+        self.rotator.fill()
+        clients = [self.client('dst', chunk_size=64 * KiB,
+                               bulk_window=256 * KiB),
+                   self.client('dst', chunk_size=64 * KiB,
+                               bulk_transfer=False)]
+        chain = self.dest_chain(clients[0][0], instance)
+        self.rotator.start()
+        self.addCleanup(self.rotator.join)
+        raced = 0
+        sizes = []
+        for run in range(ROTATION_RUNS):
+            conf, rpcapi = clients[run % 2]
+            before = self.rotator.rotations
+            result = transfer.pull(conf, rpcapi, 'src', instance,
+                                   chain=chain, local_host='dst')
+            raced += self.rotator.rotations > before
+            self.assertTrue(result.released)
+            path = os.path.join(chain.directory, result.installed)
+            with open(path, 'rb') as f:
+                history = f.read()
+            self.check_snapshot(history)
+            sizes.append(len(history))
+            os.unlink(path)
+        self.rotator.join()
+        stats = ('%d runs, %d with a rollover during the pull, %d rollovers '
+                 'in all, history %d..%d bytes' % (
+                     ROTATION_RUNS, raced, self.rotator.rotations,
+                     min(sizes), max(sizes)))
+        self.addDetail('rotation', testtools.content.text_content(stats))
+        if os.environ.get('CONSOLELOG_RACE_STATS'):
+            with open(os.environ['CONSOLELOG_RACE_STATS'], 'a') as f:
+                f.write(stats + '\n')
+        self.assertIsNone(self.rotator.error)
+        # Most pulls had virtlogd roll over under them.
+        self.assertGreater(raced, ROTATION_RUNS // 2)
+        self.assertEqual([], self.leftovers_of(chain))
+        pins = cl_stash.pin_root(src.conf.consolelog.stash_path)
+        self.assertEqual([], cl_stash.Stash.list(instance, root=pins,
+                                                 conf=src.conf))
+
+    def test_splice_is_detected(self):
+        """The check above fails on a splice (it is not vacuous)."""
+        self.rotator = Rotator(self.root)
+        self.rotator.starts.add(0)
+        whole = Rotator.stream(0, 64 * KiB)
+        self.assertRaises(self.failureException, self.check_snapshot,
+                          whole[:20 * KiB] + whole[24 * KiB:])
+        self.assertRaises(self.failureException, self.check_snapshot,
+                          whole[:20 * KiB] + whole[16 * KiB:])
+        self.assertRaises(self.failureException, self.check_snapshot,
+                          whole[16:])
+        self.check_snapshot(whole)
+
+    @staticmethod
+    def leftovers_of(chain):
+        return sorted(n for n in os.listdir(chain.directory)
+                      if n.startswith(history_import.PARTIAL_PREFIX))
