@@ -404,6 +404,41 @@ class TestDestinationCrash(CrashTestCase):
         self.check_done()
 
 
+class TestAbandonedImports(CrashTestCase):
+    """Staging files left by a crash reach an end (remove_abandoned)."""
+
+    def test_removed_after_crash(self):
+        """A crashed pull's staging file and sidecar go after their age.
+
+        Models a source that never comes back (or under another name): the
+        periodic cleanup removes what nobody holds; the history and the
+        source's stash are untouched, and a later pull starts over.
+        """
+        self.setup_hosts()
+        self.dest.crash(self.instance, self.stash_id, 'checkpoint')
+        left = self.leftovers()
+        self.assertEqual(2, len(left))
+        self.assertEqual(left, sorted(self.chain.remove_partials(0)))
+        self.assertEqual([], self.leftovers())
+        self.assertEqual('absent', self.check_after_crash())
+        result = self.retry('pull')
+        self.assertEqual(len(self.expected), result.bytes)
+        self.check_done()
+
+    def test_held_staging_kept(self):
+        """A staging file a running pull holds (its flock) is kept."""
+        self.setup_hosts()
+        first = self.dest.start(self.instance, self.stash_id,
+                                pause_at='checkpoint')
+        Destination.wait_line(first, b'paused')
+        left = self.leftovers()
+        self.assertEqual([], self.chain.remove_partials(0))
+        self.assertEqual(left, self.leftovers())
+        first.send_signal(signal.SIGCONT)
+        self.assertTrue(self.dest.finish(first)['released'])
+        self.check_done()
+
+
 class TestMigrationCrash(CrashTestCase):
     """The destination killed inside post_live_migration_at_destination.
 
