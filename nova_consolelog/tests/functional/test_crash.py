@@ -404,16 +404,23 @@ class TestDestinationCrash(CrashTestCase):
         """Killed after the source released: the retry only tidies up.
 
         The stash is gone and the history holds it. A re-run of the same
-        pull cannot open the stash any more (StashNotFound) but must leave
-        the history alone; the periodic task then ends the record.
+        pull must find the import in the ledger and end well (there is
+        nothing left to release), not fail because the stash is gone; the
+        periodic task then ends the record.
         """
         self.setup_hosts()
         self.dest.crash(self.instance, self.stash_id, 'release-after')
         self.assertEqual('released', self.check_after_crash())
-        self.assertRaises(exception.StashNotFound, transfer.pull, self.conf,
-                          self.rpcapi, 'src', self.instance,
-                          stash_id=self.stash_id, chain=self.chain,
-                          local_host='dst')
+        try:
+            result = transfer.pull(self.conf, self.rpcapi, 'src',
+                                   self.instance, stash_id=self.stash_id,
+                                   chain=self.chain, local_host='dst')
+        except exception.StashNotFound as e:
+            self.fail('a re-run of an installed and released import '
+                      'fails: %s' % e)
+        finally:
+            self.check_after_crash()
+        self.assertEqual(self.chain.history()[0].name, result.installed)
         self.retry(migration.STATE_INSTALLED)
         self.check_done()
 
@@ -608,6 +615,39 @@ class TestInterleavings(CrashTestCase):
         self.assertEqual(one['installed'], two['installed'])
         self.assertEqual(0, two['bytes'])
         self.assertTrue(one['released'] or two['released'])
+        self.check_done()
+
+    def test_two_started_at_once(self):
+        """Two pull processes started together, three times over."""
+        for _round in range(3):
+            self.setup_hosts()
+            procs = [self.dest.start(self.instance, self.stash_id)
+                     for _ in range(2)]
+            outcomes = [self.dest.finish(p) for p in procs]
+            self.assertEqual([], [o for o in outcomes if 'error' in o])
+            self.assertEqual(1, len({o['installed'] for o in outcomes}))
+            self.assertEqual(sorted([0, len(self.expected)]),
+                             sorted(o['bytes'] for o in outcomes))
+            self.check_done()
+            self.src.stop()
+
+    def test_holder_killed_while_second_waits(self):
+        """The pull holding the staging file dies; the waiting one goes on.
+
+        The kernel drops the dead pull's flock: the second takes the file
+        over, resumes from its checkpoint and installs exactly once.
+        """
+        self.setup_hosts()
+        first = self.dest.start(self.instance, self.stash_id,
+                                pause_at='checkpoint')
+        Destination.wait_line(first, b'paused')
+        second = self.dest.start(self.instance, self.stash_id)
+        Destination.wait_line(second, b'waiting')
+        first.kill()
+        first.wait()
+        two = self.dest.finish(second)
+        self.assertTrue(two['released'])
+        self.assertLess(two['bytes'], len(self.expected))
         self.check_done()
 
     def test_second_overtakes_first(self):
