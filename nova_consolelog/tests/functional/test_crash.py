@@ -618,7 +618,13 @@ class TestInterleavings(CrashTestCase):
         self.check_done()
 
     def test_two_started_at_once(self):
-        """Two pull processes started together, three times over."""
+        """Two pull processes started together, three times over.
+
+        Whichever gets the staging file installs; the other waits and finds
+        the import installed — or, when the first has released the stash
+        before the second even opened it, must still end well (the same
+        case as TestDestinationCrash.test_release_after_answer).
+        """
         for _round in range(3):
             self.setup_hosts()
             procs = [self.dest.start(self.instance, self.stash_id)
