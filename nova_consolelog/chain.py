@@ -692,6 +692,17 @@ class ConsoleLogChain:
                 reason='history sequence numbers are exhausted')
         return '%s%06d' % (HISTORY_PREFIX, seq)
 
+    def _remember_dropped(self, doomed):
+        """Tell the import ledger that retention drops these files.
+
+        An import dropped by retention is still one installed once: a
+        re-run of its pull must not bring it back as the newest history.
+        """
+        from nova_consolelog import history_import
+        inodes = {_inode(self._path(f.name)) for f in doomed} - {None}
+        if inodes:
+            history_import.Ledger(self).mark_dropped(inodes)
+
     def apply_retention(self, keep=None):
         """Drop the oldest history beyond the retention limits.
 
@@ -714,6 +725,7 @@ class ConsoleLogChain:
             return 0
         base = self.base_offset()
         dropped = sum(f.size for f in doomed)
+        self._remember_dropped(doomed)
         self._set_base_offset(base + dropped)
         gone = 0
         try:
@@ -730,6 +742,13 @@ class ConsoleLogChain:
                     gone, self.instance, ', '.join(f.name for f in doomed),
                     group.history_max_files, group.history_max_bytes)
         return gone
+
+
+def _inode(path):
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
 
 
 def _order_key(f):

@@ -112,6 +112,50 @@ class Ledger:
         entry = self.load().get(import_id)
         return entry if isinstance(entry, dict) else None
 
+    def installed(self, import_id):
+        """The history name import ``import_id`` was installed as, or None.
+
+        Installed means renamed into place: the history file the entry
+        names is the staging file's inode (or retention dropped it since).
+        An entry whose file is not there was written by an install that
+        never got to its rename.
+        """
+        entry = self.entry(import_id)
+        if entry is None:
+            return None
+        if entry.get('dropped'):
+            return entry.get('name') or True
+        name = entry.get('name')
+        if not isinstance(name, str):
+            return None
+        try:
+            ino = os.lstat(self.chain.path(name)).st_ino
+        except (OSError, ValueError):
+            return None
+        return name if ino == entry.get('ino') else None
+
+    def forget_inode(self, ino):
+        """Drop entries of a staging file that is being removed."""
+        data = self.load()
+        stale = [k for k, v in data.items()
+                 if isinstance(v, dict) and v.get('ino') == ino and
+                 not v.get('dropped')]
+        for key in stale:
+            del data[key]
+        if stale:
+            self._save(data)
+
+    def mark_dropped(self, inodes):
+        """Retention removed these history inodes: still installed once."""
+        data = self.load()
+        changed = False
+        for entry in data.values():
+            if isinstance(entry, dict) and entry.get('ino') in inodes:
+                entry['dropped'] = True
+                changed = True
+        if changed:
+            self._save(data)
+
     def _save(self, data):
         if len(data) > LEDGER_MAX:
             for key in sorted(data, key=lambda k: data[k].get('time', 0))[
@@ -270,11 +314,11 @@ class Import:
             break
         try:
             fileutils.check_regular(self.staging, st.st_mode)
-            entry = self.ledger.entry(self.import_id)
-            if entry is not None and entry.get('ino') != st.st_ino:
+            installed = self.ledger.installed(self.import_id)
+            if installed:
                 # Renamed into place by an earlier run: this file is a
                 # new, empty one of ours.
-                self.installed = entry.get('name') or True
+                self.installed = installed
                 _unlink_quietly(self.staging)
                 _unlink_quietly(self.sidecar)
                 self._close()
@@ -282,6 +326,11 @@ class Import:
                          self.import_id, self.chain.directory,
                          self.installed)
                 return
+            entry = self.ledger.entry(self.import_id)
+            if entry is not None and entry.get('ino') != st.st_ino:
+                # An install that never got to its rename, whose staging
+                # file is gone: nothing of it is in place.
+                self.ledger.remove(self.import_id)
             self._resume()
         except BaseException:
             self._close()
@@ -609,6 +658,11 @@ class Import:
     def abort(self):
         """Forget the import: remove the staging file and its progress."""
         if self._fd is not None:
+            try:
+                self.ledger.forget_inode(os.fstat(self._fd).st_ino)
+            except (OSError, exception.ConsoleLogError) as e:
+                LOG.warning('Import ledger of %s not updated: %s',
+                            self.chain.directory, e)
             _unlink_quietly(self.staging)
             _unlink_quietly(self.sidecar)
         self._close()
@@ -660,6 +714,10 @@ def remove_abandoned(chain, older_than):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a pull is working on it
+            # An install that wrote its ledger entry and died before the
+            # rename: the entry must go with the file, or the import would
+            # pass for installed.
+            Ledger(chain).forget_inode(st.st_ino)
             if _unlink_quietly(path):
                 removed.append(name)
             if name + SIDECAR_SUFFIX not in names and _unlink_quietly(

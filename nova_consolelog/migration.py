@@ -48,6 +48,7 @@ import json
 import os
 import re
 import stat
+import threading
 import time
 
 from oslo_log import log as logging
@@ -119,8 +120,16 @@ class HandoverRecord:
         os.replace(tmp, self.path)
         return data
 
-    def update(self, **changes):
-        data = self.load() or {}
+    def update(self, create=True, **changes):
+        """Change the record; with ``create`` False, only an existing one.
+
+        Returns the record, or None when there was none to change.
+        """
+        data = self.load()
+        if data is None:
+            if not create:
+                return None
+            data = {}
         data.update(changes)
         return self.save(**data)
 
@@ -193,6 +202,9 @@ class ConsoleLogMigration:
         # instance uuid -> RotationCatcher, from pre_live_migration on a
         # shared path until the import or the rollback (see catcher).
         self._catchers = {}
+        # Instances whose import runs in this process now (see _import).
+        self._importing = set()
+        self._importing_lock = threading.Lock()
 
     @property
     def enabled(self):
@@ -397,6 +409,26 @@ class ConsoleLogMigration:
         self._import(instance_uuid, source_host, shared_instance_path)
 
     def _import(self, instance_uuid, source_host, shared_instance_path):
+        """Install what the source holds; one import per instance at once.
+
+        The migration step and the periodic retry may both want the same
+        import: the second one here leaves it to the first (the staging
+        file's flock keeps other processes apart).
+        """
+        with self._importing_lock:
+            if instance_uuid in self._importing:
+                LOG.debug('Console-log import of instance %s is running '
+                          'already', instance_uuid)
+                return False
+            self._importing.add(instance_uuid)
+        try:
+            return self._import_once(instance_uuid, source_host,
+                                     shared_instance_path)
+        finally:
+            with self._importing_lock:
+                self._importing.discard(instance_uuid)
+
+    def _import_once(self, instance_uuid, source_host, shared_instance_path):
         record = self.record(instance_uuid)
         chain = self.chain(instance_uuid)
         os.makedirs(chain.directory, exist_ok=True)
@@ -430,7 +462,8 @@ class ConsoleLogMigration:
                                 local_host=self.host)
                   for remote in sets]
         with self.lock(instance_uuid):
-            record.update(state=STATE_INSTALLED)
+            # Never bring back a record another import has finished.
+            record.update(create=False, state=STATE_INSTALLED)
         released = [self._release(source_host, instance_uuid, result)
                     for result in pulled]
         if all(released):
@@ -444,6 +477,8 @@ class ConsoleLogMigration:
         ``retry_pending`` (the pull finds it in the ledger and only
         releases), until ``stash_expiry``.
         """
+        if result.released:
+            return True  # the source has no such stash any more
         try:
             self.rpcapi.release({}, source_host, instance_uuid,
                                 result.stash_id, result.sha256s,
@@ -790,6 +825,12 @@ class ConsoleLogMigration:
         for rec in HandoverRecord.all(self.records_dir):
             data = rec.load()
             if not data:
+                continue
+            if data.get('role') not in (ROLE_SOURCE, ROLE_DESTINATION) or \
+                    not isinstance(data.get('peer'), str):
+                LOG.warning('Removing console-log hand-over record %s: it '
+                            'names no role or peer', rec.path)
+                rec.remove()
                 continue
             if data.get('role') == ROLE_SOURCE:
                 self._forget_finished_source(rec, data)

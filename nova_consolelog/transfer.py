@@ -358,7 +358,20 @@ class _Puller:
             raise self._failed('the source described another chain')
 
     def run(self, release):
-        (remote, digests), token = self._open()
+        try:
+            (remote, digests), token = self._open()
+        except exception.StashNotFound:
+            installed = self._installed_before()
+            if not installed:
+                raise
+            # Installed and released by an earlier run (or a concurrent
+            # pull): nothing is left to do anywhere.
+            LOG.info('Console-log stash %s of instance %s from %s is '
+                     'installed here already (%s) and released',
+                     self.stash_id, self.instance_uuid, self.host,
+                     installed)
+            return PullResult(0, 0, 0.0, 0.0, 0, self.stash_id, True, 0,
+                              {}, None, 0, installed)
         files = list(remote.files)
         if token:
             roots = {f.name: hashlist.root(f.size, remote.block_size,
@@ -428,6 +441,17 @@ class _Puller:
         return PullResult(self.fetched, len(files), seconds, rate, self.wire,
                           self.stash_id, released, self.bulk_bytes, roots,
                           token, self.bulk_rejected, name)
+
+    def _installed_before(self):
+        """The history name of this stash's import here, if installed."""
+        if self.stash_id is None:
+            return None
+        from nova_consolelog import history_import
+        try:
+            return history_import.Ledger(self.chain).installed(
+                import_id_for(self.host, self.stash_id))
+        except exception.ConsoleLogError:
+            return None
 
     def _check_on_disk(self, pool, imp):
         """Check every block on disk; fetch the bad ones again.
