@@ -158,16 +158,33 @@ class Destination:
                 return json.loads(line[len(b'result '):])
         raise AssertionError('no result in %r' % lines)
 
+    @staticmethod
+    def wait_stopped(proc, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open('/proc/%d/stat' % proc.pid) as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+            if state in ('T', 't'):
+                return
+            time.sleep(0.01)
+        raise AssertionError('%s did not stop' % (proc.args,))
+
     def run(self, instance, stash_id, via='pull'):
         return self.finish(self.start(instance, stash_id, via=via))
 
     @staticmethod
     def wait_line(proc, prefix):
-        """Read ``proc``'s output up to a line starting with ``prefix``."""
+        """Read ``proc``'s output up to a line starting with ``prefix``.
+
+        A ``paused`` line is printed just before the process stops itself:
+        wait until it has, or a SIGCONT sent now would be lost.
+        """
         lines = []
         for line in proc.stdout:
             lines.append(line)
             if line.startswith(prefix):
+                if prefix == b'paused':
+                    Destination.wait_stopped(proc)
                 return lines
         raise AssertionError('%s never printed %r: %r' % (
             proc.args, prefix, lines))
