@@ -299,6 +299,8 @@ class NewQemuTest(NewQemuScenarios, base.ConsoleLogNovaTestBase):
 
     def check_console(self):
         self.keeps_every_boot()
+        # Nothing left behind (a rebuild's chain went through a stash).
+        self.assertFalse(self.compute.driver.consolelog.has_stash(self.uuid))
         # nova's length: the last length - 1 lines (the text ends in \n).
         self.assertEqual(
             text(self.qemu.printed[self.uuid][-5:]),
