@@ -322,6 +322,51 @@ class ConsoleLogMigration:
                  sum(f.size for f in files), ', '.join(names))
         return names
 
+    @_guarded
+    def before_instance_dir_removed(self, instance_uuid):
+        """Same host, the instance stays: nova deletes its directory now.
+
+        A rebuild is nova's ``destroy`` (``destroy_disks=True``: the whole
+        instance directory goes, ``console.log`` and our history with it)
+        and then ``spawn`` on the same host. The chain moves into a stash
+        outside the directory (rename, zero copy) until
+        ``after_instance_dir_removed`` puts it back.
+
+        :returns: the stash id, or None when there was nothing to keep.
+        """
+        chain = self.chain(instance_uuid)
+        with self.lock(instance_uuid):
+            if not fileutils.is_real_dir(chain.directory) or \
+                    not chain.scan():
+                return None
+            stash = cl_stash.Stash.create(
+                instance_uuid, chain, root=self.stash_root,
+                live_names=(self.conf.consolelog.log_name,), conf=self.conf)
+        LOG.info('Moved the console log of instance %s to stash %s before '
+                 'its instance directory is deleted', instance_uuid,
+                 stash.stash_id)
+        return stash.stash_id
+
+    @_guarded
+    def after_instance_dir_removed(self, instance_uuid, stash_id):
+        """Put the chain kept by ``before_instance_dir_removed`` back.
+
+        Into a new instance directory (nova's spawn creates it if missing
+        and keeps what is there); the next QEMU start turns it into
+        history as at any other start.
+        """
+        with self.lock(instance_uuid):
+            for stash in self.stashes(instance_uuid):
+                if stash.stash_id == stash_id:
+                    chain = self.chain(instance_uuid)
+                    os.makedirs(chain.directory, exist_ok=True)
+                    self._restore(chain, stash)
+                    return True
+        LOG.warning('Stash %s of instance %s is gone; its console output '
+                    'before the rebuild is not kept', stash_id,
+                    instance_uuid)
+        return False
+
     def _start_catcher(self, instance_uuid, chain):
         """Watch the shared directory until the import; see catcher."""
         old = self._catchers.pop(instance_uuid, None)

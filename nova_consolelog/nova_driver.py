@@ -55,6 +55,7 @@ libvirt driver already uses looping calls for its own timed work.
 import os
 import threading
 
+from nova.compute import task_states
 from nova import context as nova_context
 from nova import exception as nova_exception
 from nova import objects
@@ -248,6 +249,36 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             self._keep_console(instance)
         return super()._resume_guest_after_snapshot(
             context, live_snapshot, original_power_state, instance, guest)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True):
+        # nova's rebuild (ComputeManager._rebuild_default_impl) is destroy
+        # with destroy_disks=True, which deletes the instance directory,
+        # console.log and our history included, then spawn on this host:
+        # keep the chain outside the directory meanwhile.
+        stash_id = None
+        if destroy_disks and self._rebuilding_here(instance):
+            stash_id = self._step('before_instance_dir_removed',
+                                  instance.uuid)
+        try:
+            return super().destroy(
+                context, instance, network_info,
+                block_device_info=block_device_info,
+                destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
+        finally:
+            if stash_id is not None:
+                self._step('after_instance_dir_removed', instance.uuid,
+                           stash_id)
+
+    def _rebuilding_here(self, instance):
+        """A rebuild that spawns the instance on this host again.
+
+        Not an evacuation's: its destination never destroys, and the old
+        host destroys what nova's database places elsewhere.
+        """
+        return (self.consolelog is not None and CONF.consolelog.enabled and
+                instance.task_state == task_states.REBUILDING and
+                instance.host == self.consolelog.host)
 
     # -- the migration steps ---------------------------------------------
 

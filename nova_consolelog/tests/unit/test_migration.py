@@ -417,3 +417,35 @@ class TestNewQemuOnTheSameHost(MigrationTestBase):
         self.assertIsNone(self.dst.steps.before_qemu_start(self.uuid))
         self.assertEqual(['console.log'],
                          os.listdir(self.dst.instance_dir(self.uuid)))
+
+
+class TestRebuildOnTheSameHost(MigrationTestBase):
+    """nova's rebuild deletes the instance directory between two boots."""
+
+    def test_the_chain_outlives_the_instance_directory(self):
+        self.src.steps.before_qemu_start(self.uuid)
+        self.src.qemu_start(self.uuid)
+        second = lines(0, 10, 'boot1')
+        self.src.append(self.uuid, 'console.log', second)
+        stash_id = self.src.steps.before_instance_dir_removed(self.uuid)
+        self.assertIsNotNone(stash_id)
+        # nova's delete_instance_files: rename to _del, then rmtree.
+        shutil.rmtree(self.src.instance_dir(self.uuid))
+        self.assertTrue(self.src.steps.after_instance_dir_removed(
+            self.uuid, stash_id))
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual(self.before + second, self.src.read(self.uuid))
+        # spawn: a new QEMU, history kept as at any start.
+        self.src.steps.before_qemu_start(self.uuid)
+        self.src.qemu_start(self.uuid)
+        third = lines(0, 10, 'boot2')
+        self.src.append(self.uuid, 'console.log', third)
+        self.assertEqual(self.before + second + third,
+                         self.src.read(self.uuid))
+
+    def test_nothing_to_keep(self):
+        other = str(uuid.uuid4())
+        self.assertIsNone(self.src.steps.before_instance_dir_removed(other))
+        self.assertFalse(self.src.steps.after_instance_dir_removed(
+            other, 'no-such-stash'))
+        self.assertFalse(os.path.exists(self.src.instance_dir(other)))
