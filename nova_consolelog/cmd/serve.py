@@ -16,14 +16,20 @@ For a host whose nova-compute does not embed the endpoint (or for tests and
 the demo): answers peers' describe/read/release calls for the chains under
 ``[consolelog] instances_path`` and the stashes under ``stash_path`` until
 SIGINT or SIGTERM. Prints one line ``serving HOST on TOPIC`` to stdout
-once the endpoint listens.
+once the endpoint listens. Refuses (exit 2) a host name that is not one
+(an AMQP wildcard such as ``*`` would answer calls meant for other hosts),
+an instances path that does not exist and an unusable transport URL.
 """
 
+import os
 import signal
 import socket
 import sys
 import threading
 
+from nova_consolelog.cmd import pull as cl_pull
+from nova_consolelog import exception
+from nova_consolelog import names
 from nova_consolelog.rpc import server as cl_server
 
 
@@ -43,13 +49,22 @@ def add_parser(subparsers):
 
 
 def serve(args, conf, stop_event=None):
+    host = names.check_host_name(
+        socket.gethostname() if args.host is None else args.host)
+    instances_path = conf.consolelog.instances_path
+    if not os.path.isdir(instances_path):
+        raise exception.InvalidInput(
+            reason='the instances path %s does not exist (set [consolelog] '
+                   'instances_path, or pass nova.conf with --config-file)'
+            % instances_path)
+    # The same checks of the transport URL as pull's, before listening.
+    cl_pull.client(conf, args.transport_url).transport.cleanup()
+    server = cl_server.ConsoleLogServer(conf, host,
+                                        transport_url=args.transport_url)
     stop = stop_event or threading.Event()
     if stop_event is None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-    host = args.host or socket.gethostname()
-    server = cl_server.ConsoleLogServer(conf, host,
-                                        transport_url=args.transport_url)
     server.start()
     print('serving %s on %s' % (host, conf.consolelog.topic), flush=True)
     try:

@@ -22,8 +22,9 @@ Raw bytes go to standard output unchanged; ``--format json`` prints
 as UTF-8 (invalid bytes replaced).
 
 Read-only. Exit codes: 0 printed; 2 bad input (a malformed value, no such
-instance directory, a chain member that is a symlink, a directory or not a
-regular file — nothing is read through it); 1 an I/O error reading a file.
+instance directory, an instance or stash directory that is a symlink, a
+chain member that is a symlink, a directory or not a regular file — nothing
+is read through it); 1 an I/O error reading a file.
 """
 
 import argparse
@@ -36,6 +37,7 @@ from oslo_utils import uuidutils
 from nova_consolelog import chain as cl_chain
 from nova_consolelog.cmd import main as cl_main
 from nova_consolelog import exception
+from nova_consolelog import fileutils
 
 
 def _integer(text):
@@ -83,13 +85,29 @@ def add_parser(subparsers):
 
 
 def _chain(target, conf):
+    """The chain ``target`` names; never through a symbolic link.
+
+    Why: an instance or stash directory that is a symlink points somewhere
+    nova did not put it (another instance's files, any directory); reading
+    through it would print bytes that are not this instance's console.
+    """
     if uuidutils.is_uuid_like(target) and os.sep not in target:
-        return cl_chain.ConsoleLogChain.for_instance(target, conf=conf)
-    if not os.path.isdir(target):
-        raise exception.InvalidInput(
-            reason='%s is neither an instance uuid nor a directory' % (
-                target,))
-    return cl_chain.ConsoleLogChain(target, conf=conf)
+        chain = cl_chain.ConsoleLogChain.for_instance(target, conf=conf)
+        directory = chain.directory
+        if not os.path.islink(directory):
+            return chain  # a missing one: InstanceDirNotFound, exit 2
+    else:
+        # 'link/' would resolve the link: look at the name itself.
+        directory = target.rstrip(os.sep) or os.sep
+        if fileutils.is_real_dir(directory):
+            return cl_chain.ConsoleLogChain(target, conf=conf)
+        if not os.path.islink(directory):
+            raise exception.InvalidInput(
+                reason='%s is neither an instance uuid nor a directory' % (
+                    exception.bounded(target, 200),))
+    raise exception.InvalidInput(
+        reason='%s is a symbolic link; refusing to follow it' % (
+            exception.bounded(directory, 200),))
 
 
 def _read(args, conf):

@@ -25,10 +25,16 @@ instance:
 * the chain in the instance directory: imported history and virtlogd's
   files, with their sizes.
 
-Everything is read-only. Exit codes: 0 when everything could be read; 1
-when some state could not be read (the problem is part of the output); 2
-for bad input (a malformed uuid, an instances path that does not exist); 3
-with ``--instance`` when this host holds nothing for that instance.
+Everything is read-only, and nothing on disk is trusted: state files
+(manifests, hand-over records, import progress) are read with
+``fileutils`` (no symlink followed, a FIFO or device never opened for
+reading, at most ``fileutils.MAX_STATE_BYTES``), and an instance or stash
+directory that is a symlink is never followed. Exit codes: 0 when
+everything could be read; 1 when some state could not be read (the problem
+is part of the output: an unreadable, oversize or odd file, a symlinked
+directory); 2 for bad input (a malformed uuid, an instances path that does
+not exist, ``--instance`` naming a symlinked directory); 3 with
+``--instance`` when this host holds nothing for that instance.
 """
 
 import json
@@ -41,7 +47,9 @@ from nova_consolelog import chain as cl_chain
 from nova_consolelog.cmd import main as cl_main
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
+from nova_consolelog import fileutils
 from nova_consolelog import migration as cl_migration
+from nova_consolelog import names
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog import stash as cl_stash
 
@@ -77,13 +85,30 @@ def _new_entry():
             'handovers': [], 'partial_imports': [], 'errors': []}
 
 
-def _instance_dirs(instances_path, only):
+def _refuse_link(path):
+    if os.path.islink(path):
+        raise exception.InvalidInput(
+            reason='%s is a symbolic link; refusing to follow it' % path)
+
+
+def _instance_dirs(instances_path, only, entry):
+    """Instance directories to look into; symlinked ones never followed."""
     if only is not None:
-        return [only] if os.path.isdir(
-            os.path.join(instances_path, only)) else []
-    return sorted(n for n in os.listdir(instances_path)
-                  if uuidutils.is_uuid_like(n) and
-                  os.path.isdir(os.path.join(instances_path, n)))
+        path = os.path.join(instances_path, only)
+        _refuse_link(path)
+        return [only] if fileutils.is_real_dir(path) else []
+    found = []
+    for name in sorted(os.listdir(instances_path)):
+        if not uuidutils.is_uuid_like(name):
+            continue
+        path = os.path.join(instances_path, name)
+        if fileutils.is_real_dir(path):
+            found.append(name)
+        elif os.path.islink(path) and os.path.isdir(path):
+            entry(name)['errors'].append(
+                'instance directory %s is a symbolic link: not followed'
+                % path)
+    return found
 
 
 def _chain_state(entry, chain):
@@ -114,16 +139,16 @@ def _partial_imports(entry, directory, now):
                 'staged_bytes': st.st_size, 'age': now - st.st_mtime,
                 'total_bytes': None, 'verified_bytes': 0}
         try:
-            with open(os.path.join(directory,
-                                   name + cl_chain.SIDECAR_SUFFIX)) as f:
-                progress = json.load(f)
+            progress = fileutils.load_json(
+                os.path.join(directory, name + cl_chain.SIDECAR_SUFFIX))
             item['total_bytes'] = sum(size for _n, size in progress['files'])
             # Written and fsynced so far ('verified' before RPC 1.3).
             item['verified_bytes'] = sum(progress.get(
                 'durable', progress.get('verified', {})).values())
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (exception.ConsoleLogError, OSError, ValueError, KeyError,
+                TypeError, AttributeError) as e:
             entry['errors'].append('progress of import %s unreadable: %s'
                                    % (item['import_id'], e))
         entry['partial_imports'].append(item)
@@ -134,7 +159,8 @@ def _handover_records(stash_root):
 
     The migration steps keep one directory of records per host under
     ``<stash root>/.handover/`` (on a shared instance path both hosts share
-    the stash root); the lock files next to them are not records.
+    the stash root); only ``<uuid>.json`` files there are records (the
+    hand-over lock is an flock on the instances directory, not a file).
     """
     top = os.path.join(stash_root, cl_migration.RECORDS_DIR)
     try:
@@ -148,6 +174,92 @@ def _handover_records(stash_root):
             found.extend((host, r) for r in
                          cl_migration.HandoverRecord.all(directory))
     return found
+
+
+def _stashes(stash_root, instance_uuid, conf, entry):
+    """The stashes under ``stash_root``, oldest first; problems noted.
+
+    Why not ``Stash.list``: it opens every manifest with a plain open(),
+    which blocks for ever on a FIFO and reads a file of any size whole.
+    Each manifest is read here with ``fileutils`` first; a stash whose
+    manifest is a FIFO, a symlink, a device or oversize, or whose
+    directory is a symlink, is reported as unreadable instead.
+    """
+    if instance_uuid is not None:
+        uuids = [instance_uuid]
+    else:
+        try:
+            uuids = sorted(n for n in os.listdir(stash_root)
+                           if _canonical_uuid(n))
+        except FileNotFoundError:
+            return []
+    found = []
+    for inst in uuids:
+        parent = os.path.join(stash_root, inst)
+        if os.path.islink(parent):
+            if instance_uuid is not None:
+                _refuse_link(parent)
+            entry(inst)['errors'].append(
+                'stash directory %s is a symbolic link: not followed' %
+                parent)
+            continue
+        if not fileutils.is_real_dir(parent):
+            continue
+        for stash_id in sorted(os.listdir(parent)):
+            if not cl_stash.STASH_ID_RE.fullmatch(stash_id):
+                continue
+            path = os.path.join(parent, stash_id)
+            if os.path.islink(path):
+                entry(inst)['errors'].append(
+                    'stash %s is a symbolic link: not followed' % stash_id)
+                continue
+            if not fileutils.is_real_dir(path):
+                continue
+            try:
+                manifest = fileutils.load_json(os.path.join(
+                    path, cl_stash.MANIFEST))
+            except (FileNotFoundError, ValueError):
+                manifest = None  # Stash.load reads what the files say
+            except (exception.ConsoleLogError, OSError) as err:
+                entry(inst)['errors'].append(
+                    'stash %s unreadable: manifest: %s' % (stash_id, err))
+                continue
+            try:
+                if _usable(manifest, stash_id):
+                    stash = cl_stash.Stash(stash_root, inst, stash_id,
+                                           manifest, conf=conf)
+                else:
+                    stash = cl_stash.Stash.load(inst, stash_id,
+                                                root=stash_root, conf=conf)
+            except exception.StashNotFound:
+                continue  # released meanwhile
+            except (exception.ConsoleLogError, OSError) as err:
+                entry(inst)['errors'].append('stash %s unreadable: %s' % (
+                    stash_id, err))
+                continue
+            found.append(stash)
+    return sorted(found, key=lambda s: (s.created, s.stash_id))
+
+
+def _canonical_uuid(name):
+    try:
+        return names.check_instance_uuid(name) == name
+    except exception.InvalidInput:
+        return False
+
+
+def _usable(manifest, stash_id):
+    """Whether ``manifest`` is a stash manifest status can show as is."""
+    if not isinstance(manifest, dict) or manifest.get(
+            'stash_id') != stash_id:
+        return False
+    try:
+        float(manifest['created'])
+        str(manifest['state'])
+        list(manifest.get('live_names', ()))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _stash_state(stash, expiry):
@@ -168,11 +280,13 @@ def collect(conf, instance_uuid=None, now=None):
     ``handovers``, ``partial_imports`` and ``errors``.
     """
     now = time.time() if now is None else now
-    if instance_uuid is not None and not uuidutils.is_uuid_like(
-            instance_uuid):
-        raise exception.InvalidInput(
-            reason='--instance must be an instance uuid, not %r' % (
-                instance_uuid,))
+    if instance_uuid is not None:
+        try:
+            instance_uuid = names.check_instance_uuid(instance_uuid)
+        except exception.InvalidInput:
+            raise exception.InvalidInput(
+                reason='--instance must be an instance uuid, not %s' % (
+                    names.echo(instance_uuid),)) from None
     instances_path = conf.consolelog.instances_path
     if not os.path.isdir(instances_path):
         raise exception.InvalidInput(
@@ -185,7 +299,7 @@ def collect(conf, instance_uuid=None, now=None):
     def entry(uuid):
         return instances.setdefault(uuid, _new_entry())
 
-    for uuid in _instance_dirs(instances_path, instance_uuid):
+    for uuid in _instance_dirs(instances_path, instance_uuid, entry):
         e = entry(uuid)
         chain = cl_chain.ConsoleLogChain(os.path.join(instances_path, uuid),
                                          conf=conf)
@@ -195,8 +309,9 @@ def collect(conf, instance_uuid=None, now=None):
         except (exception.ConsoleLogError, OSError) as err:
             e['errors'].append(str(err))
     try:
-        stashes = cl_stash.Stash.list(instance_uuid, root=stash_root,
-                                      conf=conf)
+        stashes = _stashes(stash_root, instance_uuid, conf, entry)
+    except exception.InvalidInput:
+        raise
     except (exception.ConsoleLogError, OSError) as err:
         stashes = []
         entry(instance_uuid or '-')['errors'].append(
@@ -213,7 +328,16 @@ def collect(conf, instance_uuid=None, now=None):
         if instance_uuid is not None and record.instance_uuid != (
                 instance_uuid):
             continue
-        data = record.load()
+        try:
+            data = fileutils.load_json(record.path)
+            if not isinstance(data, dict):
+                raise ValueError('not a JSON object')
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except (exception.ConsoleLogError, OSError, ValueError) as err:
+            entry(record.instance_uuid)['errors'].append(
+                'hand-over record %s unreadable: %s' % (record.path, err))
+            continue
         if data:
             data = dict(data, age=now - data.get('created', now),
                         recorded_by=host)

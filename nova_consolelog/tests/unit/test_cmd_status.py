@@ -101,7 +101,7 @@ class StatusTest(base.BaseTestCase):
             role='source', peer='host2', shared=False, state='stashed',
             stash_ids=[stash.stash_id])
         with steps.lock(UUID_B):
-            pass   # leaves a lock file next to the records
+            pass   # an flock on the instances directory: no file left
         return stash
 
     def test_json(self):
