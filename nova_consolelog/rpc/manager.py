@@ -33,6 +33,7 @@ from oslo_utils import uuidutils
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
+from nova_consolelog import names
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import bulk as cl_bulk
@@ -47,9 +48,6 @@ MAX_READ = 8 * 1024 * 1024
 MAX_WINDOW = 64 * 1024 * 1024
 
 _expected = oslo_messaging.expected_exceptions(exception.ConsoleLogError)
-# A host name as nova and libvirt write them; no AMQP wildcard, no control
-# character, nothing a log line or a path could be fooled by.
-_HOST_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,254}')
 _TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 
 
@@ -66,7 +64,7 @@ def _rpc(method):
         try:
             signature.bind(self, ctxt, *args, **kwargs)
         except TypeError as e:
-            raise _invalid(str(e)[:200])
+            raise _invalid(str(e)[:200]) from None
         return method(self, ctxt, *args, **kwargs)
     return oslo_messaging.expose(_expected(checked))
 
@@ -101,9 +99,7 @@ def _check_uuid(instance_uuid):
 
 
 def _check_host(host):
-    if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
-        raise _invalid('puller_host %.80r is not a host name' % (host,))
-    return host
+    return names.check_host_name(host)
 
 
 def _check_token(token):

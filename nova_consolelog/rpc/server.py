@@ -18,20 +18,16 @@ threading executor is used: eventlet is deprecated in oslo.messaging, and
 the endpoint's file reads release the GIL.
 """
 
-import re
-
 from oslo_log import log as logging
 import oslo_messaging
 
-from nova_consolelog import exception
+from nova_consolelog import names
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import transport as cl_transport
 
 LOG = logging.getLogger(__name__)
-
-_HOST_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,254}')
 
 
 class ConsoleLogServer:
@@ -50,11 +46,9 @@ class ConsoleLogServer:
 
     def __init__(self, conf, host, transport=None, transport_url=None,
                  endpoint=None):
-        if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
-            # '*' or '#' would be AMQP wildcards in a binding: the server
-            # would take calls meant for other hosts.
-            raise exception.InvalidInput(
-                reason='%.80r is not a host name' % (host,))
+        # '*' or '#' would be AMQP wildcards in a binding: the server
+        # would take calls meant for other hosts.
+        names.check_host_name(host)
         self.conf = conf
         self.host = host
         self._own_transport = transport is None
