@@ -37,6 +37,7 @@ not exist, ``--instance`` naming a symlinked directory); 3 with
 ``--instance`` when this host holds nothing for that instance.
 """
 
+import fcntl
 import json
 import os
 import time
@@ -137,7 +138,8 @@ def _partial_imports(entry, directory, now):
         st = os.lstat(os.path.join(directory, name))
         item = {'import_id': name[len(cl_chain.PARTIAL_PREFIX):],
                 'staged_bytes': st.st_size, 'age': now - st.st_mtime,
-                'total_bytes': None, 'verified_bytes': 0}
+                'total_bytes': None, 'verified_bytes': 0,
+                'held': _held(os.path.join(directory, name))}
         try:
             progress = fileutils.load_json(
                 os.path.join(directory, name + cl_chain.SIDECAR_SUFFIX))
@@ -152,6 +154,62 @@ def _partial_imports(entry, directory, now):
             entry['errors'].append('progress of import %s unreadable: %s'
                                    % (item['import_id'], e))
         entry['partial_imports'].append(item)
+
+
+def _held(path):
+    """Whether a pull holds this staging file now (its flock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                     os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops our shared lock at once
+    return False
+
+
+def _why(record, expiry):
+    """What an unfinished hand-over waits for, in words."""
+    state = record.get('state')
+    if record.get('role') == 'destination':
+        if state == 'installed':
+            return ('history installed here; the release of the source\'s '
+                    'stash is owed and asked again by every periodic run')
+        if state == 'pulling':
+            left = max(0, expiry - record.get('age', 0))
+            return ('the import from %s is owed: retried by every periodic '
+                    'run for %s more, then given up' % (
+                        record.get('peer'), _age(left)))
+        return 'the migration is running'
+    if state == 'stashed':
+        return 'waiting for %s to collect and release the stash' % (
+            record.get('peer'),)
+    return 'the migration is running'
+
+
+def _pins(stash_root, instance_uuid, now):
+    """Pins of live chains for pulls by hand: {uuid: [pin]}."""
+    root = cl_stash.pin_root(stash_root)
+    found = {}
+    try:
+        uuids = [instance_uuid] if instance_uuid else os.listdir(root)
+    except FileNotFoundError:
+        return found
+    for inst in uuids:
+        parent = os.path.join(root, inst)
+        if not fileutils.is_real_dir(parent):
+            continue
+        for name in sorted(os.listdir(parent)):
+            path = os.path.join(parent, name)
+            if fileutils.is_real_dir(path):
+                found.setdefault(inst, []).append(
+                    {'stash_id': name,
+                     'age': now - os.lstat(path).st_mtime})
+    return found
 
 
 def _handover_records(stash_root):
@@ -267,6 +325,8 @@ def _stash_state(stash, expiry):
     age = stash.age()
     return {'stash_id': stash.stash_id, 'age': age,
             'state': stash.state, 'expired': age >= expiry,
+            'destination': stash.manifest.get('destination'),
+            'hash_lists': bool(stash.manifest.get('block_size')),
             'files': len(files), 'bytes': sum(f.size for f in files),
             'names': [f.name for f in files],
             'live_names': list(stash.live_names or ())}
@@ -341,7 +401,10 @@ def collect(conf, instance_uuid=None, now=None):
         if data:
             data = dict(data, age=now - data.get('created', now),
                         recorded_by=host)
+            data['why'] = _why(data, conf.consolelog.stash_expiry)
             entry(record.instance_uuid)['handovers'].append(data)
+    for inst, pins in _pins(stash_root, instance_uuid, now).items():
+        entry(inst)['pins'] = pins
     return {'instances_path': instances_path, 'stash_path': stash_root,
             'instances': instances}
 
@@ -389,18 +452,28 @@ def format_text(state):
                        '%s old' % (h['recorded_by'], h.get('role'),
                                    h.get('peer'), h.get('state'),
                                    _age(h['age'])))
+            out.append('    why: %s' % h['why'])
         for s in e['stashes']:
-            out.append('  stash %s: %d file(s), %s, %s old, %s%s' % (
+            out.append('  stash %s: %d file(s), %s, %s old, %s%s%s' % (
                 s['stash_id'], s['files'], format_size(s['bytes']),
                 _age(s['age']), s['state'],
+                ', for %s' % s['destination'] if s.get('destination')
+                else '',
                 ' (expired: deleted by the next periodic run)'
                 if s['expired'] else ''))
+        for p in e.get('pins', ()):
+            out.append('  pin %s (a pull by hand), %s old: released by the '
+                       'pull, or removed after twice pull_timeout' % (
+                           p['stash_id'], _age(p['age'])))
         for p in e['partial_imports']:
             total = ('of %s' % format_size(p['total_bytes'])
                      if p['total_bytes'] is not None else '')
-            out.append('  partial import %s: %s verified %s, %s old' % (
+            out.append('  partial import %s: %s written %s, %s old, %s' % (
                 p['import_id'], format_size(p['verified_bytes']), total,
-                _age(p['age'])))
+                _age(p['age']),
+                'a pull is running' if p.get('held') else
+                'resumed by the next pull of that source; removed when '
+                'untouched for stash_expiry'))
         for err in e['errors']:
             out.append('  ERROR: %s' % err)
     return out

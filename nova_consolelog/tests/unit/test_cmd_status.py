@@ -146,11 +146,37 @@ class StatusTest(base.BaseTestCase):
         self.assertIn('instance %s' % UUID_A, out)
         self.assertIn('history: 1 file(s), 300 B; virtlogd files: 2, 250 B',
                       out)
-        self.assertIn('partial import host1-stash1: 100 B verified of '
+        self.assertIn('partial import host1-stash1: 100 B written of '
                       '150 B', out)
+        self.assertIn('resumed by the next pull of that source', out)
         self.assertIn('stash %s: 3 file(s), 100 B, ' % stash.stash_id, out)
         self.assertIn('hand-over recorded by host1: source, peer host2, '
                       'state stashed', out)
+        # Each unfinished item says what it waits for.
+        self.assertIn('why: waiting for host2 to collect and release the '
+                      'stash', out)
+
+    def test_a_running_import_is_told_from_an_abandoned_one(self):
+        self.populate()
+        imp = self.chain(UUID_A).begin_import(
+            'host1-stash1', [('console.log.0', 100), ('console.log', 50)],
+            {'console.log.0': (4096, ['0' * 64]),
+             'console.log': (4096, ['0' * 64])})
+        self.addCleanup(imp.close)
+        code, out, err = self.status('--instance', UUID_A)
+        self.assertEqual(cl_main.EXIT_OK, code, err)
+        self.assertIn('a pull is running', out)
+
+    def test_installed_not_released_says_why(self):
+        self.populate()
+        record = migration.HandoverRecord(
+            os.path.join(self.conf.consolelog.instances_path,
+                         '.consolelog-stash', migration.RECORDS_DIR,
+                         'host3'), UUID_A)
+        record.save(role='destination', peer='host1', state='installed')
+        code, out, err = self.status('--instance', UUID_A)
+        self.assertEqual(cl_main.EXIT_OK, code, err)
+        self.assertIn("the release of the source's stash is owed", out)
 
     def test_expired_stash(self):
         self.populate()
