@@ -95,6 +95,9 @@ PIN_PREFIX = 'pin-'
 # Grants kept per stash: a destination that crashed and came back asks
 # again; older tokens than these are forgotten.
 MAX_GRANTS = 16
+# Pins at once, per instance and per host (see Stash.pin).
+MAX_PINS_PER_INSTANCE = 4
+MAX_PINS = 64
 _COPY_CHUNK = 1024 * 1024
 _PIN_ATTEMPTS = 5
 
@@ -589,6 +592,18 @@ class Stash:
         conf = conf if conf is not None else CONF
         instance_uuid = _check_uuid(instance_uuid)
         root = pin_root(stash_root)
+        # Nothing is created for an instance this host does not have.
+        chain.scan()
+        # A pin keeps files virtlogd may have dropped: bounded per instance
+        # and per host, whoever asks.
+        held = cls.list(root=root, conf=conf)
+        if len(held) >= MAX_PINS or len(
+                [p for p in held if p.instance_uuid == instance_uuid]) >= \
+                MAX_PINS_PER_INSTANCE:
+            raise exception.HandoverRefused(
+                stash_id='(pin)', instance=instance_uuid,
+                reason='%d pulls of live chains are in progress here; try '
+                       'again when they are released or expire' % len(held))
         for _attempt in range(_PIN_ATTEMPTS):
             stash_id = PIN_PREFIX + new_stash_id()
             parent = os.path.join(root, instance_uuid)
@@ -608,6 +623,10 @@ class Stash:
                 continue
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
+                try:
+                    os.rmdir(parent)
+                except OSError:
+                    pass  # other pins of the instance
                 raise
             return cls(root, instance_uuid, stash_id, manifest, conf=conf)
         raise exception.StashFailed(instance=instance_uuid,

@@ -232,6 +232,18 @@ class TestManager(ManagerTestCase):
             {}, other, stash_id=stash.stash_id, puller_host='dst')
         self.assertEqual(1, len(remote.files))
 
+    def test_pins_are_bounded_and_need_the_instance(self):
+        for _ in range(cl_stash.MAX_PINS_PER_INSTANCE):
+            self.manager.open_console_log_transfer(
+                {}, self.uuid, puller_host='dst')
+        self.assertRejected(exception.HandoverRefused,
+                            'open_console_log_transfer', self.uuid,
+                            puller_host='dst')
+        # No pin, not even a directory, for an instance this host lacks.
+        self.assertRejected(exception.InstanceDirNotFound,
+                            'open_console_log_transfer', str(uuid.uuid4()),
+                            puller_host='dst')
+
     def test_pin_of_the_live_chain(self):
         remote = self.manager.open_console_log_transfer(
             {}, self.uuid, puller_host='dst')
