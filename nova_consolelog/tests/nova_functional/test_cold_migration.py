@@ -142,3 +142,26 @@ class ColdMigrationTest(base.ConsoleLogNovaTestBase):
                                                   LINES_PER_BOOT:])
         self.assertEqual([], self.held('host1'))
         self.assertFalse(self.consolelog('host1').has_stash(self.uuid))
+
+
+class NovaDriverControlTest(base.ConsoleLogNovaTestBase):
+    """nova's own driver: a cold migration leaves the newest boot only.
+
+    Proves the scenario is a test at all: the same steps with nova's
+    driver lose what the guest printed before the migration.
+    """
+
+    def test_cold_migration_loses_the_history(self):
+        qemu = self.useFixture(test_new_qemu.FakeQemu(self))
+        for hostname in ('host1', 'host2'):
+            self.start_host(hostname,
+                            compute_driver='libvirt.LibvirtDriver')
+        server = self._create_server(host='host1', networks='none')
+        uuid = server['id']
+        qemu.guest_prints(uuid, [b'boot 01 line %04d' % i
+                                 for i in range(LINES_PER_BOOT)])
+        server = self._migrate_server(server, host='host2')
+        qemu.guest_prints(uuid, [b'boot 02 line %04d' % i
+                                 for i in range(LINES_PER_BOOT)])
+        self.assertEqual(text(qemu.printed[uuid][-LINES_PER_BOOT:]),
+                         self.console_output(server))
