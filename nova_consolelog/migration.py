@@ -10,7 +10,11 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The live-migration steps of console-log migration, driver-independent.
+"""The steps of console-log migration, driver-independent.
+
+Live migration first (below); a new QEMU on the same host, a rebuild, and
+cold migration and resize (their sections further down) reuse its stash,
+pull and history machinery.
 
 A compute driver calls these at the matching points of nova's live
 migration; nothing here imports nova.
@@ -228,7 +232,21 @@ class ConsoleLogMigration:
         return cl_stash.handover_lock(self.instances_path, shared=shared)
 
     def stashes(self, instance_uuid):
-        """This host's stashes of an instance, oldest first."""
+        """This host's stashes of an instance, oldest first.
+
+        Without a resize's stash its destination has installed: the
+        history there holds those bytes now (on the same host, or through a
+        shared stash root, a read would repeat them); the stash only waits
+        for the confirm or a revert (see ``held_stashes``).
+        """
+        return [s for s in self._all_stashes(instance_uuid)
+                if not (s.held and s.installed_by is not None)]
+
+    def held_stashes(self, instance_uuid):
+        """The stashes of an instance's resize, installed or not."""
+        return [s for s in self._all_stashes(instance_uuid) if s.held]
+
+    def _all_stashes(self, instance_uuid):
         return cl_stash.Stash.list(instance_uuid, root=self.stash_root,
                                    conf=self.conf)
 
@@ -301,6 +319,11 @@ class ConsoleLogMigration:
         """
         chain = self.chain(instance_uuid)
         record = self.record(instance_uuid).load()
+        if record is not None and record.get('hold') and \
+                record.get('state') == 'migrating':
+            # A resize's destination: the chain here is new, the source's
+            # comes in after this start (cold_migration_finished).
+            return None
         if record is not None and record.get('role') == ROLE_DESTINATION:
             LOG.warning('Instance %s restarts while its console log is '
                         'still being handed over from %s; the output since '
@@ -366,6 +389,148 @@ class ConsoleLogMigration:
                     'before the rebuild is not kept', stash_id,
                     instance_uuid)
         return False
+
+    # -- cold migration and resize ----------------------------------------
+    #
+    # nova's migrate_disk_and_power_off renames the source's instance
+    # directory to ``<dir>_resize`` and copies only the disks; the
+    # destination's QEMU starts on a directory without console output; a
+    # confirm deletes ``<dir>_resize``, console.log included; a revert
+    # renames it back and starts the guest on the source again. So the
+    # source stashes the chain at once, *held* until the confirm: the
+    # destination installs it without deleting it (a revert still needs
+    # it, and the destination's copy goes with nova's destroy there).
+
+    def resize_dir(self, instance_uuid):
+        """Where nova keeps the source's instance directory until confirm."""
+        return self.chain(instance_uuid).directory + '_resize'
+
+    @_guarded
+    def cold_migration_started(self, instance_uuid, dest_host,
+                               resize_dir=None):
+        """Source, after nova powered off and renamed the directory.
+
+        The guest is off, so the stash gets hash lists (no live names);
+        ``dest_host`` (nova's host name of the destination, None if
+        unknown) is the only host granted a pull. Zero copy: a rename on
+        the instances filesystem.
+
+        :returns: the stash id, or None when there was nothing to keep.
+        """
+        directory = resize_dir or self.resize_dir(instance_uuid)
+        chain = cl_chain.ConsoleLogChain(directory, instance=instance_uuid,
+                                         conf=self.conf)
+        with self.lock(instance_uuid):
+            if not fileutils.is_real_dir(directory) or not chain.scan():
+                return None
+            stash = cl_stash.Stash.create(
+                instance_uuid, chain, root=self.stash_root, conf=self.conf,
+                destination=dest_host, hold=cl_stash.HOLD_CONFIRM)
+        LOG.info('Stashed the console log of instance %s (%s) for %s until '
+                 'the resize is confirmed', instance_uuid, stash.stash_id,
+                 dest_host)
+        return stash.stash_id
+
+    @_guarded
+    def cold_migration_finishing(self, instance_uuid, source_host):
+        """Destination, before nova starts the guest here.
+
+        From that start until the install, console reads here take the
+        older part from the source (the hand-over record names it), as
+        during a live migration. Nothing is written for a stash this host
+        sees itself: reads find it.
+        """
+        if source_host is None or source_host == self.host or any(
+                s.destination in (None, self.host)
+                for s in self.held_stashes(instance_uuid)):
+            return
+        self.record(instance_uuid).save(
+            role=ROLE_DESTINATION, peer=source_host, shared=False,
+            state='migrating', hold=True)
+
+    @_guarded
+    def cold_migration_finished(self, instance_uuid, source_host):
+        """Destination, after nova started the guest here: install.
+
+        A stash this host sees (same-host resize, or a shared stash root)
+        is copied in locally; otherwise it is pulled from ``source_host``
+        with the hand-over record written first, so that ``retry_pending``
+        finishes a failed pull. Either way the source's stash stays until
+        the confirm (``Stash.settle_install``).
+        """
+        local = [s for s in self.held_stashes(instance_uuid)
+                 if s.destination in (None, self.host)]
+        if local:
+            chain = self.chain(instance_uuid)
+            with self.lock(instance_uuid):
+                os.makedirs(chain.directory, exist_ok=True)
+                for stash in self.held_stashes(instance_uuid):
+                    if stash.destination not in (None, self.host) or \
+                            stash.installed_by is not None:
+                        continue
+                    name = stash.install_as_history(chain, release=False)
+                    stash.settle_install(self.host)
+                    LOG.info('Installed console-log stash %s of instance %s '
+                             'as %s; kept until the resize is confirmed',
+                             stash.stash_id, instance_uuid, name)
+            return True
+        if source_host is None or source_host == self.host:
+            return False
+        self.record(instance_uuid).update(
+            role=ROLE_DESTINATION, peer=source_host, shared=False,
+            state='pulling', hold=True)
+        return self._import(instance_uuid, source_host, False)
+
+    @_guarded
+    def cold_migration_confirmed(self, instance_uuid):
+        """Source, after nova deleted ``<dir>_resize``: drop what is held.
+
+        A stash its destination installed goes now; one not installed yet
+        is marked confirmed and goes with the destination's release (or
+        after ``stash_expiry``).
+        """
+        with self.lock(instance_uuid):
+            for stash in self.held_stashes(instance_uuid):
+                if stash.settle_confirm():
+                    LOG.info('Released console-log stash %s of instance %s '
+                             'at the confirm of its resize', stash.stash_id,
+                             instance_uuid)
+                else:
+                    LOG.info('Console-log stash %s of instance %s is kept '
+                             'until %s has installed it', stash.stash_id,
+                             instance_uuid, stash.destination)
+
+    @_guarded
+    def cold_migration_reverted(self, instance_uuid):
+        """Source, the directory renamed back, before the guest starts.
+
+        The held stash moves back into the instance directory (rename);
+        the QEMU start that follows turns it into history like any other
+        chain. Returns the number of stashes restored.
+        """
+        with self.lock(instance_uuid):
+            held = self.held_stashes(instance_uuid)
+            if held:
+                chain = self.chain(instance_uuid)
+                os.makedirs(chain.directory, exist_ok=True)
+                for stash in held:
+                    self._restore(chain, stash)
+                    LOG.info('Restored console-log stash %s of instance %s '
+                             'at the revert of its resize', stash.stash_id,
+                             instance_uuid)
+        return len(held)
+
+    @_guarded
+    def cold_migration_abandoned(self, instance_uuid):
+        """Destination, the resize reverted: no import is owed any more.
+
+        The source takes its held stash back; nova destroys this host's
+        copy of the instance, installed history included.
+        """
+        record = self.record(instance_uuid)
+        data = record.load()
+        if data is not None and data.get('hold'):
+            record.remove()
 
     def _start_catcher(self, instance_uuid, chain):
         """Watch the shared directory until the import; see catcher."""

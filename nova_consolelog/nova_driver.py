@@ -40,6 +40,12 @@ Where the steps hook into nova's live migration, and why:
 * ``rollback_live_migration_at_source`` / ``..._at_destination``: put a
   stash back.
 
+Cold migration and resize: ``migrate_disk_and_power_off`` (source) stashes
+the chain nova left in ``<dir>_resize``, held until the confirm;
+``finish_migration`` (destination) installs it as history after nova's
+start; ``confirm_migration`` drops the held stash; ``finish_revert_migration``
+moves it back before the source's guest starts again (``_keep_console``).
+
 No console-log step raises into nova: ``ConsoleLogMigration`` guards its
 steps and this class guards them again. ``get_console_output`` serves the
 merged history and falls back to nova's read on any failure of ours.
@@ -127,6 +133,9 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         self._consolelog_timer = None
         self._migration_dest = {}
         self._keep_defined = threading.local()
+        # Instances whose resize this host is reverting now (see
+        # finish_revert_migration).
+        self._reverting = set()
 
     # -- start and stop --------------------------------------------------
 
@@ -221,8 +230,14 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
     # -- every other QEMU start -------------------------------------------
 
     def _keep_console(self, instance):
-        """Before a new QEMU starts on this host; see before_qemu_start."""
+        """Before a new QEMU starts on this host; see before_qemu_start.
+
+        At the revert of a resize the held stash goes back into the
+        instance directory first, so that this start keeps it as history.
+        """
         if self.consolelog is not None and CONF.consolelog.enabled:
+            if instance.uuid in self._reverting:
+                self._step('cold_migration_reverted', instance.uuid)
             self._step('before_qemu_start', instance.uuid)
 
     def _create_guest(self, context, xml, instance, power_on=True,
@@ -257,6 +272,11 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         # console.log and our history included, then spawn on this host:
         # keep the chain outside the directory meanwhile.
         stash_id = None
+        if (self.consolelog is not None and CONF.consolelog.enabled and
+                instance.task_state == task_states.RESIZE_REVERTING):
+            # A resize destination's destroy at a revert: the source takes
+            # its held stash back, no pull is owed any more.
+            self._step('cold_migration_abandoned', instance.uuid)
         if destroy_disks and self._rebuilding_here(instance):
             stash_id = self._step('before_instance_dir_removed',
                                   instance.uuid)
@@ -279,6 +299,92 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         return (self.consolelog is not None and CONF.consolelog.enabled and
                 instance.task_state == task_states.REBUILDING and
                 instance.host == self.consolelog.host)
+
+    # -- cold migration and resize ---------------------------------------
+
+    def _cold_active(self):
+        return self.consolelog is not None and CONF.consolelog.enabled
+
+    def migrate_disk_and_power_off(self, context, instance, dest,
+                                   flavor, network_info,
+                                   block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        # nova powered the guest off, renamed the instance directory to
+        # <dir>_resize (a confirm deletes it, console.log included) and
+        # copied only the disks: stash the chain, held until the confirm.
+        result = super().migrate_disk_and_power_off(
+            context, instance, dest, flavor, network_info,
+            block_device_info=block_device_info, timeout=timeout,
+            retry_interval=retry_interval)
+        if self._cold_active():
+            self._step('cold_migration_started', instance.uuid,
+                       self._resize_dest(context, instance))
+        return result
+
+    @staticmethod
+    def _resize_dest(context, instance):
+        """The destination's compute host name (``dest`` is its address).
+
+        None when nova's database does not say: the stash is then granted
+        to whichever host asks.
+        """
+        try:
+            mig = objects.Migration.get_by_id_and_instance(
+                context, instance.migration_context.migration_id,
+                instance.uuid)
+            return mig.dest_compute
+        except Exception as e:
+            LOG.warning('Destination of the resize unknown (%s); its '
+                        'console-log stash is not bound to one host', e,
+                        instance=instance)
+            return None
+
+    def finish_migration(self, context, migration, instance, disk_info,
+                         network_info, image_meta, resize_instance,
+                         allocations, block_device_info=None, power_on=True,
+                         share_info=None):
+        # nova's QEMU start here finds no chain (only disks were copied):
+        # install the source's as history after it, its stash kept for a
+        # revert; until then reads here take that part from the source.
+        if self._cold_active():
+            self._step('cold_migration_finishing', instance.uuid,
+                       migration.source_compute)
+        try:
+            super().finish_migration(
+                context, migration, instance, disk_info, network_info,
+                image_meta, resize_instance, allocations,
+                block_device_info=block_device_info, power_on=power_on,
+                share_info=share_info)
+        finally:
+            # Also after a failed start: the instance lives here now (nova
+            # set instance.host), and a later start keeps the history.
+            if self._cold_active():
+                self._step('cold_migration_finished', instance.uuid,
+                           migration.source_compute)
+
+    def confirm_migration(self, context, migration, instance, network_info):
+        super().confirm_migration(context, migration, instance,
+                                  network_info)
+        if self._cold_active():
+            self._step('cold_migration_confirmed', instance.uuid)
+
+    def finish_revert_migration(self, context, instance, network_info,
+                                migration, block_device_info=None,
+                                power_on=True, share_info=None):
+        # nova renames <dir>_resize back and starts the guest through
+        # _create_guest, where _keep_console restores the held stash
+        # before the start; a revert without a start (a stopped guest)
+        # restores it afterwards. A failed revert keeps it for the retry.
+        self._reverting.add(instance.uuid)
+        try:
+            super().finish_revert_migration(
+                context, instance, network_info, migration,
+                block_device_info=block_device_info, power_on=power_on,
+                share_info=share_info)
+        finally:
+            self._reverting.discard(instance.uuid)
+        if self._cold_active():
+            self._step('cold_migration_reverted', instance.uuid)
 
     # -- the migration steps ---------------------------------------------
 

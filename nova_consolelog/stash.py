@@ -89,6 +89,9 @@ MANIFEST_VERSION = 1
 STASH_ID_RE = re.compile(r'[A-Za-z0-9_-]{1,64}')
 STATE_STASHED = 'stashed'
 STATE_INCOMPLETE = 'incomplete'
+# A resize's stash: kept after its destination installed it, until the
+# resize is confirmed (a revert moves it back; see Stash.settle_install).
+HOLD_CONFIRM = 'confirm'
 # Under the stash root: pins of live chains (see the module docstring).
 PINS_DIR = '.pins'
 PIN_PREFIX = 'pin-'
@@ -312,13 +315,15 @@ class Stash:
 
     @classmethod
     def create(cls, instance_uuid, chain, stash_id=None, live_names=(),
-               root=None, conf=None, destination=None):
+               root=None, conf=None, destination=None, hold=None):
         """Move every member of ``chain`` into a new stash.
 
         ``live_names``: members a running QEMU may still write (recorded in
         the manifest; no checksum is trusted for them, every other file
         gets its hash list). ``destination``: the only host a transfer of
-        this stash is granted to (see ``grant``). Raises
+        this stash is granted to (see ``grant``). ``hold``: what the stash
+        waits for besides its destination's install (``HOLD_CONFIRM``: a
+        resize's confirm; see ``settle_install``). Raises
         InstanceDirNotFound, InvalidInput (bad ids, a stash on another
         filesystem, an existing stash id) or StashFailed (anything else; the
         moved files are moved back first).
@@ -373,6 +378,7 @@ class Stash:
                               for f in files if f.name in moved],
                     'live_names': list(live_names),
                     'destination': destination,
+                    'hold': hold,
                     'state': STATE_STASHED,
                 }
                 cl_chain.write_atomic(path, MANIFEST, json.dumps(
@@ -475,6 +481,53 @@ class Stash:
     @property
     def destination(self):
         return self.manifest.get('destination')
+
+    # -- held stashes (cold migration and resize) -----------------------
+
+    @property
+    def held(self):
+        """True for a resize's stash, kept until the resize is confirmed."""
+        return self.manifest.get('hold') == HOLD_CONFIRM
+
+    @property
+    def installed_by(self):
+        """The host that installed a held stash as history, or None."""
+        return self.manifest.get('installed_by')
+
+    @property
+    def confirmed(self):
+        return bool(self.manifest.get('confirmed'))
+
+    def settle_install(self, host):
+        """``host`` installed this stash: delete it, or note it if held.
+
+        A resize can still be reverted after its destination installed the
+        source's console log: the revert starts the guest on the source
+        again, and the destination's copy goes with nova's destroy there.
+        So a held stash is only marked installed until the confirm (which
+        deletes it then); once confirmed, an install deletes it at once.
+        Returns True when the stash was deleted. Call under the hand-over
+        lock, exclusively.
+        """
+        if self.held and not self.confirmed:
+            self._rewrite_manifest(installed_by=host)
+            return False
+        self.release()
+        return True
+
+    def settle_confirm(self):
+        """The resize is confirmed: delete an installed held stash.
+
+        One not installed yet is marked confirmed and stays for its
+        destination's pull (whose release then deletes it), or until
+        ``stash_expiry``. Returns True when the stash was deleted. Call
+        under the hand-over lock, exclusively.
+        """
+        if self.installed_by is not None:
+            self.release()
+            return True
+        self._rewrite_manifest(confirmed=True)
+        return False
 
     def transfer_files(self):
         """``[entry]`` of the files as pulled: name, kind, size, blocks.
@@ -709,7 +762,7 @@ class Stash:
         return restored
 
     @_typed_io
-    def install_as_history(self, chain):
+    def install_as_history(self, chain, release=True):
         """Copy the stash into ``chain`` as one history file, then release.
 
         For a shared instance path: the destination installs the chain it
@@ -717,8 +770,9 @@ class Stash:
         on disk against the stash's hash lists and exactly once (a retry
         after a crash between the install and the release only releases).
         Call it once no QEMU writes into the stash any more: bytes written
-        after the copy started are not in the history. Returns the history
-        name.
+        after the copy started are not in the history. With ``release``
+        False the stash stays (a resize's, until its confirm: see
+        ``settle_install``). Returns the history name.
         """
         source = self.chain
         files = []
@@ -735,7 +789,8 @@ class Stash:
         imp = chain.begin_import('stash-%s' % self.stash_id[:58], files,
                                  digests, base_offset=source.base_offset())
         if imp.installed:
-            self.release()
+            if release:
+                self.release()
             return imp.installed
         try:
             for name, _size in files:
@@ -760,7 +815,8 @@ class Stash:
         except exception.ConsoleLogError:
             imp.close()
             raise
-        self.release()
+        if release:
+            self.release()
         return name
 
     @_typed_io

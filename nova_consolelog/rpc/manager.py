@@ -421,7 +421,9 @@ class ConsoleLogManager:
         Only the host a transfer of the stash was granted to, with the
         token it was given (``open_console_log_transfer``), and with the
         root of every file's hash list in ``sha256s``, can release it:
-        knowing the checksums is not enough. Releases without a token
+        knowing the checksums is not enough. A resize's stash is only
+        marked installed until the resize is confirmed (see
+        ``stash.Stash.settle_install``). Releases without a token
         (callers of 1.0 to 1.2) are refused; such a stash expires after
         ``stash_expiry``. Otherwise HandoverRefused or ChecksumMismatch,
         and the stash stays: no byte is dropped on the word of a caller
@@ -442,8 +444,11 @@ class ConsoleLogManager:
         with self._lock():
             stash = self._stash(instance_uuid, stash_id)
             stash.check_release(puller_host, transfer_token, sha256s)
-            stash.release()
-        LOG.info('Released console-log stash %s of instance %s: %s '
-                 'verified and installed %d file(s)', stash_id,
-                 instance_uuid, puller_host, len(sha256s))
+            # A resize's stash stays until the confirm (a revert needs it).
+            deleted = stash.settle_install(puller_host)
+        LOG.info('%s console-log stash %s of instance %s: %s verified and '
+                 'installed %d file(s)',
+                 'Released' if deleted else 'Kept until the resize is '
+                 'confirmed', stash_id, instance_uuid, puller_host,
+                 len(sha256s))
         return True

@@ -449,3 +449,180 @@ class TestRebuildOnTheSameHost(MigrationTestBase):
         self.assertFalse(self.src.steps.after_instance_dir_removed(
             other, 'no-such-stash'))
         self.assertFalse(os.path.exists(self.src.instance_dir(other)))
+
+
+class TestColdMigration(MigrationTestBase):
+    """Resize and cold migration, in nova's order, confirmed or reverted.
+
+    The test stands in for nova: it renames the source's instance
+    directory to ``<dir>_resize`` (migrate_disk_and_power_off), starts the
+    QEMU on the destination (virtlogd truncates), deletes ``<dir>_resize``
+    at the confirm, and at a revert destroys the destination's copy and
+    renames ``<dir>_resize`` back before the source's QEMU starts.
+    """
+
+    def resize_dir(self, host):
+        return host.instance_dir(self.uuid) + '_resize'
+
+    def history(self, host):
+        return sorted(n for n in os.listdir(host.instance_dir(self.uuid))
+                      if n.startswith('console.history.0'))
+
+    def migrate(self, src, dst):
+        os.rename(src.instance_dir(self.uuid), self.resize_dir(src))
+        if src is dst:
+            os.makedirs(src.instance_dir(self.uuid))
+        self.assertIsNotNone(
+            src.steps.cold_migration_started(self.uuid, dst.name))
+        self.assertEqual([], os.listdir(self.resize_dir(src)))
+
+    def finish(self, src, dst):
+        dst.steps.cold_migration_finishing(self.uuid, src.name)
+        dst.steps.before_qemu_start(self.uuid)
+        dst.qemu_start(self.uuid)
+        after = lines(0, 30, 'dst')
+        dst.append(self.uuid, 'console.log', after)
+        return after
+
+    def confirm(self, src):
+        shutil.rmtree(self.resize_dir(src))
+        src.steps.cold_migration_confirmed(self.uuid)
+
+    def revert(self, src, dst):
+        dst.steps.cold_migration_abandoned(self.uuid)
+        if src is not dst:
+            dst.nova_cleanup(self.uuid)
+        # nova's finish_revert_migration on the source.
+        src.nova_cleanup(self.uuid)
+        os.rename(self.resize_dir(src), src.instance_dir(self.uuid))
+        self.assertEqual(1, src.steps.cold_migration_reverted(self.uuid))
+        src.steps.before_qemu_start(self.uuid)
+        src.qemu_start(self.uuid)
+        again = lines(0, 20, 'reverted')
+        src.append(self.uuid, 'console.log', again)
+        return again
+
+    def test_to_another_host_then_confirm(self):
+        self.migrate(self.src, self.dst)
+        self.assertEqual(self.before, self.src.read(self.uuid))
+        after = self.finish(self.src, self.dst)
+        # Before the install the destination reads the source's part.
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertTrue(self.dst.steps.cold_migration_finished(
+            self.uuid, 'src'))
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertEqual(['console.history.000001'], self.history(self.dst))
+        # Held for a revert until the confirm.
+        held = self.src.steps.held_stashes(self.uuid)
+        self.assertEqual(['dst'], [s.installed_by for s in held])
+        self.confirm(self.src)
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        # A retry finds nothing owed.
+        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertEqual(['console.history.000001'], self.history(self.dst))
+
+    def test_to_another_host_then_revert(self):
+        self.migrate(self.src, self.dst)
+        self.finish(self.src, self.dst)
+        self.dst.steps.cold_migration_finished(self.uuid, 'src')
+        again = self.revert(self.src, self.dst)
+        self.assertEqual(self.before + again, self.src.read(self.uuid))
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual([], self.dst.steps.retry_pending())
+
+    def test_same_host_resize_then_confirm(self):
+        self.migrate(self.src, self.src)
+        self.assertEqual(self.before, self.src.read(self.uuid))
+        after = self.finish(self.src, self.src)
+        self.assertTrue(self.src.steps.cold_migration_finished(
+            self.uuid, 'src'))
+        self.assertIsNone(self.src.steps.record(self.uuid).load())
+        # Installed and held: read once, not twice.
+        self.assertEqual(self.before + after, self.src.read(self.uuid))
+        self.assertEqual(1, len(self.src.steps.held_stashes(self.uuid)))
+        self.confirm(self.src)
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+        self.assertEqual(self.before + after, self.src.read(self.uuid))
+        self.assertEqual(['console.history.000001'], self.history(self.src))
+
+    def test_same_host_resize_then_revert(self):
+        self.migrate(self.src, self.src)
+        self.finish(self.src, self.src)
+        self.src.steps.cold_migration_finished(self.uuid, 'src')
+        again = self.revert(self.src, self.src)
+        self.assertEqual(self.before + again, self.src.read(self.uuid))
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+
+    def _source_away(self):
+        self.hosts.servers['src'].stop()
+        self.dst.conf.set_override('rpc_timeout', 1, group='consolelog')
+        self.dst.conf.set_override('pull_timeout', 2, group='consolelog')
+
+    def test_failed_pull_retried(self):
+        self.migrate(self.src, self.dst)
+        after = self.finish(self.src, self.dst)
+        self._source_away()
+        self.assertIsNone(self.dst.steps.cold_migration_finished(
+            self.uuid, 'src'))
+        record = self.dst.steps.record(self.uuid).load()
+        self.assertEqual('pulling', record['state'])
+        self.assertTrue(record['hold'])
+        self.hosts.servers['src'].start()
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        # Still held until the confirm.
+        self.assertEqual(1, len(self.src.steps.held_stashes(self.uuid)))
+        self.confirm(self.src)
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+
+    def test_confirm_before_the_pull_keeps_the_stash(self):
+        self.migrate(self.src, self.dst)
+        after = self.finish(self.src, self.dst)
+        self._source_away()
+        self.dst.steps.cold_migration_finished(self.uuid, 'src')
+        self.hosts.servers['src'].start()
+        self.confirm(self.src)
+        held = self.src.steps.held_stashes(self.uuid)
+        self.assertEqual([True], [s.confirmed for s in held])
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertEqual(['console.history.000001'], self.history(self.dst))
+
+    def test_revert_while_the_pull_is_owed(self):
+        self.migrate(self.src, self.dst)
+        self.finish(self.src, self.dst)
+        self._source_away()
+        self.dst.steps.cold_migration_finished(self.uuid, 'src')
+        self.hosts.servers['src'].start()
+        again = self.revert(self.src, self.dst)
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertEqual(self.before + again, self.src.read(self.uuid))
+        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertFalse(os.path.exists(self.dst.instance_dir(self.uuid)))
+
+    def test_stash_granted_to_the_destination_only(self):
+        self.migrate(self.src, self.dst)
+        self.finish(self.src, self.dst)
+        stash = self.src.steps.held_stashes(self.uuid)[0]
+        self.assertEqual('dst', stash.destination)
+        # Another host finds no held stash of its own to install locally.
+        third = Host(self.hosts, 'third')
+        third.conf.set_override('rpc_timeout', 2, group='consolelog')
+        third.steps.cold_migration_finished(self.uuid, 'src')
+        self.assertEqual(1, len(self.src.steps.held_stashes(self.uuid)))
+        self.assertIsNone(self.src.steps.held_stashes(
+            self.uuid)[0].installed_by)
+
+    def test_nothing_to_keep(self):
+        other = str(uuid.uuid4())
+        self.assertIsNone(self.src.steps.cold_migration_started(other, 'dst'))
+        self.assertEqual(0, self.src.steps.cold_migration_reverted(other))
+        self.assertIsNone(self.src.steps.cold_migration_confirmed(other))
