@@ -80,6 +80,7 @@ from oslo_utils import uuidutils
 
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
+from nova_consolelog import fileutils
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 
@@ -179,15 +180,7 @@ def fsync_dir(directory):
         os.close(fd)
 
 
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        LOG.warning('Could not remove %s: %s', path, e)
-        return False
+_unlink_quietly = fileutils.unlink_quietly
 
 
 def write_atomic(directory, name, data):
@@ -771,14 +764,7 @@ def _order_key(f):
     return (1, f.mtime, 1)
 
 
-def _check_regular(path, mode):
-    if stat.S_ISLNK(mode):
-        raise exception.UnsafeChainFile(path=path, reason='a symbolic link')
-    if stat.S_ISDIR(mode):
-        raise exception.UnsafeChainFile(path=path, reason='a directory')
-    if not stat.S_ISREG(mode):
-        raise exception.UnsafeChainFile(path=path,
-                                        reason='not a regular file')
+_check_regular = fileutils.check_regular
 
 
 def _sha256_fd(fd, size):

@@ -27,7 +27,11 @@ import json
 import os
 import stat
 
+from oslo_log import log as logging
+
 from nova_consolelog import exception
+
+LOG = logging.getLogger(__name__)
 
 # Our state files are a few KiB; a manifest of a chain with a hash list of
 # every MiB is under 1 KiB per 10 MiB of console output.
@@ -94,6 +98,18 @@ def check_regular(path, mode):
     if not stat.S_ISREG(mode):
         raise exception.UnsafeChainFile(path=path,
                                         reason='not a regular file')
+
+
+def unlink_quietly(path):
+    """Remove ``path``; True if it was there. Other errors only logged."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        LOG.warning('Could not remove %s: %s', path, e)
+        return False
 
 
 def is_real_dir(path):

@@ -70,15 +70,7 @@ def _check_count(what, value):
     return value
 
 
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        LOG.warning('Could not remove %s: %s', path, e)
-        return False
+_unlink_quietly = fileutils.unlink_quietly
 
 
 def digests_id(digests):

@@ -23,6 +23,7 @@ the command cannot use), 3 nothing to do (for example no such stash).
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -38,6 +39,21 @@ EXIT_USAGE = 2
 EXIT_NOTHING = 3
 
 SUBCOMMANDS = ('show', 'status', 'pull', 'serve', 'demo')
+
+
+def instances_path(conf):
+    """``[consolelog] instances_path``; InvalidInput unless it exists.
+
+    The command line never creates it: a missing path is a wrong
+    configuration, not an empty host.
+    """
+    path = conf.consolelog.instances_path
+    if not os.path.isdir(path):
+        raise exception.InvalidInput(
+            reason='the instances path %s does not exist (set [consolelog] '
+                   'instances_path, or pass nova.conf with --config-file)'
+            % path)
+    return path
 
 
 def build_parser():

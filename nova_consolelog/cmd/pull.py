@@ -120,12 +120,7 @@ def _checked(args, conf):
     if args.stash is not None:
         names.check_stash_id(args.stash)
     names.check_host_name(args.source)
-    instances_path = conf.consolelog.instances_path
-    if not os.path.isdir(instances_path):
-        raise exception.InvalidInput(
-            reason='the instances path %s does not exist (set [consolelog] '
-                   'instances_path, or pass nova.conf with --config-file)'
-            % instances_path)
+    cl_main.instances_path(conf)
     chain = cl_chain.ConsoleLogChain.for_instance(instance, conf=conf)
     if os.path.lexists(chain.directory) and not fileutils.is_real_dir(
             chain.directory):

@@ -21,14 +21,13 @@ once the endpoint listens. Refuses (exit 2) a host name that is not one
 an instances path that does not exist and an unusable transport URL.
 """
 
-import os
 import signal
 import socket
 import sys
 import threading
 
+from nova_consolelog.cmd import main as cl_main
 from nova_consolelog.cmd import pull as cl_pull
-from nova_consolelog import exception
 from nova_consolelog import names
 from nova_consolelog.rpc import server as cl_server
 
@@ -51,12 +50,7 @@ def add_parser(subparsers):
 def serve(args, conf, stop_event=None):
     host = names.check_host_name(
         socket.gethostname() if args.host is None else args.host)
-    instances_path = conf.consolelog.instances_path
-    if not os.path.isdir(instances_path):
-        raise exception.InvalidInput(
-            reason='the instances path %s does not exist (set [consolelog] '
-                   'instances_path, or pass nova.conf with --config-file)'
-            % instances_path)
+    cl_main.instances_path(conf)
     # The same checks of the transport URL as pull's, before listening.
     cl_pull.client(conf, args.transport_url).transport.cleanup()
     server = cl_server.ConsoleLogServer(conf, host,

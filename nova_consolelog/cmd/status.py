@@ -347,12 +347,7 @@ def collect(conf, instance_uuid=None, now=None):
             raise exception.InvalidInput(
                 reason='--instance must be an instance uuid, not %s' % (
                     names.echo(instance_uuid),)) from None
-    instances_path = conf.consolelog.instances_path
-    if not os.path.isdir(instances_path):
-        raise exception.InvalidInput(
-            reason='instances path %s is not a directory (set [consolelog] '
-                   'instances_path, or pass nova.conf with --config-file)'
-            % instances_path)
+    instances_path = cl_main.instances_path(conf)
     stash_root = cl_conf.stash_path(conf)
     instances = {}
 

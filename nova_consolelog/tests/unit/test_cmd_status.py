@@ -216,7 +216,7 @@ class StatusTest(base.BaseTestCase):
             f.write('[consolelog]\ninstances_path = %s/nope\n' % self.root)
         code, out, err = self.status()
         self.assertEqual(cl_main.EXIT_USAGE, code)
-        self.assertIn('is not a directory', err)
+        self.assertIn('does not exist', err)
         self.assertFalse(os.path.exists(os.path.join(self.root, 'nope')))
 
     def test_unsafe_member_is_reported(self):
