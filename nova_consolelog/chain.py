@@ -469,18 +469,25 @@ class ConsoleLogChain:
         return _check_count('max_bytes', max_bytes)
 
     @_typed_io
-    def read_tail(self, max_bytes=None, length=None):
+    def read_tail(self, max_bytes=None, length=None, read_inodes=None):
         """Last ``max_bytes`` of the stream, then the last ``length`` lines.
 
         Equal to nova's ``_get_console_output_file`` (then the compute
         manager's ``length`` cut) on a chain without history. Reads only
         the tails it returns: I/O is proportional to ``max_bytes``.
+        ``read_inodes``: a set that gets the ``(st_dev, st_ino)`` of every
+        file of the snapshot read, so that a caller merging other files
+        can leave out those it already has (see migration._caught_tail).
         """
         max_bytes = self._max_bytes(max_bytes)
         if length is not None:
             _check_count('length', length)
         parts = []
         with self._snapshot() as snap:
+            if read_inodes is not None:
+                for m in snap.members:
+                    st = os.fstat(m.fd)
+                    read_inodes.add((st.st_dev, st.st_ino))
             wanted = max_bytes
             for m in reversed(snap.stream()):
                 if wanted <= 0:

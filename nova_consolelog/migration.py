@@ -798,9 +798,10 @@ class ConsoleLogMigration:
         with self.lock(instance_uuid, shared=True):
             return self._local_tail(chain, max_bytes, length)
 
-    def _local_tail(self, chain, max_bytes, length=None):
+    def _local_tail(self, chain, max_bytes, length=None, read_inodes=None):
         try:
-            return chain.read_tail(max_bytes, length)
+            return chain.read_tail(max_bytes, length,
+                                   read_inodes=read_inodes)
         except exception.InstanceDirNotFound:
             return b''
 
@@ -829,11 +830,19 @@ class ConsoleLogMigration:
                     self.rpcapi is None or
                     record.get('state') == STATE_INSTALLED):
                 # Everything is on this host (or its shared storage).
+                # Newest part first (see the docstring): a byte written
+                # meanwhile into an older part is then in the result, or
+                # newer than all of it, never a gap. The files the catcher
+                # keeps are left out when the instance directory's read
+                # already had them (virtlogd may unlink one between the
+                # two reads).
+                read = set()
                 try:
-                    local = self._local_tail(chain, max_bytes)
+                    local = self._local_tail(chain, max_bytes,
+                                             read_inodes=read)
+                    caught = self._caught_tail(instance_uuid, stashes,
+                                               max_bytes, read)
                     older = [s.chain.read_tail(max_bytes) for s in stashes]
-                    caught = self._caught_tail(instance_uuid, chain,
-                                               stashes, max_bytes)
                 except (exception.ConsoleLogError, OSError) as e:
                     raise _StateChanged() from e
                 return self._join(older + [caught, local], max_bytes)
@@ -862,7 +871,7 @@ class ConsoleLogMigration:
                         'held by %s: %s', instance_uuid, peer, e)
             return None
 
-    def _caught_tail(self, instance_uuid, chain, stashes, max_bytes):
+    def _caught_tail(self, instance_uuid, stashes, max_bytes, read):
         """The last bytes of files a RotationCatcher keeps (shared path).
 
         Between the move aside and the import, the source's virtlogd may
@@ -871,8 +880,8 @@ class ConsoleLogMigration:
         (under ``<stash_path>/.catch/``, shared too) holds the source's last
         lines until the import adopts them. They are newer than the stash
         and older than what the instance directory holds now. A caught file
-        still in the instance directory or a stash is read there, not
-        twice. Call under the hand-over lock.
+        the instance directory's read had (``read``: its inodes) or that is
+        in a stash is read there, not twice. Call under the hand-over lock.
         """
         root = os.path.join(self.stash_root, CATCH_DIR)
         try:
@@ -880,8 +889,8 @@ class ConsoleLogMigration:
                     if d.startswith(instance_uuid + '-')]
         except FileNotFoundError:
             return b''
-        seen = set()
-        for directory in [chain.directory] + [s.path for s in stashes]:
+        seen = set(read)
+        for directory in [s.path for s in stashes]:
             try:
                 names = os.listdir(directory)
             except FileNotFoundError:
