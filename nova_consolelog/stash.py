@@ -851,9 +851,15 @@ def expire(max_age, root=None, conf=None, now=None):
                         'instance %s: %s', stash.stash_id,
                         stash.instance_uuid, e)
             continue
-        LOG.warning('Deleted console-log stash %s of instance %s: %d '
-                    'byte(s) of console output never collected by a '
-                    'destination within %ss', stash.stash_id,
-                    stash.instance_uuid, size, max_age)
+        if is_pin_id(stash.stash_id):
+            # Hard links to a live chain: nothing of the chain is lost.
+            LOG.info('Removed console-log pin %s of instance %s: its pull '
+                     'did not release it within %ss', stash.stash_id,
+                     stash.instance_uuid, max_age)
+        else:
+            LOG.warning('Deleted console-log stash %s of instance %s: %d '
+                        'byte(s) of console output never collected by a '
+                        'destination within %ss', stash.stash_id,
+                        stash.instance_uuid, size, max_age)
         expired.append((stash.instance_uuid, stash.stash_id, size))
     return expired

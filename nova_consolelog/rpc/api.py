@@ -104,8 +104,10 @@ class ConsoleLogAPI:
 
     VERSION = '1.3'
 
-    # Release name -> the newest version that release understands, for
-    # ``[upgrade_levels] consolelog`` during a rolling upgrade.
+    # ``[upgrade_levels] consolelog`` takes a version or one of these
+    # names, each the newest version of a step of this API (this project
+    # has no named releases yet): during a rolling upgrade, cap the client
+    # at what the oldest compute host understands.
     VERSION_ALIASES = {
         'initial': '1.0',
         'compression': '1.1',
