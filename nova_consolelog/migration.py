@@ -879,9 +879,11 @@ class ConsoleLogMigration:
         QEMU start then unlinks that file and only the catcher's hard link
         (under ``<stash_path>/.catch/``, shared too) holds the source's last
         lines until the import adopts them. They are newer than the stash
-        and older than what the instance directory holds now. A caught file
-        the instance directory's read had (``read``: its inodes) or that is
-        in a stash is read there, not twice. Call under the hand-over lock.
+        and older than what the instance directory holds now. Only caught
+        files no other name holds any more are read (a file still in the
+        instance directory or a stash is read there), and none that the
+        instance directory's read had (``read``: its inodes), which virtlogd
+        may have unlinked since. Call under the hand-over lock.
         """
         root = os.path.join(self.stash_root, CATCH_DIR)
         try:
@@ -912,8 +914,12 @@ class ConsoleLogMigration:
                     st = os.lstat(path)
                 except FileNotFoundError:
                     continue
+                # Only files nobody else holds: the catcher also links the
+                # files virtlogd creates or renames in the instance
+                # directory later on, which are newer than the read of that
+                # directory and, while still there, not ours to show.
                 if (st.st_dev, st.st_ino) in seen or not st.st_size or \
-                        not stat.S_ISREG(st.st_mode):
+                        not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
                     continue
                 found.append((st.st_mtime_ns, name, path))
         parts = []
