@@ -102,6 +102,9 @@ IMPORT_ID_RE = re.compile(r'[A-Za-z0-9_-]{1,64}')
 # O_NONBLOCK: opening a FIFO planted under a member name must not hang.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _SNAPSHOT_ATTEMPTS = 20
+# Snapshots taken again while the backup numbers have a gap (a rollover
+# between two of its renames); see ConsoleLogChain._snapshot.
+_GAP_RETRIES = 5
 _COPY_CHUNK = 1024 * 1024
 
 # One file of a chain, as found by a scan. ``kind`` is one of
@@ -394,7 +397,15 @@ class ConsoleLogChain:
         open see a newer file (bytes skipped) but never an older one
         (bytes repeated). The second listing then detects the rotation and
         the snapshot is retried.
+
+        A rollover is several renames (``.N-1`` to ``.N`` ... ``.0`` to
+        ``.1``, then ``console.log`` to ``.0``): a listing between two of
+        them shows a gap in the backup numbers, behind which nova's read
+        (and ours) stops, so a read there would show less than the read
+        before it. Such a snapshot is taken again a few times; a gap that
+        stays is a real one.
         """
+        gap_retries = _GAP_RETRIES
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
             listed = self._list()
             members = []
@@ -419,6 +430,9 @@ class ConsoleLogChain:
             except BaseException:
                 _Snapshot(members).close()
                 raise
+            if consistent and gap_retries > 0 and _backup_gap(listed):
+                gap_retries -= 1
+                consistent = False
             if consistent:
                 return _Snapshot(members)
             _Snapshot(members).close()
@@ -742,6 +756,13 @@ class ConsoleLogChain:
                     gone, self.instance, ', '.join(f.name for f in doomed),
                     group.history_max_files, group.history_max_bytes)
         return gone
+
+
+def _backup_gap(listed):
+    """Whether backup numbers of a listing skip one below the highest."""
+    numbers = {f.index for f, _ident in listed
+               if f.kind == cl_fields.FileKind.BACKUP}
+    return bool(numbers) and len(numbers) != max(numbers) + 1
 
 
 def _inode(path):

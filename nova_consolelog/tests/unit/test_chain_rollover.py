@@ -15,7 +15,9 @@
 import os
 import threading
 import time
+from unittest import mock
 
+from nova_consolelog import chain as cl_chain
 from nova_consolelog.tests.unit import test_chain
 
 MAX_BACKUPS = 3
@@ -118,3 +120,35 @@ class TestRolloverDuringRead(test_chain.ChainTestCase):
                 spanning += 1
         # Reads did cross file boundaries, where a rotation bites.
         self.assertGreater(spanning, len(results) // 4)
+
+
+class TestReadBetweenTheRenamesOfARollover(test_chain.ChainTestCase):
+    """A listing taken between ``.0`` -> ``.1`` and the base -> ``.0``.
+
+    The backup numbers then have a gap, behind which nova's read stops: a
+    read there would show less than the read before it.
+    """
+
+    def test_gap_is_taken_again_until_the_rollover_ends(self):
+        self.write('console.log.1', b'first\n')
+        self.write('console.log', b'second\n')
+        real_sleep = time.sleep
+        done = []
+
+        def sleep(seconds):
+            if not done:
+                # virtlogd's last rename and its new base.
+                done.append(True)
+                os.rename(os.path.join(self.dir, 'console.log'),
+                          os.path.join(self.dir, 'console.log.0'))
+                self.write('console.log', b'third\n')
+            real_sleep(seconds)
+        with mock.patch.object(cl_chain.time, 'sleep', sleep):
+            self.assertEqual(b'first\nsecond\nthird\n',
+                             self.chain.read_tail())
+        self.assertTrue(done)
+
+    def test_a_gap_that_stays_is_nova_s(self):
+        self.write('console.log.1', b'beyond the gap\n')
+        self.write('console.log', b'live\n')
+        self.assertEqual(b'live\n', self.chain.read_tail())
