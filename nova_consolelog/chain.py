@@ -399,11 +399,12 @@ class ConsoleLogChain:
         the snapshot is retried.
 
         A rollover is several renames (``.N-1`` to ``.N`` ... ``.0`` to
-        ``.1``, then ``console.log`` to ``.0``): a listing between two of
-        them shows a gap in the backup numbers, behind which nova's read
-        (and ours) stops, so a read there would show less than the read
-        before it. Such a snapshot is taken again a few times; a gap that
-        stays is a real one.
+        ``.1``, then ``console.log`` to ``.0``, then a new base), and a
+        truncation several unlinks: a listing between two of them shows a
+        gap in the backup numbers or backups without a base, where nova's
+        read (and ours) stops, so a read there would show less than the
+        read before it. Such a snapshot is taken again a few times; a gap
+        that stays is a real one.
         """
         gap_retries = _GAP_RETRIES
         for _attempt in range(_SNAPSHOT_ATTEMPTS):
@@ -499,7 +500,9 @@ class ConsoleLogChain:
         parts = []
         with self._snapshot() as snap:
             if read_inodes is not None:
-                for m in snap.members:
+                # Only files whose bytes the read can hold: a backup left
+                # out of the stream (behind a gap) was not read.
+                for m in snap.stream():
                     st = os.fstat(m.fd)
                     read_inodes.add((st.st_dev, st.st_ino))
             wanted = max_bytes
@@ -759,10 +762,19 @@ class ConsoleLogChain:
 
 
 def _backup_gap(listed):
-    """Whether backup numbers of a listing skip one below the highest."""
+    """Whether a listing looks taken in the middle of a rollover.
+
+    Backup numbers that skip one below the highest, or backups without the
+    base log: virtlogd renames ``.0`` to ``.1`` and then the base to
+    ``.0`` before it creates a new base, and a truncation unlinks the base
+    before the backups.
+    """
     numbers = {f.index for f, _ident in listed
                if f.kind == cl_fields.FileKind.BACKUP}
-    return bool(numbers) and len(numbers) != max(numbers) + 1
+    if not numbers:
+        return False
+    has_log = any(f.kind == cl_fields.FileKind.LOG for f, _ident in listed)
+    return not has_log or len(numbers) != max(numbers) + 1
 
 
 def _inode(path):
