@@ -504,12 +504,13 @@ class Import:
         except OSError as e:
             self._fail(e)
         bad = []
+        missing = self.missing()
         for name, (position, size) in self._layout.items():
             if not size:
                 continue
             _p, _s, first = self._range(name)
             block_size, blocks = self.digests[name]
-            holes = self.missing().get(name, [])
+            holes = missing.get(name, [])
             for index in range(-(-first // block_size), len(blocks)):
                 if index in self._checked[name]:
                     continue
