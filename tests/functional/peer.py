@@ -1,0 +1,99 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Console-log endpoints of other releases, for the version-skew tests.
+
+``python -m tests.functional.peer MODE --config-file F
+--host H --transport-url URL`` serves like ``nova-consolelog serve``, with
+the endpoint of MODE: ``old`` speaks only RPC 1.0 (a release before
+compression); ``v1.1`` speaks 1.1 (a release before the bulk channel);
+``no-chunks`` claims 1.1 but has no chunk read (a broken or
+foreign peer).
+"""
+
+import argparse
+import signal
+import sys
+import threading
+
+from oslo_config import cfg
+import oslo_messaging
+
+from nova_consolelog import conf as cl_conf
+from nova_consolelog.rpc import manager as cl_manager
+from nova_consolelog.rpc import server as cl_server
+
+
+class OldManager(cl_manager.ConsoleLogManager):
+    target = oslo_messaging.Target(version='1.0', namespace='consolelog')
+
+    @oslo_messaging.expose
+    def read_console_log_chunk(self, ctxt, instance_uuid, name, offset,
+                               length, stash_id=None):
+        return super().read_console_log_chunk(
+            ctxt, instance_uuid, name, offset, length, stash_id=stash_id)
+
+
+class Manager11(cl_manager.ConsoleLogManager):
+    """A release before the bulk channel: RPC 1.1, chunk calls only."""
+
+    # The dispatcher refuses 1.2 calls by this version, as it would on a
+    # release that does not have send_console_log_range at all.
+    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
+
+
+class NoChunksManager:
+    target = cl_manager.ConsoleLogManager.target
+
+    def __init__(self, conf, host):
+        self._manager = cl_manager.ConsoleLogManager(conf, host)
+
+    @oslo_messaging.expose
+    def describe_console_log(self, ctxt, **kwargs):
+        return self._manager.describe_console_log(ctxt, **kwargs)
+
+    @oslo_messaging.expose
+    def list_console_log_stashes(self, ctxt, **kwargs):
+        return self._manager.list_console_log_stashes(ctxt, **kwargs)
+
+
+MODES = {'old': OldManager, 'v1.1': Manager11,
+         'no-chunks': NoChunksManager}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser()
+    parser.add_argument('mode', choices=sorted(MODES))
+    parser.add_argument('--config-file', required=True)
+    parser.add_argument('--host', required=True)
+    parser.add_argument('--transport-url', required=True)
+    args = parser.parse_args(argv)
+    conf = cfg.ConfigOpts()
+    cl_conf.register_opts(conf)
+    conf([], default_config_files=[args.config_file])
+    server = cl_server.ConsoleLogServer(
+        conf, args.host, transport_url=args.transport_url,
+        endpoint=MODES[args.mode](conf, args.host))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    server.start()
+    print('serving %s on %s' % (args.host, conf.consolelog.topic),
+          flush=True)
+    while not stop.wait(1):
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

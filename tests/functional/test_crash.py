@@ -1,0 +1,910 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Power cuts and races during a hand-over, on the real RabbitMQ (issue 15).
+
+The destination pulls in a process of its own (tests/functional/
+crashdriver.py) that SIGKILLs itself at one step boundary of the
+hand-over; the source is a serve-like process that does the same at its
+own steps. After each crash the normal retry path runs (the same pull
+again, or the periodic ``retry_pending`` of a restarted nova-compute)
+and the invariant is checked from the files on both hosts:
+
+* right after the crash, the destination's history holds the source
+  chain exactly once and byte-identical, or nothing of it while the
+  source's stash is intact; the stash is gone only when the history holds
+  it;
+* after the retry, the history holds the chain exactly once, the stash is
+  gone, no staging file or progress sidecar is left, the ledger names the
+  import and no hand-over record is left behind.
+
+Interleavings: two pulls of one stash at once (either of them installing),
+a pull racing ``retry_pending``, and a pull of the live chain racing a
+virtlogd-style rotation (repeated; the installed history must be the
+chain as it was at one instant, never a splice).
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import testtools.content
+
+from nova_consolelog import chain as cl_chain
+from nova_consolelog import exception
+from nova_consolelog import history_import
+from nova_consolelog import migration
+from nova_consolelog import stash as cl_stash
+from nova_consolelog import transfer
+
+from tests.functional import base
+from tests.functional import test_pull
+from tests.unit import test_rpc
+
+KiB = 1024
+MiB = 1024 * KiB
+DRIVER = 'tests.functional.crashdriver'
+RUN_TIMEOUT = 120
+# Options the destination process reads from its configuration file.
+DEST_OPTS = ('instances_path', 'stash_path', 'topic', 'chunk_size',
+             'bulk_transfer', 'bulk_window', 'rpc_timeout', 'pull_timeout',
+             'pull_retries')
+ROTATION_RUNS = 20
+
+
+def digest(data):
+    """Length and sha256: what a failure shows instead of MiBs."""
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def digests(files):
+    if files is None:
+        return None
+    return {name: digest(data) for name, data in files.items()}
+
+
+class CrashSource(base.HostProcess):
+    """A serve-like source that SIGKILLs itself at ``point``."""
+
+    point = None
+
+    def command(self):
+        command = [sys.executable, '-m', DRIVER, 'source',
+                   '--config-file', self.config_file, '--host', self.name,
+                   '--transport-url', self.transport_url]
+        if self.point:
+            command += ['--point', self.point]
+        return command
+
+    def wait_dead(self, timeout=60):
+        return self.proc.wait(timeout)
+
+
+class Destination:
+    """The destination's configuration and its pulls as processes."""
+
+    def __init__(self, test, conf):
+        self.test = test
+        self.conf = conf
+        self.config_file = os.path.join(test.root, 'dst', 'dest.conf')
+        with open(self.config_file, 'w') as f:
+            f.write('[consolelog]\n')
+            for opt in DEST_OPTS:
+                f.write('%s = %s\n' % (opt, conf.consolelog[opt]))
+        self.log = os.path.join(test.root, 'dst', 'driver.log')
+
+    def start(self, instance, stash_id, point=None, via='pull',
+              pause_at=None):
+        command = [sys.executable, '-m', DRIVER, 'dest',
+                   '--config-file', self.config_file, '--host', 'dst',
+                   '--transport-url', base.TRANSPORT_URL,
+                   '--instance', instance, '--via', via]
+        if stash_id is not None:
+            command += ['--stash-id', stash_id]
+        if point:
+            command += ['--point', point]
+        if pause_at:
+            command += ['--pause-at', pause_at]
+        with open(self.log, 'ab') as log:
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                                    stderr=log, cwd=base.REPO)
+        self.test.addCleanup(self._reap, proc)
+        return proc
+
+    @staticmethod
+    def _reap(proc):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+
+    def tail(self):
+        with open(self.log, 'rb') as f:
+            return f.read()[-3000:].decode('utf-8', 'replace')
+
+    def crash(self, instance, stash_id, point, via='pull'):
+        """Run a pull that dies at ``point``; fail if it did not."""
+        proc = self.start(instance, stash_id, point=point, via=via)
+        out, _err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.test.assertEqual(
+            -signal.SIGKILL, proc.returncode,
+            'the pull did not die at %s: %s %s' % (point, out, self.tail()))
+
+    def finish(self, proc):
+        """Wait for a pull process; its outcome (``result`` line)."""
+        out, _err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.test.assertEqual(0, proc.returncode, '%s %s' % (
+            out, self.tail()))
+        return self.outcome(out.splitlines())
+
+    @staticmethod
+    def outcome(lines):
+        for line in lines:
+            if line.startswith(b'result '):
+                return json.loads(line[len(b'result '):])
+        raise AssertionError('no result in %r' % lines)
+
+    @staticmethod
+    def wait_stopped(proc, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open('/proc/%d/stat' % proc.pid) as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+            if state in ('T', 't'):
+                return
+            time.sleep(0.01)
+        raise AssertionError('%s did not stop' % (proc.args,))
+
+    def run(self, instance, stash_id, via='pull'):
+        return self.finish(self.start(instance, stash_id, via=via))
+
+    @staticmethod
+    def wait_line(proc, prefix):
+        """Read ``proc``'s output up to a line starting with ``prefix``.
+
+        A ``paused`` line is printed just before the process stops itself:
+        wait until it has, or a SIGCONT sent now would be lost.
+        """
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(prefix):
+                if prefix == b'paused':
+                    Destination.wait_stopped(proc)
+                return lines
+        raise AssertionError('%s never printed %r: %r' % (
+            proc.args, prefix, lines))
+
+
+class CrashTestCase(test_pull.PullTestCase):
+    """A source with one stash and a destination; checks on their files."""
+
+    FILES = {'console.log.2': test_pull.random_bytes(768 * KiB, 21),
+             'console.log.1': test_pull.random_bytes(MiB + 7, 22),
+             'console.log.0': test_pull.text_bytes(768 * KiB, 23),
+             'console.log': test_pull.random_bytes(512 * KiB, 24)}
+    SOURCE = dict(chunk_size=256 * KiB, bulk_window=MiB)
+
+    def setUp(self):
+        super().setUp()
+        self.expected = test_rpc.chain_bytes(self.FILES)
+
+    def start_source(self, point=None, **overrides):
+        settings = dict(self.SOURCE)
+        settings.update(overrides)
+        host = CrashSource(self.root, 'src', self.topic, overrides=settings)
+        host.point = point
+        self.addCleanup(host.stop)
+        self.src = host.start()
+        return host
+
+    def setup_hosts(self, source_point=None, **dest):
+        """Source (a stash of FILES), destination conf, client, chain."""
+        src = self.start_source(source_point)
+        self.instance = str(uuid.uuid4())
+        directory = test_rpc.write_chain(src.conf, self.instance, self.FILES)
+        self.stash_id = cl_stash.Stash.create(
+            self.instance, cl_chain.ConsoleLogChain(directory, conf=src.conf),
+            root=src.conf.consolelog.stash_path, conf=src.conf).stash_id
+        settings = dict(chunk_size=256 * KiB, bulk_window=MiB,
+                        rpc_timeout=3, pull_retries=1, pull_timeout=60)
+        settings.update(dest)
+        self.conf, self.rpcapi = self.client('dst', **settings)
+        self.chain = self.dest_chain(self.conf, self.instance)
+        self.dest = Destination(self, self.conf)
+        self.mig = migration.ConsoleLogMigration(self.conf, 'dst',
+                                                 self.rpcapi)
+
+    # -- the files ---------------------------------------------------------
+
+    def stash_files(self):
+        """``{name: bytes}`` of the source's stash; None when it is gone."""
+        path = os.path.join(self.src.conf.consolelog.stash_path,
+                            self.instance, self.stash_id)
+        if not os.path.isdir(path):
+            return None
+        files = {}
+        for name in os.listdir(path):
+            if name.startswith('console.'):
+                with open(os.path.join(path, name), 'rb') as f:
+                    files[name] = f.read()
+        return files
+
+    def leftovers(self):
+        """Staging files and sidecars in the destination's directory."""
+        return sorted(n for n in os.listdir(self.chain.directory)
+                      if n.startswith(history_import.PARTIAL_PREFIX))
+
+    def ledger(self):
+        return history_import.Ledger(self.chain).load()
+
+    def check_after_crash(self):
+        """Once and exact, or absent with the stash intact. Which one."""
+        history = self.history(self.chain)
+        stash = self.stash_files()
+        if history:
+            self.assertEqual(digest(self.expected), digest(history),
+                             'the history is not the chain exactly once')
+            if stash is not None:
+                self.assertEqual(digests(self.FILES), digests(stash),
+                                 'the stash is damaged')
+            return 'installed' if stash is not None else 'released'
+        self.assertEqual(digests(self.FILES), digests(stash),
+                         'the stash is damaged or gone while the history '
+                         'does not hold it')
+        return 'absent'
+
+    def check_done(self):
+        """After the retry: once, exact, released, nothing left over."""
+        self.assertEqual(digest(self.expected),
+                         digest(self.history(self.chain)),
+                         'the history is not the chain exactly once')
+        self.assertEqual(1, len(self.chain.history()))
+        self.assertIsNone(self.stash_files(), 'the stash was not released')
+        self.assertEqual([], self.leftovers())
+        entry = self.ledger().get(transfer.import_id_for('src',
+                                                         self.stash_id))
+        self.assertIsNotNone(entry, 'the ledger does not name the import')
+        self.assertEqual(self.chain.history()[0].name, entry['name'])
+
+    # -- retries -----------------------------------------------------------
+
+    def retry(self, how):
+        """The normal retry path after a crash of the destination."""
+        if how == 'pull':
+            result = transfer.pull(self.conf, self.rpcapi, 'src',
+                                   self.instance, stash_id=self.stash_id,
+                                   chain=self.chain, local_host='dst')
+            self.assertTrue(result.released)
+            return result
+        if how == 'process':
+            outcome = self.dest.run(self.instance, self.stash_id)
+            self.assertTrue(outcome.get('released'), outcome)
+            return outcome
+        # nova-compute restarted: its periodic task finds the record.
+        record = self.mig.record(self.instance)
+        data = record.load()
+        if data is None:
+            record.save(role=migration.ROLE_DESTINATION, peer='src',
+                        shared=False, state=how)
+        else:
+            self.assertEqual(how, data.get('state'))
+        self.mig.retry_pending()
+        self.assertIsNone(record.load(), 'the hand-over record is left')
+
+    def crash_and_retry(self, point, retry, via='pull'):
+        self.dest.crash(self.instance, self.stash_id, point, via=via)
+        state = self.check_after_crash()
+        self.retry(retry)
+        self.check_done()
+        return state
+
+
+class TestDestinationCrash(CrashTestCase):
+    """SIGKILL of the destination at every step boundary, then a retry."""
+
+    def test_after_open(self):
+        """Killed after the source handed the stash over (token granted).
+
+        Nothing is written yet: the stash is intact and a new pull (with a
+        new token) installs it.
+        """
+        self.setup_hosts()
+        self.assertEqual('absent', self.crash_and_retry('opened', 'pull'))
+
+    def test_mid_file_bulk(self):
+        """Killed after the first bulk chunk reached the staging file.
+
+        The staging file holds bytes no checkpoint vouched for; a new
+        process must not trust them and re-fetch.
+        """
+        self.setup_hosts()
+        self.assertEqual('absent',
+                         self.crash_and_retry('mid-file', 'process'))
+
+    def test_mid_file_chunks(self):
+        """The same on the chunk path (no bulk channel)."""
+        self.setup_hosts(bulk_transfer=False)
+        self.assertEqual('absent', self.crash_and_retry('mid-file', 'pull'))
+
+    def test_after_checkpoint(self):
+        """Killed right after a checkpoint: the retry resumes from it.
+
+        The resumed import is checked on disk as a whole before the
+        rename; only the rest is fetched again.
+        """
+        self.setup_hosts()
+        self.dest.crash(self.instance, self.stash_id, 'checkpoint')
+        self.assertEqual('absent', self.check_after_crash())
+        self.assertTrue(any(n.endswith(history_import.SIDECAR_SUFFIX)
+                            for n in self.leftovers()))
+        result = self.retry('pull')
+        self.assertLess(result.bytes, len(self.expected))
+        self.check_done()
+
+    def test_after_checkpoint_damaged_rest(self):
+        """After a checkpoint, a staged byte changes (disk, other writer).
+
+        The resumed import must find it on disk before the rename and
+        fetch that block again: never install a corrupted byte.
+        """
+        self.setup_hosts()
+        self.dest.crash(self.instance, self.stash_id, 'checkpoint')
+        staging = [n for n in self.leftovers()
+                   if not n.endswith(history_import.SIDECAR_SUFFIX)]
+        self.assertEqual(1, len(staging))
+        with open(os.path.join(self.chain.directory, staging[0]),
+                  'r+b') as f:
+            f.seek(1000)
+            byte = f.read(1)
+            f.seek(1000)
+            f.write(bytes([byte[0] ^ 0xff]))
+        self.retry('pull')
+        self.check_done()
+
+    def test_after_verify(self):
+        """Killed after the staged file was fsynced and checked on disk."""
+        self.setup_hosts()
+        self.assertEqual('absent', self.crash_and_retry('verified', 'pull'))
+
+    def test_after_ledger_before_rename(self):
+        """Killed between the ledger write and the rename.
+
+        The ledger names an import whose staging file is still there (same
+        inode): the retry — the periodic task, record 'pulling' — must
+        resume and install it, not take it for installed.
+        """
+        self.setup_hosts()
+        self.assertEqual('absent',
+                         self.crash_and_retry('ledger', 'pulling'))
+
+    def test_after_rename_pull(self):
+        """Killed right after the rename, before any release.
+
+        The history is in place and the stash intact; the same pull run
+        again must find it installed (ledger) and only release.
+        """
+        self.setup_hosts()
+        self.dest.crash(self.instance, self.stash_id, 'renamed')
+        self.assertEqual('installed', self.check_after_crash())
+        result = self.retry('pull')
+        self.assertEqual(0, result.bytes)
+        self.check_done()
+
+    def test_after_rename_retry_installed(self):
+        """The same, retried by the periodic task (record 'installed')."""
+        self.setup_hosts()
+        self.assertEqual('installed',
+                         self.crash_and_retry('renamed', 'installed'))
+
+    def test_release_before_send(self):
+        """Killed as the release is about to be sent: installed, kept."""
+        self.setup_hosts()
+        self.assertEqual('installed',
+                         self.crash_and_retry('release-before', 'pull'))
+
+    def test_release_after_answer(self):
+        """Killed after the source released: the retry only tidies up.
+
+        The stash is gone and the history holds it. A re-run of the same
+        pull must find the import in the ledger and end well (there is
+        nothing left to release), not fail because the stash is gone; the
+        periodic task then ends the record.
+        """
+        self.setup_hosts()
+        self.dest.crash(self.instance, self.stash_id, 'release-after')
+        self.assertEqual('released', self.check_after_crash())
+        try:
+            result = transfer.pull(self.conf, self.rpcapi, 'src',
+                                   self.instance, stash_id=self.stash_id,
+                                   chain=self.chain, local_host='dst')
+        except exception.StashNotFound as e:
+            self.fail('a re-run of an installed and released import '
+                      'fails: %s' % e)
+        finally:
+            self.check_after_crash()
+        self.assertEqual(self.chain.history()[0].name, result.installed)
+        self.retry(migration.STATE_INSTALLED)
+        self.check_done()
+
+
+class TestAbandonedImports(CrashTestCase):
+    """Staging files left by a crash reach an end (remove_abandoned)."""
+
+    def test_removed_after_crash(self):
+        """A crashed pull's staging file and sidecar go after their age.
+
+        Models a source that never comes back (or under another name): the
+        periodic cleanup removes what nobody holds; the history and the
+        source's stash are untouched, and a later pull starts over.
+        """
+        self.setup_hosts()
+        self.dest.crash(self.instance, self.stash_id, 'checkpoint')
+        left = self.leftovers()
+        self.assertEqual(2, len(left))
+        self.assertEqual(left, sorted(self.chain.remove_partials(0)))
+        self.assertEqual([], self.leftovers())
+        self.assertEqual('absent', self.check_after_crash())
+        result = self.retry('pull')
+        self.assertEqual(len(self.expected), result.bytes)
+        self.check_done()
+
+    def test_removed_after_crash_between_ledger_and_rename(self):
+        """The cleanup takes a staging file the ledger already names.
+
+        Killed between the ledger write and the rename, then the staging
+        file is removed as abandoned (the host was down for its age). The
+        ledger entry stays: the next pull sees an entry whose inode is not
+        at the staging path, takes the import for installed and releases
+        the source's stash — which the history does not hold.
+        """
+        self.setup_hosts()
+        self.dest.crash(self.instance, self.stash_id, 'ledger')
+        self.assertEqual('absent', self.check_after_crash())
+        self.assertEqual(2, len(self.chain.remove_partials(0)))
+        try:
+            transfer.pull(self.conf, self.rpcapi, 'src', self.instance,
+                          stash_id=self.stash_id, chain=self.chain,
+                          local_host='dst')
+        except exception.ConsoleLogError:
+            pass
+        # Whatever the pull did: installed, or the stash kept.
+        self.check_after_crash()
+
+    def test_held_staging_kept(self):
+        """A staging file a running pull holds (its flock) is kept."""
+        self.setup_hosts()
+        first = self.dest.start(self.instance, self.stash_id,
+                                pause_at='checkpoint')
+        Destination.wait_line(first, b'paused')
+        left = self.leftovers()
+        self.assertEqual([], self.chain.remove_partials(0))
+        self.assertEqual(left, self.leftovers())
+        first.send_signal(signal.SIGCONT)
+        self.assertTrue(self.dest.finish(first)['released'])
+        self.check_done()
+
+
+class TestMigrationCrash(CrashTestCase):
+    """The destination killed inside post_live_migration_at_destination.
+
+    nova-compute restarts and its periodic ``retry_pending`` finds the
+    hand-over record the step left.
+    """
+
+    def test_mid_file(self):
+        """Killed mid-pull: record 'pulling', nothing installed."""
+        self.setup_hosts()
+        self.assertEqual('absent', self.crash_and_retry(
+            'mid-file', 'pulling', via='migration'))
+
+    def test_after_rename(self):
+        """Killed after the rename, before the record says installed."""
+        self.setup_hosts()
+        self.assertEqual('installed', self.crash_and_retry(
+            'renamed', 'pulling', via='migration'))
+
+    def test_after_record_installed(self):
+        """Killed right after the record was updated to 'installed'."""
+        self.setup_hosts()
+        self.assertEqual('installed', self.crash_and_retry(
+            'installed', migration.STATE_INSTALLED, via='migration'))
+
+    def test_release_before_send(self):
+        """Killed as the release is about to be sent."""
+        self.setup_hosts()
+        self.assertEqual('installed', self.crash_and_retry(
+            'release-before', migration.STATE_INSTALLED, via='migration'))
+
+    def test_release_after_answer(self):
+        """Killed after the source released, before the record went."""
+        self.setup_hosts()
+        self.assertEqual('released', self.crash_and_retry(
+            'release-after', migration.STATE_INSTALLED, via='migration'))
+
+
+class TestSourceCrash(CrashTestCase):
+    """SIGKILL of the source at its steps; restarted, pulled again."""
+
+    def pull_fails(self):
+        self.assertRaises(exception.TransferFailed, transfer.pull,
+                          self.conf, self.rpcapi, 'src', self.instance,
+                          stash_id=self.stash_id, chain=self.chain,
+                          local_host='dst')
+
+    def restart_source(self):
+        self.src.wait_dead()
+        self.src.point = None
+        self.src.start()
+
+    def test_mid_window_bulk(self):
+        """Killed publishing a bulk window (send_console_log_range)."""
+        self.setup_hosts(source_point='read-mid')
+        self.pull_fails()
+        self.assertEqual('absent', self.check_after_crash())
+        self.restart_source()
+        self.retry('pull')
+        self.check_done()
+
+    def test_mid_window_chunks(self):
+        """Killed answering a chunk call (read_console_log_chunk)."""
+        self.setup_hosts(source_point='read-mid', bulk_transfer=False)
+        self.pull_fails()
+        self.assertEqual('absent', self.check_after_crash())
+        self.restart_source()
+        self.retry('pull')
+        self.check_done()
+
+    def _installed_unreleased(self):
+        result = transfer.pull(self.conf, self.rpcapi, 'src', self.instance,
+                               stash_id=self.stash_id, chain=self.chain,
+                               local_host='dst')
+        self.assertFalse(result.released)
+        return self.check_after_crash()
+
+    def test_release_before_delete(self):
+        """Killed in the release after the checks, before the delete."""
+        self.setup_hosts(source_point='release-before')
+        self.assertEqual('installed', self._installed_unreleased())
+        self.restart_source()
+        result = self.retry('pull')
+        self.assertEqual(0, result.bytes)
+        self.check_done()
+
+    def test_release_after_delete(self):
+        """Killed after the stash was deleted, before answering."""
+        self.setup_hosts(source_point='release-after')
+        self.assertEqual('released', self._installed_unreleased())
+        self.restart_source()
+        self.retry(migration.STATE_INSTALLED)
+        self.check_done()
+
+    def test_release_mid_delete(self):
+        """Killed half way through deleting the stash (one file gone).
+
+        The stash must not be handed out as a smaller chain to a puller
+        that would install it; the destination that has it only releases.
+        """
+        self.setup_hosts(source_point='release-mid')
+        result = transfer.pull(self.conf, self.rpcapi, 'src', self.instance,
+                               stash_id=self.stash_id, chain=self.chain,
+                               local_host='dst')
+        self.assertFalse(result.released)
+        self.assertEqual(digest(self.expected),
+                         digest(self.history(self.chain)))
+        self.assertEqual(len(self.FILES) - 1, len(self.stash_files()))
+        self.restart_source()
+        self.retry(migration.STATE_INSTALLED)
+        self.check_done()
+
+
+class TestInterleavings(CrashTestCase):
+    """Two pulls of one stash at once, a pull and the periodic retry."""
+
+    def test_second_waits_for_first(self):
+        """First holds the staging file (stopped mid-file); second waits.
+
+        The first resumes and installs; the second finds it installed.
+        """
+        self.setup_hosts()
+        first = self.dest.start(self.instance, self.stash_id,
+                                pause_at='mid-file')
+        Destination.wait_line(first, b'paused')
+        second = self.dest.start(self.instance, self.stash_id)
+        Destination.wait_line(second, b'waiting')
+        first.send_signal(signal.SIGCONT)
+        one = self.dest.finish(first)
+        two = self.dest.finish(second)
+        self.assertEqual(one['installed'], two['installed'])
+        self.assertEqual(0, two['bytes'])
+        self.assertTrue(one['released'] or two['released'])
+        self.check_done()
+
+    def test_two_started_at_once(self):
+        """Two pull processes started together, three times over.
+
+        Whichever gets the staging file installs; the other waits and finds
+        the import installed — or, when the first has released the stash
+        before the second even opened it, must still end well (the same
+        case as TestDestinationCrash.test_release_after_answer).
+        """
+        for _round in range(3):
+            self.setup_hosts()
+            procs = [self.dest.start(self.instance, self.stash_id)
+                     for _ in range(2)]
+            outcomes = [self.dest.finish(p) for p in procs]
+            self.assertEqual([], [o for o in outcomes if 'error' in o])
+            self.assertEqual(1, len({o['installed'] for o in outcomes}))
+            self.assertEqual(sorted([0, len(self.expected)]),
+                             sorted(o['bytes'] for o in outcomes))
+            self.check_done()
+            self.src.stop()
+
+    def test_holder_killed_while_second_waits(self):
+        """The pull holding the staging file dies; the waiting one goes on.
+
+        The kernel drops the dead pull's flock: the second takes the file
+        over, resumes from its checkpoint and installs exactly once.
+        """
+        self.setup_hosts()
+        first = self.dest.start(self.instance, self.stash_id,
+                                pause_at='checkpoint')
+        Destination.wait_line(first, b'paused')
+        second = self.dest.start(self.instance, self.stash_id)
+        Destination.wait_line(second, b'waiting')
+        first.kill()
+        first.wait()
+        two = self.dest.finish(second)
+        self.assertTrue(two['released'])
+        self.assertLess(two['bytes'], len(self.expected))
+        self.check_done()
+
+    def test_second_overtakes_first(self):
+        """First stopped after opening; the second pulls and releases.
+
+        The first then finds the import in the ledger and does not install
+        it again (its release finds the stash gone: only a warning).
+        """
+        self.setup_hosts()
+        first = self.dest.start(self.instance, self.stash_id,
+                                pause_at='opened')
+        Destination.wait_line(first, b'paused')
+        two = self.dest.run(self.instance, self.stash_id)
+        self.assertTrue(two['released'])
+        first.send_signal(signal.SIGCONT)
+        one = self.dest.finish(first)
+        self.assertEqual(two['installed'], one['installed'])
+        self.assertEqual(0, one['bytes'])
+        self.check_done()
+
+    def test_pull_races_retry_pending(self):
+        """A pull process and the periodic task, at once, same instance."""
+        self.setup_hosts()
+        record = self.mig.record(self.instance)
+        record.save(role=migration.ROLE_DESTINATION, peer='src',
+                    shared=False, state='pulling')
+        proc = self.dest.start(self.instance, self.stash_id)
+        self.mig.retry_pending()
+        self.dest.finish(proc)
+        # The pull may have released the stash under the periodic task's
+        # release: its next run ends the record.
+        self.mig.retry_pending()
+        self.assertIsNone(record.load())
+        self.check_done()
+
+    def test_retry_pending_races_migration_step(self):
+        """The periodic task fires while the migration step still pulls.
+
+        nova-compute runs its periodic tasks beside the RPC handlers: while
+        ``post_live_migration_at_destination`` pulls (record 'pulling',
+        here stopped mid-file holding the staging file), ``retry_pending``
+        takes the record for an owed import and pulls too. One installs,
+        the other finds it installed; both end, and so must the record.
+        """
+        self.setup_hosts()
+        record = self.mig.record(self.instance)
+        record.save(role=migration.ROLE_DESTINATION, peer='src',
+                    shared=False, state='pulling')
+        first = self.dest.start(self.instance, self.stash_id,
+                                pause_at='mid-file', via='migration')
+        Destination.wait_line(first, b'paused')
+        done = []
+        thread = threading.Thread(
+            target=lambda: done.append(self.mig.retry_pending()))
+        thread.start()
+        time.sleep(2)
+        first.send_signal(signal.SIGCONT)
+        self.dest.finish(first)
+        thread.join(RUN_TIMEOUT)
+        self.assertEqual([[self.instance]], done)
+        # A second run of the periodic task may be needed for the
+        # release; after it no record may be left.
+        self.mig.retry_pending()
+        self.assertIsNone(record.load())
+        self.check_done()
+
+
+class Rotator:
+    """virtlogd in a loop: append to console.log, roll over at max_size.
+
+    The stream is numbered lines of 16 bytes, so that any installed byte
+    sequence tells where in the stream it comes from. ``starts`` holds the
+    stream line every file of the chain ever started at.
+    """
+
+    LINE = 16
+
+    def __init__(self, directory, backups=3, max_size=192 * KiB,
+                 step=8 * KiB):
+        self.directory = directory
+        self.backups = backups
+        self.max_size = max_size
+        self.step = step // self.LINE
+        self.next_line = 0
+        self.starts = {0}
+        self.rotations = 0
+        self.stop = threading.Event()
+        self.thread = None
+        self.error = None
+
+    @classmethod
+    def line(cls, number):
+        return b'%015d\n' % number
+
+    @classmethod
+    def stream(cls, first, length):
+        lines = -(-length // cls.LINE)
+        return b''.join(cls.line(n) for n in range(first, first + lines))[
+            :length]
+
+    def path(self, name):
+        return os.path.join(self.directory, name)
+
+    def write(self):
+        data = b''.join(self.line(n) for n in range(
+            self.next_line, self.next_line + self.step))
+        with open(self.path('console.log'), 'ab') as f:
+            f.write(data)
+        self.next_line += self.step
+        if os.path.getsize(self.path('console.log')) >= self.max_size:
+            self.rotate()
+
+    def rotate(self):
+        last = self.path('console.log.%d' % (self.backups - 1))
+        if os.path.exists(last):
+            os.unlink(last)
+        for i in range(self.backups - 2, -1, -1):
+            if os.path.exists(self.path('console.log.%d' % i)):
+                os.rename(self.path('console.log.%d' % i),
+                          self.path('console.log.%d' % (i + 1)))
+        os.rename(self.path('console.log'), self.path('console.log.0'))
+        self.starts.add(self.next_line)
+        with open(self.path('console.log'), 'wb'):
+            pass
+        self.rotations += 1
+
+    def fill(self):
+        """A full chain: every backup and a half-written console.log."""
+        while self.rotations < self.backups + 1:
+            self.write()
+        for _ in range(self.max_size // self.LINE // self.step // 2):
+            self.write()
+
+    def _loop(self):
+        try:
+            while not self.stop.is_set():
+                self.write()
+                time.sleep(0.001)
+        except Exception as e:
+            self.error = e
+
+    def start(self):
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def join(self):
+        self.stop.set()
+        self.thread.join(10)
+
+
+class TestRotationRace(CrashTestCase):
+    """A pull of the live chain while virtlogd keeps rolling it over."""
+
+    def check_snapshot(self, history):
+        """``history`` is the chain as it was at one instant.
+
+        It must start where a file of the chain started and be one
+        contiguous piece of the stream: any splice (bytes of a file read
+        after it was renamed, or of another file under the same name)
+        breaks the numbering.
+        """
+        self.assertGreater(len(history), 0)
+        first = int(history[:Rotator.LINE])
+        self.assertIn(first, self.rotator.starts,
+                      'the history does not start at a file of the chain')
+        expected = Rotator.stream(first, len(history))
+        if history != expected:
+            at = next(i for i in range(len(history))
+                      if history[i] != expected[i])
+            self.fail('installed history is spliced at byte %d of %d: %r '
+                      'where the stream has %r' % (
+                          at, len(history), history[at:at + 32],
+                          expected[at:at + 32]))
+
+    def test_live_pull_races_rotation(self):
+        src = self.start_source()
+        instance = str(uuid.uuid4())
+        directory = test_rpc.write_chain(src.conf, instance, {})
+        self.rotator = Rotator(directory)
+        self.rotator.fill()
+        clients = [self.client('dst', chunk_size=64 * KiB,
+                               bulk_window=256 * KiB),
+                   self.client('dst', chunk_size=64 * KiB,
+                               bulk_transfer=False)]
+        chain = self.dest_chain(clients[0][0], instance)
+        self.rotator.start()
+        self.addCleanup(self.rotator.join)
+        raced = 0
+        sizes = []
+        for run in range(ROTATION_RUNS):
+            conf, rpcapi = clients[run % 2]
+            before = self.rotator.rotations
+            result = transfer.pull(conf, rpcapi, 'src', instance,
+                                   chain=chain, local_host='dst')
+            raced += self.rotator.rotations > before
+            self.assertTrue(result.released)
+            path = os.path.join(chain.directory, result.installed)
+            with open(path, 'rb') as f:
+                history = f.read()
+            self.check_snapshot(history)
+            sizes.append(len(history))
+            os.unlink(path)
+        self.rotator.join()
+        stats = ('%d runs, %d with a rollover during the pull, %d rollovers '
+                 'in all, history %d..%d bytes' % (
+                     ROTATION_RUNS, raced, self.rotator.rotations,
+                     min(sizes), max(sizes)))
+        self.addDetail('rotation', testtools.content.text_content(stats))
+        if os.environ.get('CONSOLELOG_RACE_STATS'):
+            with open(os.environ['CONSOLELOG_RACE_STATS'], 'a') as f:
+                f.write(stats + '\n')
+        self.assertIsNone(self.rotator.error)
+        # Most pulls had virtlogd roll over under them.
+        self.assertGreater(raced, ROTATION_RUNS // 2)
+        self.assertEqual([], self.leftovers_of(chain))
+        pins = cl_stash.pin_root(src.conf.consolelog.stash_path)
+        self.assertEqual([], cl_stash.Stash.list(instance, root=pins,
+                                                 conf=src.conf))
+
+    def test_splice_is_detected(self):
+        """The check above fails on a splice (it is not vacuous)."""
+        self.rotator = Rotator(self.root)
+        self.rotator.starts.add(0)
+        whole = Rotator.stream(0, 64 * KiB)
+        self.assertRaises(self.failureException, self.check_snapshot,
+                          whole[:20 * KiB] + whole[24 * KiB:])
+        self.assertRaises(self.failureException, self.check_snapshot,
+                          whole[:20 * KiB] + whole[16 * KiB:])
+        self.assertRaises(self.failureException, self.check_snapshot,
+                          whole[16:])
+        self.check_snapshot(whole)
+
+    @staticmethod
+    def leftovers_of(chain):
+        return sorted(n for n in os.listdir(chain.directory)
+                      if n.startswith(history_import.PARTIAL_PREFIX))

@@ -1,0 +1,386 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""RPC 1.2 (the bulk channel): negotiation, fallbacks, input checks.
+
+On ``fake://`` there is no broker for the bulk channel, so every pull here
+must silently use 1.1 chunk calls; pulls that really use the channel run
+on RabbitMQ in tests/functional/test_bulk.py.
+"""
+
+import hashlib
+import os
+import shutil
+import ssl
+import tempfile
+import uuid
+import zlib
+
+import fixtures
+from oslo_config import cfg
+import oslo_messaging
+from oslotest import base as test_base
+
+from nova_consolelog import chain as cl_chain
+from nova_consolelog import exception
+from nova_consolelog.objects import fields as cl_fields
+from nova_consolelog.rpc import api as cl_api
+from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import manager as cl_manager
+from nova_consolelog.rpc import server as cl_server
+from nova_consolelog import transfer
+
+from tests.unit import test_rpc
+from tests.unit import test_rpc_manager
+from tests.unit import test_transfer
+
+
+class Manager11(cl_manager.ConsoleLogManager):
+    """An endpoint of a release before the bulk channel."""
+
+    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
+
+
+class CountingAPI(test_transfer.FaultyAPI):
+    """The real client, also counting bulk window calls."""
+
+    def __init__(self, api):
+        super().__init__(api)
+        self.windows = 0
+
+    def send_range(self, *args, **kwargs):
+        self.windows += 1
+        return self.api.send_range(*args, **kwargs)
+
+
+class TestKombuURL(test_base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.conf = cfg.ConfigOpts()
+        self.conf([])
+
+    def test_rabbit(self):
+        self.assertEqual(
+            'amqp://guest:gu%40est@127.0.0.1:5672/%2F',
+            cl_bulk.kombu_url(self.conf,
+                              'rabbit://guest:gu%40est@127.0.0.1:5672/'))
+
+    def test_hosts_and_virtual_host(self):
+        self.assertEqual(
+            'amqp://u:p@a:5672/nova;amqp://u:p@[fd00::1]:5673/nova',
+            cl_bulk.kombu_url(self.conf,
+                              'rabbit://u:p@a,u:p@[fd00::1]:5673/nova'))
+
+    def test_other_drivers_have_none(self):
+        for url in ('fake://', 'kafka://k:9092/', 'not a url'):
+            self.assertIsNone(cl_bulk.kombu_url(self.conf, url))
+
+    def test_url_of_a_shared_transport(self):
+        # Inside nova-compute our conf is private; nova's transport carries
+        # nova's CONF with its transport_url.
+        nova_conf = cfg.ConfigOpts()
+        nova_conf([])
+        self.assertIsNone(cl_bulk.kombu_url(nova_conf))
+        nova_conf.set_override('transport_url', 'rabbit://n:5672/nova')
+
+        class Transport:
+            conf = nova_conf
+        self.assertEqual('amqp://n:5672/nova',
+                         cl_bulk.kombu_url(self.conf, transport=Transport()))
+        self.assertEqual('amqp://o:5672/%2F',
+                         cl_bulk.kombu_url(self.conf, 'rabbit://o:5672/',
+                                           Transport()))
+
+    def test_default_transport_url(self):
+        # Parsing registers oslo.messaging's [DEFAULT] transport_url.
+        self.assertIsNone(cl_bulk.kombu_url(self.conf))
+        self.conf.set_override('transport_url', 'rabbit://h:5672/')
+        self.assertEqual('amqp://h:5672/%2F', cl_bulk.kombu_url(self.conf))
+
+
+class TestKombuSSL(test_base.BaseTestCase):
+    """TLS for the bulk channel, from where oslo.messaging takes it."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = test_rpc.make_conf(self.useFixture(
+            fixtures.TempDir()).path, 'h', 'topic')
+        # Building a rabbit transport registers [oslo_messaging_rabbit] on
+        # its configuration, as in nova-compute; it does not connect.
+        # (Parsing registers [DEFAULT] transport_url.)
+        oslo_messaging.TransportURL.parse(self.conf)
+        self.conf.set_override('transport_url',
+                               'rabbit://u:p@broker.example.org:5671/')
+        self.transport = oslo_messaging.get_rpc_transport(self.conf)
+        self.addCleanup(self.transport.cleanup)
+
+    def test_off_by_default(self):
+        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
+                                               transport=self.transport))
+        self.assertIs(False, cl_bulk.kombu_ssl(self.conf, 'fake://'))
+
+    def test_from_oslo_messaging_rabbit(self):
+        for name, value in (('ssl', True), ('ssl_ca_file', '/etc/ca.pem'),
+                            ('ssl_cert_file', '/etc/c.pem'),
+                            ('ssl_key_file', '/etc/k.pem'),
+                            ('ssl_version', 'TLSv1_2')):
+            self.conf.set_override(name, value, 'oslo_messaging_rabbit')
+        self.assertEqual(
+            {'ca_certs': '/etc/ca.pem', 'cert_reqs': ssl.CERT_REQUIRED,
+             'certfile': '/etc/c.pem', 'keyfile': '/etc/k.pem',
+             'server_hostname': 'broker.example.org',
+             'ssl_version': ssl.PROTOCOL_TLSv1_2},
+            cl_bulk.kombu_ssl(self.conf, 'rabbit://u:p@broker.example.org/'))
+
+    def test_transport_url_query_wins(self):
+        self.conf.set_override('ssl', False, 'oslo_messaging_rabbit')
+        self.assertEqual(
+            {'ca_certs': '/q/ca.pem', 'cert_reqs': ssl.CERT_REQUIRED,
+             'server_hostname': None},
+            cl_bulk.kombu_ssl(self.conf, 'rabbit://a:5671,b:5671/'
+                              '?ssl=1&ssl_ca_file=/q/ca.pem'))
+        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
+        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
+                                               'rabbit://a:5671/?ssl=0'))
+
+    def test_without_a_ca_python_defaults(self):
+        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
+        self.assertIs(True, cl_bulk.kombu_ssl(self.conf,
+                                              transport=self.transport))
+
+    def test_client_and_endpoint_take_it(self):
+        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
+        self.conf.set_override('ssl_ca_file', '/etc/ca.pem',
+                               'oslo_messaging_rabbit')
+        rpcapi = cl_api.ConsoleLogAPI(self.conf, transport=self.transport)
+        self.assertEqual('amqp://u:p@broker.example.org:5671/%2F',
+                         rpcapi.bulk_url)
+        self.assertEqual('/etc/ca.pem', rpcapi.bulk_ssl['ca_certs'])
+        server = cl_server.ConsoleLogServer(self.conf, 'h',
+                                            transport=self.transport)
+        self.assertEqual(rpcapi.bulk_ssl, server.endpoint.bulk_channel[1])
+
+
+class TestMessages(test_base.BaseTestCase):
+
+    def _headers(self, raw, compression='none', **overrides):
+        headers = cl_bulk.chunk_headers('console.log.0', 4096, len(raw),
+                                        hashlib.sha256(raw).hexdigest(),
+                                        compression, False)
+        headers.update(overrides)
+        return headers
+
+    def test_round_trip(self):
+        raw = b'login: \x00\xff' * 100
+        name, offset, data, sha256, eof = cl_bulk.decode_chunk(
+            self._headers(raw, 'zlib'), zlib.compress(raw, 1))
+        self.assertEqual(('console.log.0', 4096, raw, False),
+                         (name, offset, data, eof))
+        self.assertEqual(hashlib.sha256(raw).hexdigest(), sha256)
+
+    def test_malformed(self):
+        raw = b'abc'
+        for headers, body in (
+                ({}, raw),
+                (None, raw),
+                (self._headers(raw, offset=-1), raw),
+                (self._headers(raw, offset='0'), raw),
+                (self._headers(raw, eof='yes'), raw),
+                (self._headers(raw, name=7), raw),
+                (self._headers(raw, length=4), raw),
+                (self._headers(raw, 'lz4'), raw),
+                (self._headers(raw, 'zlib'), raw)):
+            self.assertRaises(ValueError, cl_bulk.decode_chunk, headers,
+                              body)
+
+    def test_queue_names(self):
+        name = cl_bulk.new_queue_name()
+        self.assertEqual(name, cl_bulk.check_queue_name(name))
+        self.assertNotEqual(name, cl_bulk.new_queue_name())
+        for bad in ('nova', 'compute.host1', 'reply_' + uuid.uuid4().hex,
+                    name + 'x', name.upper(), '', None, 5,
+                    cl_bulk.QUEUE_PREFIX + '../' + 'a' * 29):
+            self.assertRaises(exception.InvalidInput,
+                              cl_bulk.check_queue_name, bad)
+
+
+class TestSendRange(test_rpc_manager.ManagerTestCase):
+    """send_console_log_range refuses bad input and publishes nothing."""
+
+    def setUp(self):
+        super().setUp()
+        self.published = []
+        # No broker here: record what would be published.
+        self.manager.set_bulk_channel('amqp://127.0.0.1:1/')
+        self.useFixture(fixtures.MockPatch(
+            'nova_consolelog.rpc.bulk.Publisher.publish',
+            side_effect=lambda queue, chunks: self.published.extend(
+                (queue, h, b) for h, b in chunks)))
+        self.queue = cl_bulk.new_queue_name()
+
+    def _send(self, *args, **kwargs):
+        return self._call('send_console_log_range', *args, **kwargs)
+
+    def test_publishes_the_window_in_chunks(self):
+        data = self.files['console.log.0']
+        summary = self._send(self.uuid, None, 'console.log.0', 100, 10000,
+                             self.queue, 'none')
+        self.assertEqual({'chunks': 3, 'bytes': 10000, 'eof': False},
+                         summary)
+        self.assertEqual([self.queue] * 3, [q for q, _h, _b in
+                                            self.published])
+        got = b''
+        for _queue, headers, body in self.published:
+            name, offset, raw, sha256, _eof = cl_bulk.decode_chunk(headers,
+                                                                   body)
+            self.assertEqual(100 + len(got), offset)
+            self.assertEqual(hashlib.sha256(raw).hexdigest(), sha256)
+            got += raw
+        self.assertEqual(data[100:10100], got)
+
+    def test_end_of_file_and_compression(self):
+        data = self.files['console.log.0']
+        summary = self._send(self.uuid, None, 'console.log.0', 0,
+                             len(data) + 5000, self.queue, 'zlib')
+        self.assertTrue(summary['eof'])
+        self.assertEqual(len(data), summary['bytes'])
+        self.assertTrue(self.published[-1][1]['eof'])
+        self.assertEqual(cl_fields.Compression.ZLIB,
+                         self.published[0][1]['data_compression'])
+        self.assertEqual(data, b''.join(
+            cl_bulk.decode_chunk(h, b)[2] for _q, h, b in self.published))
+
+    def test_window_cut_to_bulk_window(self):
+        self.conf.set_override('bulk_window', 64 * 1024, group='consolelog')
+        self.conf.set_override('chunk_size', 64 * 1024, group='consolelog')
+        big = os.urandom(200 * 1024)
+        test_rpc.write_chain(self.conf, self.uuid, {'console.log.2': big})
+        summary = self._send(self.uuid, None, 'console.log.2', 0,
+                             cl_manager.MAX_WINDOW, self.queue, 'none')
+        self.assertEqual({'chunks': 1, 'bytes': 64 * 1024, 'eof': False},
+                         summary)
+
+    def test_bad_input(self):
+        ok = dict(instance_uuid=self.uuid, stash_id=None,
+                  name='console.log.0', offset=0, length=4096,
+                  reply_queue=self.queue, compression='none')
+        for key, bad in (('reply_queue', 'nova'),
+                         ('reply_queue', 'reply_' + uuid.uuid4().hex),
+                         ('reply_queue', None),
+                         ('length', cl_manager.MAX_WINDOW + 1),
+                         ('length', 0), ('offset', -1),
+                         ('offset', 10 ** 9), ('compression', 'lz4'),
+                         ('compression', None), ('name', '../secret'),
+                         ('name', 5), ('instance_uuid', 'x'),
+                         ('stash_id', 7)):
+            kwargs = dict(ok, **{key: bad})
+            self.assertRejected(exception.ConsoleLogError,
+                                'send_console_log_range', **kwargs)
+        self.assertEqual([], self.published)
+
+    def test_no_broker_or_bulk_off(self):
+        self.conf.set_override('bulk_transfer', False, group='consolelog')
+        self.assertRejected(exception.BulkUnavailable,
+                            'send_console_log_range', self.uuid, None,
+                            'console.log.0', 0, 10, self.queue, 'none')
+        self.conf.clear_override('bulk_transfer', group='consolelog')
+        self.manager.set_bulk_channel(None)
+        self.assertRejected(exception.BulkUnavailable,
+                            'send_console_log_range', self.uuid, None,
+                            'console.log.0', 0, 10, self.queue, 'none')
+        self.assertEqual([], self.published)
+
+
+class TestNegotiation(test_base.BaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.hosts = self.useFixture(test_rpc.Hosts())
+        self.uuid = str(uuid.uuid4())
+        self.files = test_rpc.sample_chain()
+
+    def test_version_history(self):
+        self.assertEqual('1.3', cl_api.ConsoleLogAPI.VERSION)
+        self.assertEqual('1.2', cl_api.ConsoleLogAPI.VERSION_ALIASES['bulk'])
+        self.assertEqual('1.3',
+                         cl_api.ConsoleLogAPI.VERSION_ALIASES['transfer'])
+        self.assertEqual('1.3', cl_manager.ConsoleLogManager.target.version)
+
+    def test_fake_transport_has_no_bulk_channel(self):
+        src = self.hosts.start('src')
+        test_rpc.write_chain(src, self.uuid, self.files)
+        conf, rpcapi = self.hosts.client('dst')
+        self.assertIsNone(rpcapi.bulk_url)
+        self.assertFalse(rpcapi.bulk_supported('src'))
+        self.assertIsNone(
+            self.hosts.servers['src'].endpoint.bulk_channel[0])
+        api = CountingAPI(rpcapi)
+        chain = self._chain(conf)
+        result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)
+        self.assertEqual(0, api.windows)
+        self.assertEqual(0, result.bulk_bytes)
+        self.assertEqual(test_rpc.chain_bytes(self.files),
+                         self._history(chain))
+
+    def test_bulk_off_or_capped(self):
+        _conf, rpcapi = self.hosts.client('dst')
+        for cap, enabled in (('compression', True), ('1.1', True),
+                             (None, False)):
+            conf = self.hosts.conf('dst-%s' % cap,
+                                   bulk_transfer=enabled)
+            conf.set_override('consolelog', cap, group='upgrade_levels')
+            api = cl_api.ConsoleLogAPI(
+                conf, transport=rpcapi.transport,
+                transport_url='rabbit://guest:guest@127.0.0.1:5672/')
+            self.assertFalse(api.bulk_supported('src'))
+        conf = self.hosts.conf('dst-ok')
+        api = cl_api.ConsoleLogAPI(
+            conf, transport=rpcapi.transport,
+            transport_url='rabbit://guest:guest@127.0.0.1:5672/')
+        self.assertTrue(api.bulk_supported('src'))
+
+    def test_peer_of_release_1_1(self):
+        self.hosts.start('old', endpoint_cls=Manager11)
+        _conf, rpcapi = self.hosts.client('dst')
+        # As if the transport were RabbitMQ: the version decides.
+        rpcapi.bulk_url = 'amqp://127.0.0.1:1/'
+        self.assertTrue(rpcapi.bulk_supported('old'))
+        self.assertRaises(exception.PeerUnsupported, rpcapi.send_range, {},
+                          'old', self.uuid, 'console.log', 0, 4096,
+                          cl_bulk.new_queue_name())
+        self.assertFalse(rpcapi.bulk_supported('old'))
+        self.assertIn('old', rpcapi._pre_1_2)
+
+    def test_unreachable_bulk_broker_falls_back(self):
+        src = self.hosts.start('src')
+        test_rpc.write_chain(src, self.uuid, self.files)
+        conf, rpcapi = self.hosts.client('dst')
+        # A broker that refuses connections: the queue cannot be declared.
+        rpcapi.bulk_url = 'amqp://guest:guest@127.0.0.1:1/'
+        api = CountingAPI(rpcapi)
+        chain = self._chain(conf)
+        result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)
+        self.assertEqual(0, api.windows)
+        self.assertEqual(0, result.bulk_bytes)
+        self.assertEqual(test_rpc.chain_bytes(self.files),
+                         self._history(chain))
+
+    def _chain(self, conf):
+        root = tempfile.mkdtemp(prefix='consolelog-bulk-')
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        return cl_chain.ConsoleLogChain(root, instance=self.uuid, conf=conf)
+
+    def _history(self, chain):
+        return b''.join(
+            open(os.path.join(chain.directory, f.name), 'rb').read()
+            for f in chain.history())
