@@ -46,9 +46,13 @@ the chain nova left in ``<dir>_resize``, held until the confirm;
 start; ``confirm_migration`` drops the held stash; ``finish_revert_migration``
 moves it back before the source's guest starts again (``_keep_console``).
 
-No console-log step raises into nova: ``ConsoleLogMigration`` guards its
-steps and this class guards them again. ``get_console_output`` serves the
-merged history and falls back to nova's read on any failure of ours.
+No console-log step raises into nova: ``ConsoleLogMigration`` guards
+every step (``handover.guard``, the one guard), so this class calls them
+plainly. ``get_console_output`` serves the merged history and falls back to
+nova's read on any failure of ours.
+
+Configuration: nova's global CONF is read once, when the driver is made
+(``private_conf``); everything below gets the driver's own ConfigOpts.
 
 Periodic work (retry of unfinished pulls, stash expiry, the leftover-domain
 reaper) runs in a ``FixedIntervalLoopingCall`` started by ``init_host``
@@ -192,13 +196,23 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         its console log; the reaper undefines it later.
         """
         live, block = super()._prepare_migration_flags()
-        enabled = CONF.consolelog.enabled
+        enabled = self.consolelog_conf.consolelog.enabled
         return (virt.migration_flags(live, enabled),
                 virt.migration_flags(block, enabled))
 
+    def _cl_enabled(self):
+        """Console-log handling is set up here and not switched off.
+
+        ``[consolelog] enabled`` as this driver's own configuration says
+        (copied from nova's when the driver was made, see
+        ``private_conf``), never nova's global CONF.
+        """
+        return (self.consolelog is not None and
+                self.consolelog_conf.consolelog.enabled)
+
     def _consolelog_active(self, migrate_data):
         """True when our steps should run for this migration."""
-        if self.consolelog is None or not CONF.consolelog.enabled:
+        if not self._cl_enabled():
             return False
         block = bool(migrate_data and migrate_data.obj_attr_is_set(
             'block_migration') and migrate_data.block_migration)
@@ -211,15 +225,6 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         return bool(migrate_data is not None and migrate_data.obj_attr_is_set(
             'is_shared_instance_path') and
             migrate_data.is_shared_instance_path)
-
-    def _step(self, name, *args, **kwargs):
-        """Run a ConsoleLogMigration step; never raise into nova."""
-        try:
-            return getattr(self.consolelog, name)(*args, **kwargs)
-        except Exception:
-            LOG.exception('Console-log step %s failed; nova goes on.',
-                          name)
-            return None
 
     def _wait_for_shutoff(self, domain, timeout):
         # No connection: virt.wait_for_shutoff then polls domain.state()
@@ -235,10 +240,10 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         At the revert of a resize the held stash goes back into the
         instance directory first, so that this start keeps it as history.
         """
-        if self.consolelog is not None and CONF.consolelog.enabled:
+        if self._cl_enabled():
             if instance.uuid in self._reverting:
-                self._step('cold_migration_reverted', instance.uuid)
-            self._step('before_qemu_start', instance.uuid)
+                self.consolelog.cold_migration_reverted(instance.uuid)
+            self.consolelog.before_qemu_start(instance.uuid)
 
     def _create_guest(self, context, xml, instance, power_on=True,
                       pause=False, post_xml_callback=None):
@@ -272,14 +277,14 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         # console.log and our history included, then spawn on this host:
         # keep the chain outside the directory meanwhile.
         stash_id = None
-        if (self.consolelog is not None and CONF.consolelog.enabled and
+        if (self._cl_enabled() and
                 instance.task_state == task_states.RESIZE_REVERTING):
             # A resize destination's destroy at a revert: the source takes
             # its held stash back, no pull is owed any more.
-            self._step('cold_migration_abandoned', instance.uuid)
+            self.consolelog.cold_migration_abandoned(instance.uuid)
         if destroy_disks and self._rebuilding_here(instance):
-            stash_id = self._step('before_instance_dir_removed',
-                                  instance.uuid)
+            stash_id = self.consolelog.before_instance_dir_removed(
+                instance.uuid)
         try:
             return super().destroy(
                 context, instance, network_info,
@@ -287,8 +292,8 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
                 destroy_disks=destroy_disks, destroy_secrets=destroy_secrets)
         finally:
             if stash_id is not None:
-                self._step('after_instance_dir_removed', instance.uuid,
-                           stash_id)
+                self.consolelog.after_instance_dir_removed(instance.uuid,
+                                                           stash_id)
 
     def _rebuilding_here(self, instance):
         """A rebuild that spawns the instance on this host again.
@@ -296,14 +301,11 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         Not an evacuation's: its destination never destroys, and the old
         host destroys what nova's database places elsewhere.
         """
-        return (self.consolelog is not None and CONF.consolelog.enabled and
+        return (self._cl_enabled() and
                 instance.task_state == task_states.REBUILDING and
                 instance.host == self.consolelog.host)
 
     # -- cold migration and resize ---------------------------------------
-
-    def _cold_active(self):
-        return self.consolelog is not None and CONF.consolelog.enabled
 
     def migrate_disk_and_power_off(self, context, instance, dest,
                                    flavor, network_info,
@@ -316,9 +318,9 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             context, instance, dest, flavor, network_info,
             block_device_info=block_device_info, timeout=timeout,
             retry_interval=retry_interval)
-        if self._cold_active():
-            self._step('cold_migration_started', instance.uuid,
-                       self._resize_dest(context, instance))
+        if self._cl_enabled():
+            self.consolelog.cold_migration_started(
+                instance.uuid, self._resize_dest(context, instance))
         return result
 
     @staticmethod
@@ -346,9 +348,9 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         # nova's QEMU start here finds no chain (only disks were copied):
         # install the source's as history after it, its stash kept for a
         # revert; until then reads here take that part from the source.
-        if self._cold_active():
-            self._step('cold_migration_finishing', instance.uuid,
-                       migration.source_compute)
+        if self._cl_enabled():
+            self.consolelog.cold_migration_finishing(
+                instance.uuid, migration.source_compute)
         try:
             super().finish_migration(
                 context, migration, instance, disk_info, network_info,
@@ -358,15 +360,15 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         finally:
             # Also after a failed start: the instance lives here now (nova
             # set instance.host), and a later start keeps the history.
-            if self._cold_active():
-                self._step('cold_migration_finished', instance.uuid,
-                           migration.source_compute)
+            if self._cl_enabled():
+                self.consolelog.cold_migration_finished(
+                    instance.uuid, migration.source_compute)
 
     def confirm_migration(self, context, migration, instance, network_info):
         super().confirm_migration(context, migration, instance,
                                   network_info)
-        if self._cold_active():
-            self._step('cold_migration_confirmed', instance.uuid)
+        if self._cl_enabled():
+            self.consolelog.cold_migration_confirmed(instance.uuid)
 
     def finish_revert_migration(self, context, instance, network_info,
                                 migration, block_device_info=None,
@@ -383,8 +385,8 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
                 share_info=share_info)
         finally:
             self._reverting.discard(instance.uuid)
-        if self._cold_active():
-            self._step('cold_migration_reverted', instance.uuid)
+        if self._cl_enabled():
+            self.consolelog.cold_migration_reverted(instance.uuid)
 
     # -- the migration steps ---------------------------------------------
 
@@ -393,8 +395,8 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
                        migrate_data=None):
         if self._consolelog_active(migrate_data):
             self._migration_dest[instance.uuid] = dest
-            self._step('live_migration_started', instance.uuid, dest,
-                       self._shared_path(migrate_data))
+            self.consolelog.live_migration_started(
+                instance.uuid, dest, self._shared_path(migrate_data))
         return super().live_migration(
             context, instance, dest, post_method, recover_method,
             block_migration=block_migration, migrate_data=migrate_data)
@@ -406,8 +408,8 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
             migrate_data)
         if self._consolelog_active(migrate_data):
             # instance.host still names the source here.
-            self._step('pre_live_migration', instance.uuid, instance.host,
-                       self._shared_path(migrate_data))
+            self.consolelog.pre_live_migration(
+                instance.uuid, instance.host, self._shared_path(migrate_data))
         return result
 
     def post_live_migration(self, context, instance, block_device_info,
@@ -425,8 +427,9 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         except Exception as e:
             LOG.warning('Cannot look up the source domain: %s', e,
                         instance=instance)
-        self._step('post_live_migration_at_source', instance.uuid, dest,
-                   self._shared_path(migrate_data), domain=domain)
+        self.consolelog.post_live_migration_at_source(
+            instance.uuid, dest, self._shared_path(migrate_data),
+            domain=domain)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
@@ -483,14 +486,13 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         super().post_live_migration_at_destination(
             context, instance, network_info, block_migration,
             block_device_info)
-        if self.consolelog is None or not CONF.consolelog.enabled:
+        if not self._cl_enabled():
             return
         # instance.host still names the source: the manager saves the new
-        # host after this hook. The record written in pre_live_migration
-        # knows whether the path is shared.
-        record = self.consolelog.record(instance.uuid).load() or {}
-        self._step('post_live_migration_at_destination', instance.uuid,
-                   instance.host, bool(record.get('shared')))
+        # host after this hook. Whether the path is shared, the record
+        # written in pre_live_migration knows.
+        self.consolelog.post_live_migration_at_destination(instance.uuid,
+                                                           instance.host)
 
     def rollback_live_migration_at_source(self, context, instance,
                                           migrate_data):
@@ -500,7 +502,7 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         finally:
             self._migration_dest.pop(instance.uuid, None)
             if self.consolelog is not None:
-                self._step('rollback_at_source', instance.uuid)
+                self.consolelog.rollback_at_source(instance.uuid)
 
     def rollback_live_migration_at_destination(self, context, instance,
                                                network_info,
@@ -510,8 +512,9 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         # Give a moved-aside chain back before nova's destroy can remove
         # the instance directory of a non-shared path.
         if self.consolelog is not None:
-            self._step('rollback_at_destination', instance.uuid,
-                       instance.host, self._shared_path(migrate_data))
+            self.consolelog.rollback_at_destination(
+                instance.uuid, instance.host,
+                self._shared_path(migrate_data))
         super().rollback_live_migration_at_destination(
             context, instance, network_info, block_device_info,
             destroy_disks=destroy_disks, migrate_data=migrate_data)
@@ -525,7 +528,7 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
         here, so the merged read returns the last ``max_console_bytes``
         (nova's ``MAX_CONSOLE_BYTES``) of the merged chain.
         """
-        if self.consolelog is not None and CONF.consolelog.enabled:
+        if self._cl_enabled():
             try:
                 return self.consolelog.get_console_output(instance.uuid)
             except Exception as e:
@@ -540,9 +543,9 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):
 
         Returns the reaper's list of ``virt.Reaped``. Never raises.
         """
-        if self.consolelog is None or not CONF.consolelog.enabled:
+        if not self._cl_enabled():
             return []
-        self._step('retry_pending')
+        self.consolelog.retry_pending()
         try:
             conn = self._host.get_connection()
             reaper = virt.Reaper(

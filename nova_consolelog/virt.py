@@ -40,7 +40,6 @@ from xml.etree import ElementTree
 import libvirt
 from oslo_log import log as logging
 
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 
 LOG = logging.getLogger(__name__)
@@ -352,8 +351,8 @@ class Reaper:
     :param instance_host: ``callable(uuid) -> host name or None``.
     :param stash_age: ``callable(uuid) -> seconds or None``: age of the
         instance's console-log stash on this host, None when there is none.
-    :param stash_expiry: seconds after which a stash counts as given up;
-        default ``[consolelog] stash_expiry``.
+    :param stash_expiry: seconds after which a stash counts as given up
+        (the caller's ``[consolelog] stash_expiry``).
     :param instance_lock: optional ``callable(uuid) -> context manager``
         held around the final check and the undefine (nova's per-instance
         lock), so an incoming migration of the same instance cannot
@@ -361,13 +360,11 @@ class Reaper:
     """
 
     def __init__(self, conn, host, instance_host, stash_age,
-                 stash_expiry=None, instance_lock=None):
+                 stash_expiry, instance_lock=None):
         self.conn = conn
         self.host = host
         self.instance_host = instance_host
         self.stash_age = stash_age
-        if stash_expiry is None:
-            stash_expiry = cl_conf.CONF[cl_conf.GROUP].stash_expiry
         self.stash_expiry = stash_expiry
         self.instance_lock = instance_lock or (
             lambda uuid: contextlib.nullcontext())
@@ -433,10 +430,3 @@ class Reaper:
         undefine(domain)
         LOG.info('Undefined leftover domain %s: %s', uuid, reason)
         return Reaped(uuid, UNDEFINED, reason)
-
-
-def reap_leftover_domains(conn, host, instance_host, stash_age,
-                          stash_expiry=None, instance_lock=None):
-    """One ``Reaper`` pass; see ``Reaper`` for the rules."""
-    return Reaper(conn, host, instance_host, stash_age, stash_expiry,
-                  instance_lock).run()
