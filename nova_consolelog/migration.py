@@ -82,6 +82,10 @@ class ConsoleLogMigration:
         return self.handover.host
 
     @property
+    def rpcapi(self):
+        return self.handover.rpcapi
+
+    @property
     def instances_path(self):
         return self.handover.instances_path
 

@@ -49,8 +49,9 @@ def never_raises(default=None):
                 instance = args[0] if args else kwargs.get(
                     'instance_uuid', '(all)')
                 LOG.warning('Console-log migration step %s failed for '
-                            'instance %s; nova goes on and the console log '
-                            'stays where a retry can find it: %s',
+                            'instance %s; the live migration goes on and '
+                            'the console log stays where a retry can find '
+                            'it: %s',
                             step.__name__, instance, e,
                             exc_info=not isinstance(
                                 e, exception.ConsoleLogError))
