@@ -575,7 +575,7 @@ def _run(root, topic, src, probe, dests, sinks, pub):
                   growth / RSS_GOAL_MIB, ('<=', 1.0),
                   'RSS before %.1f MiB, %d concurrent pulls, VmHWM +%.1f '
                   'MiB' % (base_rss[h] / 1024.0, per_host, max(hwm, 0)))
-    goals.add('drain: %s RSS growth, %d concurrent imports' % (
+    goals.add('drain: %s RSS growth, %d at once' % (
         ONE_HOST, INSTANCES), '+%.1f MiB' % one_growth,
         '%d MiB (absolute)' % RSS_GOAL_MIB, one_growth / RSS_GOAL_MIB,
         ('<=', 1.0), 'RSS before %.1f MiB, all %d pulls at once' % (
