@@ -236,7 +236,11 @@ def sink_main(url, prefetch):
             return {'error': errors[0]}
         return {'bytes': sum(s[3] for _, s in sinks)}
 
-    _serve({'open': open_, 'drain': drain})
+    try:
+        _serve({'open': open_, 'drain': drain})
+    finally:
+        for conn, _ in sinks:
+            conn.release()
 
 
 def source_main(url, connections, chunk, count):
@@ -272,7 +276,11 @@ def source_main(url, connections, chunk, count):
             t.join()
         return {}
 
-    _serve({'publish': publish})
+    try:
+        _serve({'publish': publish})
+    finally:
+        for conn in conns:
+            conn.release()
 
 
 # -- measuring ---------------------------------------------------------------
