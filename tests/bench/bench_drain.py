@@ -331,15 +331,19 @@ class ProbeWindows:
     def __init__(self, probe):
         self.probe = probe
         self.windows = []
+        self.error = None
         self._stop = threading.Event()
         self._thread = None
 
     def _loop(self):
-        while not self._stop.is_set():
-            started = time.monotonic()
-            latencies = [float(x) for x in self.probe.ask(
-                'measure %f %f' % (PROBE_WINDOW, bt.P99_INTERVAL))]
-            self.windows.append((started, time.monotonic(), latencies))
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                latencies = [float(x) for x in self.probe.ask(
+                    'measure %f %f' % (PROBE_WINDOW, bt.P99_INTERVAL))]
+                self.windows.append((started, time.monotonic(), latencies))
+        except Exception as e:
+            self.error = e
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._loop)
@@ -352,6 +356,8 @@ class ProbeWindows:
         self.ended = time.monotonic()
         self._stop.set()
         self._thread.join()
+        if self.error is not None:
+            raise RuntimeError('probe failed: %s' % self.error)
 
     def latencies(self):
         inside = [w for w in self.windows if w[1] <= self.ended]
