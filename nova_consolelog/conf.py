@@ -227,6 +227,18 @@ domains left defined by console-log migration, once the instance lives on
 another host. 0 disables the task.
 """),
     cfg.IntOpt(
+        'evacuation_collect_max_age',
+        min=0,
+        help="""
+Seconds during which the host an instance was evacuated to keeps trying to
+collect the console history left on the old host. The old host is usually
+down: the periodic task probes it with a short timeout, backing off, and
+collects the history once the old host is back and has stashed it before
+nova deletes its copy of the instance. After this age the destination gives
+up with a warning; the output from before the evacuation is then lost.
+Unset: ``stash_expiry``.
+"""),
+    cfg.IntOpt(
         'partial_import_max_age',
         min=0,
         help="""

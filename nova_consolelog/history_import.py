@@ -43,6 +43,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import time
 
 from oslo_log import log as logging
@@ -585,8 +586,10 @@ class Import:
                 str(self.missing())[:200])
         chain = self.chain
         try:
-            name = chain.next_history_name()
-            had_history = bool(chain.history())
+            # A reserved slot (``reserve_slot``) places the import before
+            # the history written here since; otherwise it is the newest.
+            name = slot_to_fill(chain) or chain.next_history_name()
+            had_history = any(f.name != name for f in chain.history())
             old_base = chain.base_offset()
         except exception.InstallFailed:
             raise
@@ -598,18 +601,23 @@ class Import:
         base_changed = new_base != old_base
         try:
             st = os.fstat(fd)
-            if os.path.lexists(target):
+            if os.path.lexists(target) and not is_placeholder(chain, name):
                 raise exception.InstallFailed(
                     instance=chain.instance, reason='%s appeared' % name)
             if base_changed:
                 chain.set_base_offset(new_base)
             self.ledger.add(self.import_id, name=name, ino=st.st_ino,
                             digests_id=digests_id(self.digests))
+            # Over a placeholder: atomic, the slot reads as empty until
+            # then (and again if the fsync fails and it is put back).
+            placeholder = os.path.lexists(target)
             os.rename(self.staging, target)
             try:
                 chain.fsync()
             except OSError:
                 os.rename(target, self.staging)
+                if placeholder:
+                    _create_placeholder(chain, name)
                 raise
         except (OSError, exception.ConsoleLogError) as e:
             self._undo_commit(base_changed, old_base)
@@ -722,3 +730,76 @@ def remove_abandoned(chain, older_than):
         LOG.info('Removed abandoned console-log imports in %s: %s',
                  chain.directory, ', '.join(removed))
     return removed
+
+
+# -- reserved slots (evacuation and migration destinations) ----------------
+#
+# An import owed to this host holds console output older than anything
+# the guest writes here; a QEMU start before the import renames the chain
+# into history, which would take the next sequence numbers first. So the
+# host reserves the import's place when it learns the import is owed: a
+# zero-length history file, the *placeholder*, named in the hand-over
+# record. A QEMU start renames its chain into the numbers after it; the
+# import fills it by renaming its staging file over it (``Import.commit``,
+# with the ledger's exactly-once unchanged: the ledger entry names the
+# slot, and the slot holds the staging file's inode only once renamed).
+# A placeholder reads as empty. See doc/source/migration.rst.
+
+
+def _create_placeholder(chain, name):
+    fd = os.open(chain.path(name),
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                 os.O_CLOEXEC, 0o600)
+    os.close(fd)
+
+
+def reserve_slot(chain):
+    """Reserve the next history position for an owed import; its name.
+
+    Creates the placeholder (zero length, exclusive) and syncs the
+    directory, so that a crash leaves either no reservation or one.
+    """
+    name = chain.next_history_name()
+    try:
+        _create_placeholder(chain, name)
+    except FileExistsError:
+        raise exception.InstallFailed(instance=chain.instance,
+                                      reason='%s appeared' % name)
+    chain.fsync()
+    return name
+
+
+def is_placeholder(chain, name):
+    """True when ``name`` is a zero-length regular history file here."""
+    if not isinstance(name, str) or chain.classify(name) is None or \
+            chain.classify(name)[0] != 'history':
+        return False
+    try:
+        st = os.lstat(chain.path(name))
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def slot_to_fill(chain):
+    """The slot an import into ``chain`` fills, or None.
+
+    The chain's ``fill_slot`` (set by the importer from the hand-over
+    record), when it is still a placeholder, or free again and older than
+    every history file (retention dropped the placeholder: the import still
+    goes where its bytes belong, and the next retention pass treats it
+    like any oldest file). A slot an import filled already is not refilled:
+    a second stash then takes the next number.
+    """
+    name = getattr(chain, 'fill_slot', None)
+    if not isinstance(name, str) or chain.classify(name) is None or \
+            chain.classify(name)[0] != 'history':
+        return None
+    if is_placeholder(chain, name):
+        return name
+    if os.path.lexists(chain.path(name)):
+        return None
+    index = chain.classify(name)[1]
+    if all(f.index > index for f in chain.history()):
+        return name
+    return None

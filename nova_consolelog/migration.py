@@ -25,6 +25,7 @@ finds it.
 
 from nova_consolelog.handover import catching
 from nova_consolelog.handover import cold
+from nova_consolelog.handover import evacuation
 from nova_consolelog.handover import guard
 from nova_consolelog.handover import host as cl_host
 from nova_consolelog.handover import importing
@@ -65,7 +66,9 @@ class ConsoleLogMigration:
         self.cold = cold.ColdMigrationSteps(self.handover, importer)
         self.reader = reading.MergedConsoleReader(self.handover,
                                                   self.catchers)
-        self.housekeeping = periodic.Housekeeping(self.handover, importer)
+        self.evacuation = evacuation.EvacuationSteps(self.handover, importer)
+        self.housekeeping = periodic.Housekeeping(self.handover, importer,
+                                                  self.evacuation)
 
     @property
     def enabled(self):
@@ -178,6 +181,23 @@ class ConsoleLogMigration:
         """Same host, after the rebuild's destroy."""
         return self.same_host.after_instance_dir_removed(instance_uuid,
                                                          stash_id)
+
+    # -- evacuation (handover.evacuation) --------------------------------
+
+    @guard.never_raises()
+    def evacuated_here(self, instance_uuid, source_host):
+        """New host, at the rebuild, before the spawn."""
+        return self.evacuation.arrived(instance_uuid, source_host)
+
+    @guard.never_raises()
+    def evacuated_away(self, instance_uuid, current_host):
+        """Old host, back, the domain stopped, before nova's destroy."""
+        return self.evacuation.left(instance_uuid, current_host)
+
+    @guard.never_raises()
+    def instance_deleted(self, instance_uuid):
+        """The instance is deleted on this host: nothing is owed to it."""
+        return self.evacuation.forget(instance_uuid)
 
     # -- cold migration and resize (handover.cold) -----------------------
 

@@ -35,6 +35,10 @@ this package hands it over. The story, module by module:
     installed, then released.
 ``cold``
     cold migration and resize: a stash held until the confirm.
+``evacuation``
+    a guest rebuilt elsewhere while its host is down: kept in place on a
+    shared path; otherwise a history slot reserved at once, and the old
+    host's chain collected into it when that host is back.
 ``restarts``
     the same host: history kept at every QEMU start and across a rebuild.
 ``reading`` and ``peer_parts``

@@ -46,18 +46,24 @@ class PeerParts:
 
         Our history is left out until the record says the import is
         installed: until then the source still holds that part (it only
-        releases its stash afterwards).
+        releases its stash afterwards). With a reserved slot only the slot
+        and what is older is left out: the history behind it is this
+        host's own, kept at QEMU starts since.
         """
         host = self.host
+        reserved = record.get('reserved')
+        slot = (chain.classify(reserved) if isinstance(reserved, str)
+                else None) or (None, None)
         with host.lock(instance_uuid, shared=True):
-            new = self._tail_of(chain, max_bytes, history=False)
+            new = self._tail_of(chain, max_bytes, history=False,
+                                newer_than=slot[1])
         older = self._source_part(peer, instance_uuid, max_bytes)
         now = host.record(instance_uuid).load()
         if now is None or now.get('state') != record.get('state'):
             raise StateChanged()
         return join([older, new], max_bytes)
 
-    def _tail_of(self, chain, max_bytes, history=True):
+    def _tail_of(self, chain, max_bytes, history=True, newer_than=None):
         try:
             found = chain.describe(self.host.host, chain.instance,
                                    tail_bytes=max_bytes)
@@ -67,7 +73,9 @@ class PeerParts:
             raise StateChanged() from e
         if not history:
             found.files = [f for f in found.files
-                           if f.kind != cl_fields.FileKind.HISTORY]
+                           if f.kind != cl_fields.FileKind.HISTORY or (
+                               newer_than is not None and
+                               chain.classify(f.name)[1] > newer_than)]
         return found.merged_tail(max_bytes)
 
     def _source_part(self, peer, instance_uuid, max_bytes):

@@ -17,6 +17,9 @@ Run by the driver's periodic task (``[consolelog] reaper_interval``):
 * owed imports (a record in state ``PULLING`` or ``INSTALLED``) are
   retried, until ``stash_expiry``, after which the source has given the
   stash up too;
+* an evacuation's history left on a host that was down is collected once
+  that host is back (``handover.evacuation``), until
+  ``evacuation_collect_max_age``;
 * source records go once their stash is released, or after
   ``stash_expiry``;
 * stashes older than ``stash_expiry`` and pins older than twice
@@ -33,6 +36,7 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from nova_consolelog import fileutils
+from nova_consolelog.handover import evacuation as evacuation_steps
 from nova_consolelog.handover.record import Role
 from nova_consolelog.handover.record import State
 from nova_consolelog import history_import
@@ -50,9 +54,11 @@ def partial_import_max_age(conf):
 class Housekeeping:
     """One host's periodic retries and clean-ups."""
 
-    def __init__(self, host, importer):
+    def __init__(self, host, importer, evacuation=None):
         self.host = host
         self.importer = importer
+        self.evacuation = evacuation or evacuation_steps.EvacuationSteps(
+            host, importer)
 
     def run(self):
         """One pass; returns the uuids whose import completed in it."""
@@ -69,6 +75,10 @@ class Housekeeping:
                 continue
             if data.get('role') == Role.SOURCE:
                 self._forget_finished_source(rec, data)
+                continue
+            if data.get('evacuated'):
+                if self.evacuation.collect(rec, data):
+                    done.append(rec.instance_uuid)
                 continue
             if self._retry_import(rec, data):
                 done.append(rec.instance_uuid)

@@ -102,7 +102,8 @@ class MergedConsoleReader:
                 return local_tail(chain, max_bytes)
             if (record is None or record.get('shared') or
                     host.rpcapi is None or
-                    State.of(record) == State.INSTALLED):
+                    State.of(record) in (State.INSTALLED,
+                                         State.AWAITING_SOURCE)):
                 return self._all_here(instance_uuid, chain, stashes,
                                       max_bytes)
         peer = record['peer']

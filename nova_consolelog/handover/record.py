@@ -27,6 +27,12 @@ The states, in the order a hand-over goes through them::
     destination:  MIGRATING --(post_live_migration_at_destination,
                   cold_migration_finished)--> PULLING --(every stash
                   installed)--> INSTALLED --(every stash released)--> (none)
+    evacuation:   AWAITING_SOURCE --(the old host is back and has stashed;
+                  the periodic task's probe finds the stash)--> PULLING
+                  --> INSTALLED --> (none)
+
+A destination's record may name a reserved history slot (``reserved``:
+see ``history_import.reserve_slot``), which the import fills.
 
 A record without a usable role or peer is dropped by the periodic task.
 """
@@ -79,6 +85,10 @@ class State(str, enum.Enum):
     # Destination: every stash is installed here; the source's release is
     # still owed. Reads take the older part from the local history now.
     INSTALLED = 'installed'
+    # Destination of an evacuation on a non-shared instance path: the old
+    # host is down and still holds the older part; the periodic task
+    # probes it until it is back and has stashed (``handover.evacuation``).
+    AWAITING_SOURCE = 'awaiting_source'
 
     @classmethod
     def of(cls, data):

@@ -25,6 +25,7 @@ from oslo_log import log as logging
 from nova_consolelog import fileutils
 from nova_consolelog.handover.record import Role
 from nova_consolelog.handover.record import State
+from nova_consolelog import history_import
 from nova_consolelog.objects import fields as cl_fields
 
 LOG = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ class SameHostSteps:
         virtlogd's descriptor. No separator is written: history holds the
         guest's bytes only. Retention (``history_max_*``) applies.
 
-        Skipped while an import into this host is still owed (the imported
-        part is older than anything here and must come first).
+        While an import into this host is still owed (the imported part is
+        older than anything here and must come first) the chain goes into
+        history only behind the import's reserved slot
+        (``history_import.reserve_slot``); without a slot it is skipped.
 
         :returns: the history names given, or None.
         """
@@ -63,7 +66,8 @@ class SameHostSteps:
             # A resize's destination: the chain here is new, the source's
             # comes in after this start (cold_migration_finished).
             return None
-        if record is not None and record.get('role') == Role.DESTINATION:
+        if record is not None and record.get('role') == Role.DESTINATION \
+                and not self._slot_reserved(chain, record):
             LOG.warning('Instance %s restarts while its console log is '
                         'still being handed over from %s; the output since '
                         'the migration is not kept', instance_uuid,
@@ -83,6 +87,11 @@ class SameHostSteps:
                  'before its new QEMU starts', instance_uuid,
                  sum(f.size for f in files), ', '.join(names))
         return names
+
+    @staticmethod
+    def _slot_reserved(chain, record):
+        """The owed import has its place reserved before any new history."""
+        return history_import.is_placeholder(chain, record.get('reserved'))
 
     def before_instance_dir_removed(self, instance_uuid):
         """Same host, the instance stays: nova deletes its directory now.

@@ -27,6 +27,9 @@ and why:
     source domain left defined for the reaper.
 ``cold``
     cold migration and resize: a stash held until the confirm.
+``evacuate``
+    evacuation: the old output's place reserved on the new host, the old
+    host's chain stashed for it when that host is back.
 ``restarts``
     every new QEMU on the same host, and a rebuild.
 ``periodic``

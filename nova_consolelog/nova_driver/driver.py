@@ -16,7 +16,7 @@ This class sets console-log handling up for the host (``init_host``) and
 tears it down (``cleanup_host``), keeps ``VIR_MIGRATE_UNDEFINE_SOURCE`` out
 of the migration flags and serves console reads; the hooks into nova's
 operations are its mixins, one module each (``live``, ``cold``,
-``restarts``, ``periodic``).
+``evacuate``, ``restarts``, ``periodic``).
 """
 
 import threading
@@ -29,6 +29,7 @@ from oslo_service import loopingcall
 
 from nova_consolelog import conf as cl_conf
 from nova_consolelog.nova_driver import cold
+from nova_consolelog.nova_driver import evacuate
 from nova_consolelog.nova_driver import live
 from nova_consolelog.nova_driver import periodic
 from nova_consolelog.nova_driver import restarts
@@ -69,8 +70,8 @@ def private_conf(instances_path):
 
 
 class LibvirtDriver(live.LiveMigrationHooks, cold.ColdMigrationHooks,
-                    restarts.NewQemuHooks, periodic.PeriodicTask,
-                    libvirt_driver.LibvirtDriver):
+                    evacuate.EvacuationHooks, restarts.NewQemuHooks,
+                    periodic.PeriodicTask, libvirt_driver.LibvirtDriver):
     """nova's libvirt driver that keeps console logs across live migration.
 
     ``consolelog`` is the ``ConsoleLogMigration`` of this host once

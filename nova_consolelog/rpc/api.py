@@ -167,9 +167,13 @@ class ConsoleLogAPI:
 
     @_peer_support('console-log stashes')
     def list_stashes(self, ctxt, host, instance_uuid, checksums=False,
-                     tail_bytes=0):
-        """ConsoleLogSets of the instance's stashes on host, oldest first."""
-        return self._prepare(host).call(
+                     tail_bytes=0, timeout=None):
+        """ConsoleLogSets of the instance's stashes on host, oldest first.
+
+        ``timeout``: seconds, instead of ``rpc_timeout`` (a probe of a host
+        that is probably down).
+        """
+        return self._prepare(host, timeout=timeout).call(
             ctxt, 'list_console_log_stashes', instance_uuid=instance_uuid,
             checksums=checksums, tail_bytes=tail_bytes)
 

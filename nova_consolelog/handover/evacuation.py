@@ -1,0 +1,202 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""An evacuation: the guest rebuilt elsewhere while its host is down.
+
+nova's evacuation spawns the instance on a new host (``rebuild`` with
+``evacuate=True``) while the old host is down, and nothing tells the new
+host when the old one comes back. Two cases:
+
+* **Shared instance path.** The instance directory, chain included, is the
+  one the old host used: the spawn's QEMU start renames the chain into
+  history (``restarts.before_qemu_start``), as at any other start. The
+  old host's later destroy keeps the directory (``destroy_disks=False``).
+* **Non-shared path.** The older output stays on the old host. At the
+  rebuild the new host reserves the history's place (a placeholder, see
+  ``history_import.reserve_slot``) and writes a record ``AWAITING_SOURCE``.
+  When the old host comes back, nova's ``_destroy_evacuated_instances``
+  destroys its copy: before that deletes the directory, the old host stops
+  the domain and stashes the whole chain (hash lists computed, the guest is
+  off) for the instance's current host only. The new host's periodic task
+  probes the old one (a short timeout, backing off: it is usually down) and
+  once the stash is listed imports it into the reserved slot, as a live
+  migration's destination does: the late history appears before all the
+  output written here since, whatever QEMU starts happened meanwhile.
+
+If the old host never comes back the output from before the evacuation is
+lost; the new host gives up after ``evacuation_collect_max_age``.
+"""
+
+import os
+import time
+
+from oslo_log import log as logging
+
+from nova_consolelog import fileutils
+from nova_consolelog.handover.record import Role
+from nova_consolelog.handover.record import State
+from nova_consolelog import history_import
+
+LOG = logging.getLogger(__name__)
+
+# Seconds a probe of the old host may take: it is usually down, and a full
+# rpc_timeout per pass would hold the periodic task up for that long.
+PROBE_TIMEOUT = 5
+# Backoff between probes of a host that did not answer: doubling from the
+# periodic task's interval, at most this many seconds.
+PROBE_BACKOFF_MAX = 1800
+
+
+def collect_max_age(conf):
+    """Seconds the new host keeps trying to collect an evacuated history."""
+    age = conf.consolelog.evacuation_collect_max_age
+    return conf.consolelog.stash_expiry if age is None else age
+
+
+class EvacuationSteps:
+    """Both ends of an evacuation on one host."""
+
+    def __init__(self, host, importer):
+        self.host = host
+        self.importer = importer
+
+    # -- the new host ----------------------------------------------------
+
+    def arrived(self, instance_uuid, source_host):
+        """New host, at nova's rebuild, before the spawn starts a QEMU.
+
+        On a shared path (the instance directory holds the chain already)
+        nothing is owed: returns None. Otherwise reserves the slot of the
+        older output and records that it is owed by ``source_host``;
+        returns the slot's name.
+        """
+        host = self.host
+        if not source_host or source_host == host.host:
+            return None
+        chain = host.chain(instance_uuid)
+        with host.lock(instance_uuid):
+            if fileutils.is_real_dir(chain.directory) and chain.scan():
+                LOG.info('Instance %s evacuated from %s on a shared '
+                         'instance path: its console log stays in place',
+                         instance_uuid, source_host)
+                return None
+            # nova's spawn creates the directory if missing and keeps
+            # what is there; nova's instance_on_disk ran before this.
+            os.makedirs(chain.directory, exist_ok=True)
+            slot = history_import.reserve_slot(chain)
+            host.record(instance_uuid).save(
+                role=Role.DESTINATION, peer=source_host, shared=False,
+                state=State.AWAITING_SOURCE, reserved=slot, evacuated=True,
+                since=time.time())
+        LOG.info('Instance %s evacuated from %s: its earlier console output '
+                 'is collected from there once that host is back (history '
+                 'slot %s reserved)', instance_uuid, source_host, slot)
+        return slot
+
+    def forget(self, instance_uuid):
+        """New host: the instance is deleted; nothing is owed any more."""
+        record = self.host.record(instance_uuid)
+        data = record.load()
+        if data is not None and data.get('evacuated'):
+            record.remove()
+            LOG.info('Instance %s is deleted: its console output from '
+                     'before its evacuation from %s is not collected',
+                     instance_uuid, data.get('peer'))
+
+    def collect(self, rec, data):
+        """Periodic, new host: collect when the old host is back.
+
+        Returns True when the history is installed now. Never waits
+        longer than ``PROBE_TIMEOUT`` for a host that does not answer, and
+        leaves it alone for a doubling backoff afterwards.
+        """
+        host = self.host
+        uuid = rec.instance_uuid
+        now = time.time()
+        since = data.get('since', data.get('created', 0))
+        if now - since > collect_max_age(host.conf):
+            LOG.warning('Giving up collecting the console history of '
+                        'instance %s from %s, where it was left by its '
+                        'evacuation %ds ago: its console output from before '
+                        'the evacuation is lost', uuid, data.get('peer'),
+                        now - since)
+            rec.remove()
+            return False
+        if State.of(data) == State.AWAITING_SOURCE:
+            if now < data.get('next_probe', 0):
+                return False
+            if not self._probe(rec, data, now):
+                return False
+            data = rec.load() or data
+        try:
+            done = bool(self.importer.run(uuid, data['peer'], False))
+        except Exception as e:
+            LOG.warning('Collecting the console history of instance %s '
+                        'from %s failed; will retry: %s', uuid,
+                        data.get('peer'), str(e)[:300])
+            return False
+        if done:
+            LOG.info('Collected the console history of instance %s left on '
+                     'host %s by its evacuation, %d byte(s)', uuid,
+                     data.get('peer'), data.get('bytes', 0))
+        return done
+
+    def _probe(self, rec, data, now):
+        """True when the old host answers with a stash to pull."""
+        peer = data['peer']
+        uuid = rec.instance_uuid
+        failures = data.get('probe_failures', 0)
+        try:
+            sets = self.host.rpcapi.list_stashes({}, peer, uuid,
+                                                 timeout=PROBE_TIMEOUT)
+        except Exception as e:
+            interval = max(self.host.conf.consolelog.reaper_interval, 1)
+            wait = min(interval * 2 ** min(failures, 16), PROBE_BACKOFF_MAX)
+            rec.update(create=False, probe_failures=failures + 1,
+                       next_probe=now + wait)
+            LOG.debug('Old host %s of evacuated instance %s does not '
+                      'answer (%s); next try in %ss', peer, uuid,
+                      str(e)[:200], wait)
+            return False
+        if not sets:
+            # Back, but nothing stashed (yet): nova's destroy of its copy
+            # runs in its init_host; try at the next pass.
+            rec.update(create=False, probe_failures=0, next_probe=0)
+            return False
+        size = sum(f.size for s in sets for f in s.files)
+        with self.host.lock(uuid):
+            # From now on the import is owed like a migration's: reads
+            # take the older part from the old host until it is installed.
+            return rec.update(create=False, state=State.PULLING,
+                              bytes=size, created=time.time()) is not None
+
+    # -- the old host ----------------------------------------------------
+
+    def left(self, instance_uuid, current_host):
+        """Old host, back: nova is about to delete its copy of the guest.
+
+        The domain is stopped (the caller did), so the whole chain goes
+        into a stash with hash lists, for ``current_host`` only, which
+        collects it. Returns the stash id, or None when there was nothing.
+        """
+        host = self.host
+        chain = host.chain(instance_uuid)
+        with host.lock(instance_uuid):
+            if not fileutils.is_real_dir(chain.directory) or \
+                    not chain.scan():
+                return None
+            stash = host.make_stash(instance_uuid, chain,
+                                    destination=current_host)
+        LOG.info('Stashed the console log of instance %s (%s), evacuated to '
+                 '%s while this host was down, for that host to collect',
+                 instance_uuid, stash.stash_id, current_host)
+        return stash.stash_id
