@@ -784,14 +784,17 @@ def is_placeholder(chain, name):
 def slot_to_fill(chain):
     """The slot an import into ``chain`` fills, or None.
 
-    The chain's ``fill_slot`` (set by the importer from the hand-over
-    record), when it is still a placeholder, or free again and older than
+    The chain's ``fill_slot`` (set by the importer: a callable reading the
+    hand-over record at the commit, so that a slot reserved during the
+    pull counts), when it is still a placeholder, or free again and older than
     every history file (retention dropped the placeholder: the import still
     goes where its bytes belong, and the next retention pass treats it
     like any oldest file). A slot an import filled already is not refilled:
     a second stash then takes the next number.
     """
     name = getattr(chain, 'fill_slot', None)
+    if callable(name):
+        name = name()
     if not isinstance(name, str) or chain.classify(name) is None or \
             chain.classify(name)[0] != 'history':
         return None

@@ -21,8 +21,9 @@ host when the old one comes back. Two cases:
   history (``restarts.before_qemu_start``), as at any other start. The
   old host's later destroy keeps the directory (``destroy_disks=False``).
 * **Non-shared path.** The older output stays on the old host. At the
-  rebuild the new host reserves the history's place (a placeholder, see
-  ``history_import.reserve_slot``) and writes a record ``AWAITING_SOURCE``.
+  rebuild the new host writes a record ``AWAITING_SOURCE``; the spawn's
+  QEMU start reserves the history's place (a placeholder, see
+  ``history_import.reserve_slot``).
   When the old host comes back, nova's ``_destroy_evacuated_instances``
   destroys its copy: before that deletes the directory, the old host stops
   the domain and stashes the whole chain (hash lists computed, the guest is
@@ -36,7 +37,6 @@ If the old host never comes back the output from before the evacuation is
 lost; the new host gives up after ``evacuation_collect_max_age``.
 """
 
-import os
 import time
 
 from oslo_log import log as logging
@@ -75,39 +75,38 @@ class EvacuationSteps:
         """New host, at nova's rebuild, before the spawn starts a QEMU.
 
         On a shared path (the instance directory holds the chain already)
-        nothing is owed: returns None. Otherwise reserves the slot of the
-        older output and records that it is owed by ``source_host``;
-        returns the slot's name.
+        nothing is owed: returns False. Otherwise records that the older
+        output is owed by ``source_host`` and returns True; the spawn's
+        QEMU start reserves its history slot (``before_qemu_start``).
+        The directory is not created here: nova's spawn tells from its
+        absence that a failed evacuation must delete it, and a later
+        evacuation would take a leftover one for shared storage.
         """
         host = self.host
         if not source_host or source_host == host.host:
-            return None
+            return False
         chain = host.chain(instance_uuid)
         with host.lock(instance_uuid):
             if fileutils.is_real_dir(chain.directory) and chain.scan():
                 LOG.info('Instance %s evacuated from %s on a shared '
                          'instance path: its console log stays in place',
                          instance_uuid, source_host)
-                return None
-            # nova's spawn creates the directory if missing and keeps
-            # what is there; nova's instance_on_disk ran before this.
-            os.makedirs(chain.directory, exist_ok=True)
-            slot = history_import.reserve_slot(chain)
+                return False
             host.record(instance_uuid).save(
                 role=Role.DESTINATION, peer=source_host, shared=False,
-                state=State.AWAITING_SOURCE, reserved=slot, evacuated=True,
+                state=State.AWAITING_SOURCE, evacuated=True,
                 since=time.time())
         LOG.info('Instance %s evacuated from %s: its earlier console output '
-                 'is collected from there once that host is back (history '
-                 'slot %s reserved)', instance_uuid, source_host, slot)
-        return slot
+                 'is collected from there once that host is back',
+                 instance_uuid, source_host)
+        return True
 
     def forget(self, instance_uuid):
         """New host: the instance is deleted; nothing is owed any more."""
         record = self.host.record(instance_uuid)
         data = record.load()
         if data is not None and data.get('evacuated'):
-            record.remove()
+            self._give_up(record, data)
             LOG.info('Instance %s is deleted: its console output from '
                      'before its evacuation from %s is not collected',
                      instance_uuid, data.get('peer'))
@@ -129,7 +128,7 @@ class EvacuationSteps:
                         'evacuation %ds ago: its console output from before '
                         'the evacuation is lost', uuid, data.get('peer'),
                         now - since)
-            rec.remove()
+            self._give_up(rec, data)
             return False
         if State.of(data) == State.AWAITING_SOURCE:
             if now < data.get('next_probe', 0):
@@ -149,6 +148,23 @@ class EvacuationSteps:
                      'host %s by its evacuation, %d byte(s)', uuid,
                      data.get('peer'), data.get('bytes', 0))
         return done
+
+    def _give_up(self, rec, data):
+        """Remove the record and its slot if nothing filled it.
+
+        An empty slot would read as nothing anyway; it goes so that it is
+        not carried along as history.
+        """
+        with self.host.lock(rec.instance_uuid):
+            rec.remove()
+            try:
+                chain = self.host.chain(rec.instance_uuid)
+                slot = data.get('reserved')
+                if history_import.is_placeholder(chain, slot):
+                    fileutils.unlink_quietly(chain.path(slot))
+            except Exception as e:
+                LOG.debug('Reserved slot of %s not removed: %s',
+                          rec.instance_uuid, e)
 
     def _probe(self, rec, data, now):
         """True when the old host answers with a stash to pull."""

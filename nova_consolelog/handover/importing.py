@@ -81,9 +81,10 @@ class Importer:
         record = host.record(instance_uuid)
         chain = host.chain(instance_uuid)
         os.makedirs(chain.directory, exist_ok=True)
-        # The history position reserved when the import became owed: the
-        # first stash installed fills it (history_import.slot_to_fill).
-        chain.fill_slot = (record.load() or {}).get('reserved')
+        # The history position reserved by a QEMU start while the import
+        # is owed (restarts.before_qemu_start), as the record says at the
+        # commit: the first stash installed fills it.
+        chain.fill_slot = lambda: (record.load() or {}).get('reserved')
         if host.rpcapi is None:
             raise exception.TransferFailed(
                 instance=instance_uuid, host=source_host,

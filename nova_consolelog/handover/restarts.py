@@ -51,10 +51,14 @@ class SameHostSteps:
         virtlogd's descriptor. No separator is written: history holds the
         guest's bytes only. Retention (``history_max_*``) applies.
 
-        While an import into this host is still owed (the imported part is
-        older than anything here and must come first) the chain goes into
-        history only behind the import's reserved slot
-        (``history_import.reserve_slot``); without a slot it is skipped.
+        While an import into this host is still owed (after a migration or
+        an evacuation here) the imported part is older than anything here
+        and must come first: the first such start reserves its place, a
+        zero-length history file named in the record
+        (``history_import.reserve_slot``), and the chain goes into the
+        numbers behind it; the import fills the slot later. Over a shared
+        instance path (the import is a local copy, moments later) the
+        start is skipped with a warning, as before.
 
         :returns: the history names given, or None.
         """
@@ -66,8 +70,7 @@ class SameHostSteps:
             # A resize's destination: the chain here is new, the source's
             # comes in after this start (cold_migration_finished).
             return None
-        if record is not None and record.get('role') == Role.DESTINATION \
-                and not self._slot_reserved(chain, record):
+        if self._owed(record) and record.get('shared'):
             LOG.warning('Instance %s restarts while its console log is '
                         'still being handed over from %s; the output since '
                         'the migration is not kept', instance_uuid,
@@ -76,6 +79,7 @@ class SameHostSteps:
         with host.lock(instance_uuid):
             if not fileutils.is_real_dir(chain.directory):
                 return None
+            self._reserve_if_owed(instance_uuid, chain)
             files = [f for f in chain.scan()
                      if f.kind != cl_fields.FileKind.HISTORY and f.size]
             if not files:
@@ -89,9 +93,31 @@ class SameHostSteps:
         return names
 
     @staticmethod
-    def _slot_reserved(chain, record):
-        """The owed import has its place reserved before any new history."""
-        return history_import.is_placeholder(chain, record.get('reserved'))
+    def _owed(record):
+        """An import into this host is owed and not installed yet."""
+        return (record is not None and
+                record.get('role') == Role.DESTINATION and
+                State.of(record) != State.INSTALLED)
+
+    def _reserve_if_owed(self, instance_uuid, chain):
+        """Reserve the owed import's history slot; under the lock.
+
+        Kept if one is reserved already (a second restart). A crash
+        between the slot and the record leaves an empty history file,
+        which reads as nothing; the next start reserves again.
+        """
+        rec = self.host.record(instance_uuid)
+        record = rec.load()
+        if not self._owed(record) or record.get('shared'):
+            return None
+        if history_import.is_placeholder(chain, record.get('reserved')):
+            return record['reserved']
+        slot = history_import.reserve_slot(chain)
+        rec.update(create=False, reserved=slot)
+        LOG.info('Reserved console-log history slot %s of instance %s for '
+                 'the output still owed by %s', slot, instance_uuid,
+                 record.get('peer'))
+        return slot
 
     def before_instance_dir_removed(self, instance_uuid):
         """Same host, the instance stays: nova deletes its directory now.

@@ -413,8 +413,39 @@ class TestNewQemuOnTheSameHost(MigrationTestBase):
         self.assertEqual(lines(0, 5, 'boot1') + lines(0, 5, 'boot2'),
                          self.src.read(self.uuid))
 
-    def test_skipped_while_an_import_is_owed(self):
+    def test_kept_behind_a_reserved_slot_while_an_import_is_owed(self):
+        # A reboot at the destination before the import: the output since
+        # the migration is kept, and the import still comes first.
         self.migrate_until_switchover()
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
+        self.src.nova_cleanup(self.uuid)
+        self.dst.steps.record(self.uuid).update(state='pulling')
+        since = lines(0, 5, 'dst')
+        self.dst.append(self.uuid, 'console.log', since)
+        self.assertEqual(['console.history.000002'],
+                         self.dst.steps.before_qemu_start(self.uuid))
+        self.assertEqual('console.history.000001',
+                         self.dst.steps.record(self.uuid).load()['reserved'])
+        self.dst.qemu_start(self.uuid)
+        newest = lines(0, 5, 'dst-boot2')
+        self.dst.append(self.uuid, 'console.log', newest)
+        # Before the import: the source's part, then ours, in order.
+        self.assertEqual(self.before + since + newest,
+                         self.dst.read(self.uuid))
+        self.dst.steps.post_live_migration_at_destination(
+            self.uuid, 'src', False)
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertEqual(self.before + since + newest,
+                         self.dst.read(self.uuid))
+        self.assertEqual(
+            ['console.history.000001', 'console.history.000002',
+             'console.log'],
+            sorted(n for n in os.listdir(self.dst.instance_dir(self.uuid))
+                   if n.startswith('console.')))
+
+    def test_skipped_while_a_shared_import_is_owed(self):
+        self.migrate_until_switchover()
+        self.dst.steps.record(self.uuid).update(shared=True)
         self.dst.append(self.uuid, 'console.log', lines(0, 5, 'dst'))
         self.assertIsNone(self.dst.steps.before_qemu_start(self.uuid))
         self.assertEqual(['console.log'],
