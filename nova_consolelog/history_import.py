@@ -798,10 +798,18 @@ def slot_to_fill(chain):
     if not isinstance(name, str) or chain.classify(name) is None or \
             chain.classify(name)[0] != 'history':
         return None
-    if is_placeholder(chain, name):
-        return name
-    if os.path.lexists(chain.path(name)):
-        return None
+    try:
+        st = os.lstat(chain.path(name))
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        # Never guess: the import would land after newer history.
+        raise exception.InstallFailed(
+            instance=chain.instance,
+            reason='reserved slot %s: %s' % (name, e.strerror))
+    if st is not None:
+        empty = stat.S_ISREG(st.st_mode) and st.st_size == 0
+        return name if empty else None
     index = chain.classify(name)[1]
     if all(f.index > index for f in chain.history()):
         return name
