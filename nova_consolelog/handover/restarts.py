@@ -77,9 +77,9 @@ class SameHostSteps:
                         record.get('peer'))
             return None
         with host.lock(instance_uuid):
+            self._reserve_if_owed(instance_uuid, chain)
             if not fileutils.is_real_dir(chain.directory):
                 return None
-            self._reserve_if_owed(instance_uuid, chain)
             files = [f for f in chain.scan()
                      if f.kind != cl_fields.FileKind.HISTORY and f.size]
             if not files:
@@ -104,12 +104,15 @@ class SameHostSteps:
 
         Kept if one is reserved already (a second restart). A crash
         between the slot and the record leaves an empty history file,
-        which reads as nothing; the next start reserves again.
+        which reads as nothing; the next start reserves again. The
+        instance directory is made if missing (nova's spawn made it
+        already; the QEMU starting now logs into it).
         """
         rec = self.host.record(instance_uuid)
         record = rec.load()
         if not self._owed(record) or record.get('shared'):
             return None
+        os.makedirs(chain.directory, exist_ok=True)
         if history_import.is_placeholder(chain, record.get('reserved')):
             return record['reserved']
         slot = history_import.reserve_slot(chain)

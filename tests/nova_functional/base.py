@@ -21,9 +21,10 @@ driver). What this module adds, and why:
 * per-host instance directories. Both computes share one process and one
   CONF, so nova would see one ``instances_path`` and therefore shared
   storage. Each driver keeps the path it was created with;
-  ``PerHostInstancePaths`` makes nova's path helpers and its three
-  shared-storage test-file methods answer with the path of the driver they
-  run for. nova then sees non-shared storage and block-migrates, and for
+  ``PerHostInstancePaths`` makes nova's path helpers, its three
+  shared-storage test-file methods and the evacuation's shared-storage check
+  (``check_instance_shared_storage_remote``) answer with the path of the
+  driver they run for. nova then sees non-shared storage and block-migrates, and for
   that ``_get_instance_disk_info_from_config`` must find no disk files
   (fakelibvirt's disks do not exist);
 * a migration stub that behaves like libvirt for the source domain: with
@@ -117,6 +118,13 @@ class PerHostInstancePaths(fixtures.Fixture):
         def cleanup_test_file(driver, filename):
             os.remove(os.path.join(driver.instances_path, filename))
 
+        def check_shared_storage_remote(driver, context, data):
+            # nova's check (the peer's temporary file exists here) sees
+            # every file in one process: only this host's path counts.
+            filename = data['filename']
+            return (filename.startswith(driver.instances_path + os.sep) and
+                    os.path.exists(filename))
+
         utils = 'nova.virt.libvirt.utils.'
         self.useFixture(fixtures.MonkeyPatch(
             utils + 'get_instance_path', get_instance_path))
@@ -127,7 +135,9 @@ class PerHostInstancePaths(fixtures.Fixture):
         for name, fn in (
                 ('_create_shared_storage_test_file', create_test_file),
                 ('_check_shared_storage_test_file', check_test_file),
-                ('_cleanup_shared_storage_test_file', cleanup_test_file)):
+                ('_cleanup_shared_storage_test_file', cleanup_test_file),
+                ('check_instance_shared_storage_remote',
+                 check_shared_storage_remote)):
             self.useFixture(fixtures.MonkeyPatch(driver + name, fn))
         # Block migration copies the disks found in the guest config;
         # fakelibvirt's disk files do not exist.
