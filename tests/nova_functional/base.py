@@ -22,9 +22,9 @@ driver). What this module adds, and why:
   CONF, so nova would see one ``instances_path`` and therefore shared
   storage. Each driver keeps the path it was created with;
   ``PerHostInstancePaths`` makes nova's path helpers, its three
-  shared-storage test-file methods and the evacuation's shared-storage check
-  (``check_instance_shared_storage_remote``) answer with the path of the
-  driver they run for. nova then sees non-shared storage and block-migrates, and for
+  shared-storage test-file methods and the evacuation's shared-storage
+  check (``check_instance_shared_storage_remote``) answer with the path of
+  the driver they run for. nova then sees non-shared storage and block-migrates, and for
   that ``_get_instance_disk_info_from_config`` must find no disk files
   (fakelibvirt's disks do not exist);
 * a migration stub that behaves like libvirt for the source domain: with
