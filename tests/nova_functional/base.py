@@ -24,8 +24,9 @@ driver). What this module adds, and why:
   ``PerHostInstancePaths`` makes nova's path helpers, its three
   shared-storage test-file methods and the evacuation's shared-storage
   check (``check_instance_shared_storage_remote``) answer with the path of
-  the driver they run for. nova then sees non-shared storage and block-migrates, and for
-  that ``_get_instance_disk_info_from_config`` must find no disk files
+  the driver they run for. nova then sees non-shared storage and
+  block-migrates, and for that ``_get_instance_disk_info_from_config``
+  must find no disk files
   (fakelibvirt's disks do not exist);
 * a migration stub that behaves like libvirt for the source domain: with
   ``VIR_MIGRATE_UNDEFINE_SOURCE`` it is undefined, without it it stays
