@@ -16,7 +16,9 @@
 --config-file F --transport-url URL --instance UUID --stash-id ID`` pulls
 a stash like the destination of a live migration does (``--via pull``:
 ``transfer.pull``; ``--via migration``:
-``ConsoleLogMigration.post_live_migration_at_destination``), and at crash
+``ConsoleLogMigration.post_live_migration_at_destination``; ``--via
+collect``: the periodic task, ``ConsoleLogMigration.retry_pending``, which
+collects an evacuation's history), and at crash
 point P sends itself SIGKILL: no ``finally`` block runs, no buffer is
 flushed, the kernel drops its flocks — what a power cut leaves of that
 process. ``--pause-at P`` stops it there instead (SIGSTOP, after printing
@@ -182,6 +184,10 @@ def run_destination(args):
             mig.post_live_migration_at_destination(args.instance,
                                                    args.source, False)
             outcome = {'record': mig.record(args.instance).load()}
+        elif args.via == 'collect':
+            mig = migration.ConsoleLogMigration(conf, args.host, rpcapi)
+            outcome = {'done': mig.retry_pending(),
+                       'record': mig.record(args.instance).load()}
         else:
             try:
                 result = transfer.pull(conf, rpcapi, args.source,
@@ -261,7 +267,7 @@ def main(argv):
     parser.add_argument('--instance')
     parser.add_argument('--source', default='src')
     parser.add_argument('--stash-id')
-    parser.add_argument('--via', choices=('pull', 'migration'),
+    parser.add_argument('--via', choices=('pull', 'migration', 'collect'),
                         default='pull')
     args = parser.parse_args(argv)
     points = DEST_POINTS if args.role == 'dest' else SOURCE_POINTS
