@@ -68,6 +68,10 @@ class EvacuationSteps:
     def __init__(self, host, importer):
         self.host = host
         self.importer = importer
+        # Old hosts that did not answer a probe, until when they are left
+        # alone: one silent host evacuated many guests, and each of their
+        # records must not cost a probe timeout of its own.
+        self._silent_until = {}
 
     # -- the new host ----------------------------------------------------
 
@@ -116,7 +120,8 @@ class EvacuationSteps:
 
         Returns True when the history is installed now. Never waits
         longer than ``PROBE_TIMEOUT`` for a host that does not answer, and
-        leaves it alone for a doubling backoff afterwards.
+        leaves it alone for a doubling backoff afterwards (every record
+        naming it: one probe per silent host and backoff, not per guest).
         """
         host = self.host
         uuid = rec.instance_uuid
@@ -131,7 +136,8 @@ class EvacuationSteps:
             self._give_up(rec, data)
             return False
         if State.of(data) == State.AWAITING_SOURCE:
-            if now < data.get('next_probe', 0):
+            if now < data.get('next_probe', 0) or \
+                    now < self._silent_until.get(data['peer'], 0):
                 return False
             if not self._probe(rec, data, now):
                 return False
@@ -179,10 +185,12 @@ class EvacuationSteps:
             wait = min(interval * 2 ** min(failures, 16), PROBE_BACKOFF_MAX)
             rec.update(create=False, probe_failures=failures + 1,
                        next_probe=now + wait)
+            self._silent_until[peer] = now + wait
             LOG.debug('Old host %s of evacuated instance %s does not '
                       'answer (%s); next try in %ss', peer, uuid,
                       str(e)[:200], wait)
             return False
+        self._silent_until.pop(peer, None)
         if not sets:
             # Back, but nothing stashed (yet): nova's destroy of its copy
             # runs in its init_host; try at the next pass.

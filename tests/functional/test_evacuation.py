@@ -82,7 +82,9 @@ class EvacuationTestCase(test_pull.PullTestCase):
         self.assertIsNotNone(self.stash_id)
 
     def probe_now(self):
+        """The backoff is over (for the record and its host)."""
         self.mig.record(self.instance).update(create=False, next_probe=0)
+        self.mig.evacuation._silent_until.clear()
 
     def read_file(self, name):
         with open(self.chain.path(name), 'rb') as f:

@@ -126,6 +126,7 @@ class TestEvacuationNonShared(EvacuationTestBase):
         self.assertIsNone(self.domain('host1', self.uuid))
 
         driver2.consolelog.record(self.uuid).update(next_probe=0)
+        driver2.consolelog.evacuation._silent_until.clear()
         started = time.monotonic()
         driver2.consolelog_periodic_task()
         self.collect_seconds = time.monotonic() - started

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 from unittest import mock
+import uuid
 
 import fixtures
 
@@ -266,7 +267,9 @@ class EvacuationTestBase(test_migration.MigrationTestBase):
         return stash_id
 
     def probe_now(self):
+        """The backoff is over (for the record and its host)."""
         self.dst.steps.record(self.uuid).update(create=False, next_probe=0)
+        self.dst.steps.evacuation._silent_until.clear()
 
 
 class TestNonSharedEvacuation(EvacuationTestBase):
@@ -450,3 +453,34 @@ class TestSharedEvacuation(EvacuationTestBase):
         self.assertEqual(self.before + after, self.dst.read(self.uuid))
         self.assertTrue(self.history(self.dst))
         self.assertEqual([], self.dst.steps.retry_pending())
+
+
+class TestManyGuestsOneSilentHost(EvacuationTestBase):
+
+    def test_one_probe_per_silent_host(self):
+        uuids = [self.uuid] + [str(uuid.uuid4()) for _ in range(3)]
+        self.src_down()
+        for other in uuids:
+            self.assertTrue(self.dst.steps.evacuated_here(other, 'src'))
+        calls = []
+        real = self.dst.rpcapi.list_stashes
+
+        def counting(*args, **kwargs):
+            calls.append(args[2])
+            return real(*args, **kwargs)
+
+        self.dst.rpcapi.list_stashes = counting
+        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertEqual(1, len(calls))
+        # Back: every guest's record is probed again and collected.
+        self.src_back()
+        for other in uuids:
+            self.dst.steps.record(other).update(next_probe=0)
+        self.dst.steps.evacuation._silent_until.clear()
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        # Four probes, and the import's own listing of the stash.
+        self.assertEqual(6, len(calls))
+        for other in uuids[1:]:
+            # Nothing stashed for them (no chain there): still owed.
+            self.assertEqual('awaiting_source', self.dst.steps.record(
+                other).load()['state'])
