@@ -91,7 +91,9 @@ class EvacuationSteps:
             return False
         chain = host.chain(instance_uuid)
         with host.lock(instance_uuid):
-            if fileutils.is_real_dir(chain.directory) and chain.scan():
+            # nova's instance_on_disk (the directory is writable here) ran
+            # before, and nova creates the directory only at the spawn.
+            if fileutils.is_real_dir(chain.directory):
                 LOG.info('Instance %s evacuated from %s on a shared '
                          'instance path: its console log stays in place',
                          instance_uuid, source_host)

@@ -96,8 +96,10 @@ class EvacuationHooks:
         """nova destroys here a guest evacuated from this host.
 
         nova's database places it on another host, and an evacuation from
-        this host to that one is recorded: a live migration's rollback at
-        its destination, which also destroys a guest placed elsewhere,
+        this host is recorded that nova has not finished cleaning up (the
+        statuses nova's ``_destroy_evacuated_instances`` looks for; it
+        completes the migration afterwards): a live migration's rollback
+        at its destination, which also destroys a guest placed elsewhere,
         is not mistaken for one.
         """
         here = self.consolelog.host
@@ -109,6 +111,7 @@ class EvacuationHooks:
                 'source_compute': here,
                 'instance_uuid': instance.uuid,
                 'migration_type': 'evacuation',
+                'status': ['accepted', 'pre-migrating', 'done'],
             })
         except Exception as e:
             LOG.warning('Cannot tell whether the instance was evacuated '
