@@ -614,6 +614,29 @@ class TestColdMigration(MigrationTestBase):
         self.assertFalse(self.src.steps.has_stash(self.uuid))
         self.assertEqual([], self.src.steps.held_stashes(self.uuid))
 
+    def test_reboot_while_the_pull_is_owed_keeps_both_in_order(self):
+        # A reboot of the resized guest before the source answers: its
+        # output goes behind a reserved slot, the import fills the slot.
+        self.migrate(self.src, self.dst)
+        after = self.finish(self.src, self.dst)
+        self._source_away()
+        self.dst.steps.cold_migration_finished(self.uuid, 'src')
+        self.assertEqual(['console.history.000002'],
+                         self.dst.steps.before_qemu_start(self.uuid))
+        self.dst.qemu_start(self.uuid)
+        newest = lines(0, 10, 'dst-boot2')
+        self.dst.append(self.uuid, 'console.log', newest)
+        self.hosts.servers['src'].start()
+        self.assertEqual(self.before + after + newest,
+                         self.dst.read(self.uuid))
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertEqual(self.before + after + newest,
+                         self.dst.read(self.uuid))
+        self.assertEqual(['console.history.000001', 'console.history.000002'],
+                         self.history(self.dst))
+        self.confirm(self.src)
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+
     def test_confirm_before_the_pull_keeps_the_stash(self):
         self.migrate(self.src, self.dst)
         after = self.finish(self.src, self.dst)
