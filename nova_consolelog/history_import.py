@@ -737,12 +737,13 @@ def remove_abandoned(chain, older_than):
 # An import owed to this host holds console output older than anything
 # the guest writes here; a QEMU start before the import renames the chain
 # into history, which would take the next sequence numbers first. So the
-# host reserves the import's place when it learns the import is owed: a
-# zero-length history file, the *placeholder*, named in the hand-over
-# record. A QEMU start renames its chain into the numbers after it; the
-# import fills it by renaming its staging file over it (``Import.commit``,
-# with the ledger's exactly-once unchanged: the ledger entry names the
-# slot, and the slot holds the staging file's inode only once renamed).
+# first QEMU start while the import is owed reserves the import's place
+# (``handover.restarts``): a zero-length history file, the *placeholder*,
+# named in the hand-over record. That start renames its chain into the
+# numbers after it; the import fills the slot by renaming its staging file
+# over it (``Import.commit``, with the ledger's exactly-once unchanged:
+# the ledger entry names the slot, and the slot holds the staging file's
+# inode only once renamed).
 # A placeholder reads as empty. See doc/source/migration.rst.
 
 
@@ -786,10 +787,10 @@ def slot_to_fill(chain):
 
     The chain's ``fill_slot`` (set by the importer: a callable reading the
     hand-over record at the commit, so that a slot reserved during the
-    pull counts), when it is still a placeholder, or free again and older than
-    every history file (retention dropped the placeholder: the import still
-    goes where its bytes belong, and the next retention pass treats it
-    like any oldest file). A slot an import filled already is not refilled:
+    pull counts), when it is still a placeholder, or free again and older
+    than every history file (retention dropped the placeholder: the import
+    still goes where its bytes belong, and the next retention pass treats
+    it like any oldest file). A slot an import filled already is not refilled:
     a second stash then takes the next number.
     """
     name = getattr(chain, 'fill_slot', None)

@@ -151,7 +151,8 @@ class EvacuationSteps:
                         'from %s failed; will retry: %s', uuid,
                         data.get('peer'), str(e)[:300])
             return False
-        if done:
+        if done and State.of(data) != State.INSTALLED:
+            # (INSTALLED: only the release was owed; said already.)
             LOG.info('Collected the console history of instance %s left on '
                      'host %s by its evacuation, %d byte(s)', uuid,
                      data.get('peer'), data.get('bytes', 0))

@@ -413,6 +413,9 @@ class TestNonSharedEvacuation(EvacuationTestBase):
                          self.dst.steps.record(self.uuid).load()['state'])
         self.assertTrue(self.src.steps.has_stash(self.uuid))
         self.dst.steps.retry_pending()
+        # Said once, at the install; the later pass only released.
+        self.assertEqual(1, self.logger.output.count(
+            'Collected the console history of instance %s' % self.uuid))
         self.assertIsNone(self.dst.steps.record(self.uuid).load())
         self.assertFalse(self.src.steps.has_stash(self.uuid))
         self.assertEqual(self.before + first, self.dst.read(self.uuid))
