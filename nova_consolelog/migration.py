@@ -128,6 +128,7 @@ class ConsoleLogMigration:
     def live_migration_started(self, instance_uuid, dest_host,
                                shared_instance_path):
         """Source, before the guest moves."""
+        self.evacuation.moving_on(instance_uuid, dest_host)
         return self.live.started(instance_uuid, dest_host,
                                  shared_instance_path)
 
@@ -205,6 +206,7 @@ class ConsoleLogMigration:
     def cold_migration_started(self, instance_uuid, dest_host,
                                resize_dir=None):
         """Source, after nova powered off and renamed the directory."""
+        self.evacuation.moving_on(instance_uuid, dest_host)
         return self.cold.started(instance_uuid, dest_host, resize_dir)
 
     @guard.never_raises()

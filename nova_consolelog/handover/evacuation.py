@@ -117,6 +117,26 @@ class EvacuationSteps:
                      'before its evacuation from %s is not collected',
                      instance_uuid, data.get('peer'))
 
+    def moving_on(self, instance_uuid, dest_host):
+        """New host: the guest migrates on before the collection.
+
+        The older output would be collected into a directory the guest has
+        left: the collection is given up (a known limitation, see
+        doc/source/migration.rst); an empty slot goes with the chain as
+        zero bytes.
+        """
+        rec = self.host.record(instance_uuid)
+        data = rec.load()
+        if data is None or not data.get('evacuated') or \
+                State.of(data) == State.INSTALLED:
+            return False
+        rec.remove()
+        LOG.warning('Instance %s migrates to %s before its console output '
+                    'from before its evacuation was collected from %s: that '
+                    'output is not collected any more', instance_uuid,
+                    dest_host, data.get('peer'))
+        return True
+
     def collect(self, rec, data):
         """Periodic, new host: collect when the old host is back.
 

@@ -421,6 +421,20 @@ class TestNonSharedEvacuation(EvacuationTestBase):
         self.assertEqual(self.before + first, self.dst.read(self.uuid))
         self.assertEqual(['console.history.000001'], self.history(self.dst))
 
+    def test_migrating_on_gives_the_collection_up(self):
+        first = self.evacuate()
+        self.dst.steps.live_migration_started(self.uuid, 'third', False)
+        self.assertIn('Instance %s migrates to third before its console '
+                      'output from before its evacuation was collected from '
+                      'src' % self.uuid, self.logger.output)
+        self.assertEqual('source',
+                         self.dst.steps.record(self.uuid).load()['role'])
+        # The empty slot goes with the chain as zero bytes.
+        self.dst.steps.post_live_migration_at_source(self.uuid, 'third',
+                                                     False)
+        stash = self.dst.steps.stashes(self.uuid)[0]
+        self.assertEqual(first, stash.chain.read_tail(1 << 20))
+
     def test_only_the_current_host_may_pull(self):
         self.evacuate()
         self.src_back()
