@@ -72,8 +72,8 @@ from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.unit import test_rpc
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
@@ -296,7 +296,7 @@ def probe_main(root, url, topic):
     reply) every INTERVAL seconds for SECONDS and answers ``ok`` with the
     latencies in ms.
     """
-    conf = test_rpc.make_conf(root, 'probe', topic)
+    conf = test_fixtures.make_conf(root, 'probe', topic)
     transport = cl_transport.get_transport(conf, url)
     target = oslo_messaging.Target(topic=topic, server='probe')
     server = oslo_messaging.get_rpc_server(transport, target,
@@ -505,9 +505,9 @@ def _signal_exit(signum, frame):
 
 def puller(root, topic, host='dst', **overrides):
     """``(conf, rpcapi)`` of a destination with the default settings."""
-    conf = test_rpc.make_conf(root, host, topic, chunk_size=MiB,
-                              rpc_timeout=60, pull_timeout=600,
-                              history_max_bytes=1024 * MiB, **overrides)
+    conf = test_fixtures.make_conf(root, host, topic, chunk_size=MiB,
+                                   rpc_timeout=60, pull_timeout=600,
+                                   history_max_bytes=1024 * MiB, **overrides)
     return conf, cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
 
 
@@ -520,7 +520,7 @@ def _fresh_chain(conf, instance):
 
 def make_stash(src, instance, files):
     """Write the chain on the source and stash it; (stash id, seconds)."""
-    directory = test_rpc.write_chain(src.conf, instance, files)
+    directory = test_fixtures.write_chain(src.conf, instance, files)
     started = time.perf_counter()
     stash_id = cl_stash.Stash.create(
         instance, cl_chain.ConsoleLogChain(directory, conf=src.conf),
@@ -554,7 +554,7 @@ def our_pull(conf, rpcapi, src, instance, files, meter=None, stashed=None):
         raise RuntimeError('pull of %s: %s' % (instance, result))
     with open(os.path.join(chain.directory, chain.history()[-1].name),
               'rb') as f:
-        if f.read() != test_rpc.chain_bytes(files):
+        if f.read() != test_fixtures.chain_bytes(files):
             raise RuntimeError('pull of %s: installed bytes differ' % (
                 instance,))
     return result, elapsed
@@ -678,7 +678,7 @@ def run():
     root = tempfile.mkdtemp(prefix='consolelog-bench-')
     topic = 'consolelog-bench-%s' % uuid.uuid4().hex
     children = []
-    # The defaults on both ends (test_rpc.make_conf sets tiny chunks).
+    # The defaults on both ends (test_fixtures.make_conf sets tiny chunks).
     src = base.HostProcess(root, 'src', topic, overrides={
         'chunk_size': MiB, 'bulk_window': 8 * MiB})
     try:

@@ -37,18 +37,17 @@ import signal
 import sys
 import threading
 
-from oslo_config import cfg
 
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import history_import
 from nova_consolelog import migration
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
-from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+
+from tests import fixtures as test_fixtures
 
 DEST_POINTS = ('opened', 'mid-file', 'checkpoint', 'verified', 'ledger',
                'renamed', 'installed', 'release-before', 'release-after')
@@ -160,12 +159,8 @@ def announce_lock_waits():
 
 
 def _conf(config_file):
-    conf = cfg.ConfigOpts()
-    cl_conf.register_opts(conf)
-    cl_transport.register_messaging_opts(conf)
-    conf([], project='nova', default_config_files=[config_file],
-         default_config_dirs=[])
-    return conf
+    return test_fixtures.new_conf(config_file, messaging=True,
+                                  project='nova')
 
 
 def run_destination(args):

@@ -25,9 +25,9 @@ import time
 from nova_consolelog import exception
 from nova_consolelog.rpc import bulk as cl_bulk
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import test_pull
-from tests.unit import test_rpc
 
 MiB = 1024 * 1024
 
@@ -55,7 +55,7 @@ class PublisherBoundsTest(base.FunctionalTestCase):
 
     def setUp(self):
         super().setUp()
-        conf = test_rpc.make_conf(self.root, 'probe', self.topic)
+        conf = test_fixtures.make_conf(self.root, 'probe', self.topic)
         self.url = cl_bulk.kombu_url(conf, base.TRANSPORT_URL)
         self.publisher = cl_bulk.Publisher(self.url)
         self.addCleanup(self.publisher.close)

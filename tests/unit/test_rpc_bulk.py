@@ -39,9 +39,7 @@ from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
 from nova_consolelog import transfer
 
-from tests.unit import test_rpc
-from tests.unit import test_rpc_manager
-from tests.unit import test_transfer
+from tests import fixtures as test_fixtures
 
 
 class Manager11(cl_manager.ConsoleLogManager):
@@ -50,7 +48,7 @@ class Manager11(cl_manager.ConsoleLogManager):
     target = oslo_messaging.Target(version='1.1', namespace='consolelog')
 
 
-class CountingAPI(test_transfer.FaultyAPI):
+class CountingAPI(test_fixtures.FaultyAPI):
     """The real client, also counting bulk window calls."""
 
     def __init__(self, api):
@@ -113,7 +111,7 @@ class TestKombuSSL(test_base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf = test_rpc.make_conf(self.useFixture(
+        self.conf = test_fixtures.make_conf(self.useFixture(
             fixtures.TempDir()).path, 'h', 'topic')
         # Building a rabbit transport registers [oslo_messaging_rabbit] on
         # its configuration, as in nova-compute; it does not connect.
@@ -214,7 +212,7 @@ class TestMessages(test_base.BaseTestCase):
                               cl_bulk.check_queue_name, bad)
 
 
-class TestSendRange(test_rpc_manager.ManagerTestCase):
+class TestSendRange(test_fixtures.ManagerTestCase):
     """send_console_log_range refuses bad input and publishes nothing."""
 
     def setUp(self):
@@ -264,7 +262,7 @@ class TestSendRange(test_rpc_manager.ManagerTestCase):
         self.conf.set_override('bulk_window', 64 * 1024, group='consolelog')
         self.conf.set_override('chunk_size', 64 * 1024, group='consolelog')
         big = os.urandom(200 * 1024)
-        test_rpc.write_chain(self.conf, self.uuid, {'console.log.2': big})
+        test_fixtures.write_chain(self.conf, self.uuid, {'console.log.2': big})
         summary = self._send(self.uuid, None, 'console.log.2', 0,
                              cl_manager.MAX_WINDOW, self.queue, 'none')
         self.assertEqual({'chunks': 1, 'bytes': 64 * 1024, 'eof': False},
@@ -305,9 +303,9 @@ class TestNegotiation(test_base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.hosts = self.useFixture(test_rpc.Hosts())
+        self.hosts = self.useFixture(test_fixtures.Hosts())
         self.uuid = str(uuid.uuid4())
-        self.files = test_rpc.sample_chain()
+        self.files = test_fixtures.sample_chain()
 
     def test_version_history(self):
         self.assertEqual('1.3', cl_api.ConsoleLogAPI.VERSION)
@@ -318,7 +316,7 @@ class TestNegotiation(test_base.BaseTestCase):
 
     def test_fake_transport_has_no_bulk_channel(self):
         src = self.hosts.start('src')
-        test_rpc.write_chain(src, self.uuid, self.files)
+        test_fixtures.write_chain(src, self.uuid, self.files)
         conf, rpcapi = self.hosts.client('dst')
         self.assertIsNone(rpcapi.bulk_url)
         self.assertFalse(rpcapi.bulk_supported('src'))
@@ -329,7 +327,7 @@ class TestNegotiation(test_base.BaseTestCase):
         result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)
         self.assertEqual(0, api.windows)
         self.assertEqual(0, result.bulk_bytes)
-        self.assertEqual(test_rpc.chain_bytes(self.files),
+        self.assertEqual(test_fixtures.chain_bytes(self.files),
                          self._history(chain))
 
     def test_bulk_off_or_capped(self):
@@ -363,7 +361,7 @@ class TestNegotiation(test_base.BaseTestCase):
 
     def test_unreachable_bulk_broker_falls_back(self):
         src = self.hosts.start('src')
-        test_rpc.write_chain(src, self.uuid, self.files)
+        test_fixtures.write_chain(src, self.uuid, self.files)
         conf, rpcapi = self.hosts.client('dst')
         # A broker that refuses connections: the queue cannot be declared.
         rpcapi.bulk_url = 'amqp://guest:guest@127.0.0.1:1/'
@@ -372,7 +370,7 @@ class TestNegotiation(test_base.BaseTestCase):
         result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)
         self.assertEqual(0, api.windows)
         self.assertEqual(0, result.bulk_bytes)
-        self.assertEqual(test_rpc.chain_bytes(self.files),
+        self.assertEqual(test_fixtures.chain_bytes(self.files),
                          self._history(chain))
 
     def _chain(self, conf):

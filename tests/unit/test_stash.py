@@ -26,17 +26,16 @@ from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import stash as cl_stash
 
-from tests.unit import test_chain
-from tests.unit import test_chain_import
+from tests import fixtures as test_fixtures
 
-UUID = test_chain.UUID
+UUID = test_fixtures.UUID
 OTHER = '0c6b5a2e-8e7b-4f1e-9b8f-3f0e2d7c1a90'
 CHAIN = {'console.history.000001': b'history\n',
          'console.log.2': b'two\n', 'console.log.0': b'zero\n',
          'console.log': b'live\n', cl_chain.BASE_OFFSET_NAME: b'100\n'}
 
 
-class StashTestCase(test_chain.ChainTestCase):
+class StashTestCase(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()
@@ -361,7 +360,7 @@ class TestFaultAtEveryStep(StashTestCase):
         while True:
             step += 1
             self._fresh_chain()
-            faulty = test_chain_import.FaultyOS(step)
+            faulty = test_fixtures.FaultyOS(step)
             with mock.patch.object(cl_stash, 'os', faulty), \
                     mock.patch.object(cl_chain, 'os', faulty):
                 try:
@@ -395,7 +394,7 @@ class TestFaultAtEveryStep(StashTestCase):
             self._fresh_chain()
             stash = self.create(stash_id='s')
             in_stash = self.state(stash.path)
-            faulty = test_chain_import.FaultyOS(step)
+            faulty = test_fixtures.FaultyOS(step)
             with mock.patch.object(cl_stash, 'os', faulty), \
                     mock.patch.object(cl_chain, 'os', faulty):
                 try:
