@@ -73,14 +73,13 @@ import os
 import re
 import stat
 import time
-import uuid
 
 from oslo_log import log as logging
-from oslo_utils import uuidutils
 
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import fileutils
+from nova_consolelog import names
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 
@@ -97,7 +96,7 @@ BASE_OFFSET_NAME = 'console.history.base'
 PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
 _TMP_SUFFIX = '.tmp'
-IMPORT_ID_RE = re.compile(r'[A-Za-z0-9_-]{1,64}')
+IMPORT_ID_RE = names.IMPORT_ID_RE
 
 # O_NONBLOCK: opening a FIFO planted under a member name must not hang.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -277,11 +276,7 @@ class ConsoleLogChain:
         The directory name is the canonical form of the uuid, never the
         caller's string.
         """
-        if not isinstance(instance_uuid, str) or not (
-                uuidutils.is_uuid_like(instance_uuid)):
-            raise exception.InvalidInput(
-                reason='malformed instance uuid %r' % (instance_uuid,))
-        canonical = str(uuid.UUID(instance_uuid))
+        canonical = names.check_instance_uuid(instance_uuid)
         return cls(os.path.join(conf.consolelog.instances_path, canonical),
                    instance=canonical, conf=conf)
 
@@ -648,14 +643,7 @@ class ConsoleLogChain:
     def check_member_name(self, name):
         return self._check_member_name(name)
 
-    @staticmethod
-    def check_import_id(import_id):
-        if not isinstance(import_id, str) or not IMPORT_ID_RE.fullmatch(
-                import_id):
-            raise exception.InvalidInput(
-                reason='import id must match %s, got %.80r' % (
-                    IMPORT_ID_RE.pattern, import_id))
-        return import_id
+    check_import_id = staticmethod(names.check_import_id)
 
     def write_state(self, name, data):
         """Replace our state file ``name`` atomically (``write_atomic``)."""

@@ -51,7 +51,6 @@ two windows) are held at a time, and no file is ever held whole.
 import collections
 import concurrent.futures
 import hashlib
-import re
 import secrets
 import socket
 import time
@@ -62,6 +61,7 @@ import oslo_messaging
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import hashlist
+from nova_consolelog import names
 from nova_consolelog.rpc import bulk as cl_bulk
 
 LOG = logging.getLogger(__name__)
@@ -91,7 +91,6 @@ BULK_PREFETCH = 8
 BULK_GRACE = 5.0
 # Seconds a pull waits for another pull of the same stash on this host.
 IMPORT_WAIT = 60
-_TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 # Bulk messages received but not yet verified and written (see
 # _Puller._on_bulk_message); beyond this the receiving thread waits.
 SINK_BACKLOG = 4
@@ -323,7 +322,7 @@ class _Puller:
             return self._open_legacy(), None
         self._check_set(remote)
         token = remote.transfer_token
-        if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
+        if not names.is_token(token):
             raise self._failed('the source sent no valid transfer token')
         self.stash_id = remote.stash_id
         self.v13 = True

@@ -264,7 +264,7 @@ def _stashes(stash_root, instance_uuid, conf, entry):
         if not fileutils.is_real_dir(parent):
             continue
         for stash_id in sorted(os.listdir(parent)):
-            if not cl_stash.STASH_ID_RE.fullmatch(stash_id):
+            if not names.STASH_ID_RE.fullmatch(stash_id):
                 continue
             path = os.path.join(parent, stash_id)
             if os.path.islink(path):

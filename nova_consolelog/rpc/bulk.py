@@ -69,7 +69,6 @@ LOG = logging.getLogger(__name__)
 QUEUE_PREFIX = 'consolelog-bulk-'
 # Always used with fullmatch: '$' would accept a trailing newline.
 _QUEUE_RE = re.compile(r'%s[0-9a-f]{32}' % re.escape(QUEUE_PREFIX))
-_TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 CONTENT_TYPE = 'application/octet-stream'
 
 # The largest chunk a source sends: the largest [consolelog] chunk_size. A
@@ -423,8 +422,7 @@ def frame_binding(headers):
     if not isinstance(headers, dict):
         raise ValueError('bulk message without headers')
     token = headers.get('token')
-    if 'token' in headers and not (isinstance(token, str) and
-                                   _TOKEN_RE.fullmatch(token)):
+    if 'token' in headers and not names.is_token(token):
         raise ValueError('bulk message with a malformed token %s' % (
             exception.bounded(repr(token), 80),))
     found = [token]

@@ -24,11 +24,9 @@ changes nothing.
 
 import functools
 import inspect
-import re
 
 from oslo_log import log as logging
 import oslo_messaging
-from oslo_utils import uuidutils
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
@@ -48,7 +46,6 @@ MAX_READ = 8 * 1024 * 1024
 MAX_WINDOW = 64 * 1024 * 1024
 
 _expected = oslo_messaging.expected_exceptions(exception.ConsoleLogError)
-_TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 
 
 def _rpc(method):
@@ -90,33 +87,11 @@ def _check_bool(name, value):
     return value
 
 
-def _check_uuid(instance_uuid):
-    if not isinstance(instance_uuid, str) or len(instance_uuid) > 64 or \
-            not uuidutils.is_uuid_like(instance_uuid):
-        raise _invalid('instance_uuid %.80r is not a uuid' % (
-            instance_uuid,))
-    return instance_uuid
-
-
-def _check_host(host):
-    return names.check_host_name(host)
-
-
-def _check_token(token):
-    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
-        raise _invalid('a token is 32 lowercase hex digits')
-    return token
-
-
 def _check_stash_id(stash_id, required=False):
+    """A stash id, or None where the call allows none (the live chain)."""
     if stash_id is None and not required:
         return None
-    if not isinstance(stash_id, str):
-        raise _invalid('stash_id must be a string, not %s' % (
-            type(stash_id).__name__))
-    if not cl_stash.STASH_ID_RE.fullmatch(stash_id):
-        raise _invalid('stash_id %.80r is not a stash id' % (stash_id,))
-    return stash_id
+    return names.check_stash_id(stash_id)
 
 
 class ConsoleLogManager:
@@ -235,7 +210,7 @@ class ConsoleLogManager:
         ``checksums`` adds the sha256 of every file no longer written to;
         ``tail_bytes`` adds each file's last bytes for a merged read.
         """
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id)
         _check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
@@ -253,7 +228,7 @@ class ConsoleLogManager:
     def list_console_log_stashes(self, ctxt, instance_uuid, checksums=False,
                                  tail_bytes=0):
         """ConsoleLogSet of every stash of the instance, oldest first."""
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
         with self._lock(shared=True):
@@ -264,7 +239,7 @@ class ConsoleLogManager:
 
     def _check_read(self, instance_uuid, stash_id, name, offset, length,
                     compression, max_length):
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id)
         if not isinstance(name, str) or len(name) > 64:
             raise _invalid('name must be a file name')
@@ -323,7 +298,7 @@ class ConsoleLogManager:
         if compression is None:
             raise _invalid('compression is required')
         if request_token is not None:
-            _check_token(request_token)
+            names.check_token(request_token)
         cl_bulk.check_queue_name(reply_queue)
         group = self._conf.consolelog
         if self._bulk_url is None or not group.bulk_transfer:
@@ -380,9 +355,9 @@ class ConsoleLogManager:
         ``stash_id`` None the live chain is pinned first: the set's
         ``stash_id`` names the pin, read and released like a stash.
         """
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id)
-        _check_host(puller_host)
+        names.check_host_name(puller_host)
         stash_root = self._stash_root()
         group = self._conf.consolelog
         cl_stash.expire(2 * group.pull_timeout,
@@ -429,7 +404,7 @@ class ConsoleLogManager:
         and the stash stays: no byte is dropped on the word of a caller
         that does not have it.
         """
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id, required=True)
         if not isinstance(sha256s, dict) or len(sha256s) > 4096 or not all(
                 isinstance(k, str) and isinstance(v, str)
@@ -439,8 +414,8 @@ class ConsoleLogManager:
             raise exception.HandoverRefused(
                 stash_id=stash_id, instance=instance_uuid,
                 reason='a release needs the token of a transfer (RPC 1.3)')
-        _check_token(transfer_token)
-        _check_host(puller_host)
+        names.check_token(transfer_token)
+        names.check_host_name(puller_host)
         with self._lock():
             stash = self._stash(instance_uuid, stash_id)
             stash.check_release(puller_host, transfer_token, sha256s)

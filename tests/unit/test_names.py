@@ -75,3 +75,29 @@ class StashIdTest(base.BaseTestCase):
                       'a.b', None, 7, b'abc'):
             self.assertRaises(exception.InvalidInput,
                               names.check_stash_id, value)
+
+
+class TokenTest(base.BaseTestCase):
+
+    def test_accepted(self):
+        token = uuid.uuid4().hex
+        self.assertTrue(names.is_token(token))
+        self.assertEqual(token, names.check_token(token))
+
+    def test_refused(self):
+        for value in (None, 7, b'0' * 32, '0' * 31, '0' * 33, 'A' * 32,
+                      '0' * 32 + '\n', 'g' * 32):
+            self.assertFalse(names.is_token(value), value)
+            self.assertRaises(exception.InvalidInput, names.check_token,
+                              value)
+
+
+class ImportIdTest(base.BaseTestCase):
+
+    def test_accepted(self):
+        self.assertEqual('pull-0a_Z', names.check_import_id('pull-0a_Z'))
+
+    def test_refused(self):
+        for value in (None, '', '../x', 'a' * 65, 'a\n', 'a b'):
+            self.assertRaises(exception.InvalidInput, names.check_import_id,
+                              value)
