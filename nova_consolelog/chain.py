@@ -12,7 +12,12 @@
 
 """The console-log chain of one instance on one host.
 
-This is the only module that touches console-log files.
+Reading a chain (scan, merged read, chunk reads, describe) and changing
+it (base offset, adopting history, retention) happen here. Other modules
+touch console-log files too, each through this class where it can:
+``history_import`` stages and installs another host's chain,
+``stash`` moves a chain aside and back, ``fileutils`` holds the
+descriptor-level helpers all of them share.
 
 A chain lives in one directory (an instance directory, or a stash) and is,
 oldest first:
@@ -67,8 +72,6 @@ exactly once: see ``history_import``.
 
 import collections
 import errno
-import functools
-import hashlib
 import os
 import re
 import stat
@@ -76,7 +79,6 @@ import time
 
 from oslo_log import log as logging
 
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import fileutils
 from nova_consolelog import names
@@ -84,8 +86,6 @@ from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 
 LOG = logging.getLogger(__name__)
-
-CONF = cl_conf.CONF
 
 HISTORY_PREFIX = 'console.history.'
 HISTORY_RE = re.compile(r'^console\.history\.(\d{6})$')
@@ -95,7 +95,6 @@ BASE_OFFSET_NAME = 'console.history.base'
 # Staging files of imports (see history_import).
 PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
-_TMP_SUFFIX = '.tmp'
 IMPORT_ID_RE = names.IMPORT_ID_RE
 
 # O_NONBLOCK: opening a FIFO planted under a member name must not hang.
@@ -104,7 +103,6 @@ _SNAPSHOT_ATTEMPTS = 20
 # Snapshots taken again while the backup numbers have a gap (a rollover
 # between two of its renames); see ConsoleLogChain._snapshot.
 _GAP_RETRIES = 5
-_COPY_CHUNK = 1024 * 1024
 
 # One file of a chain, as found by a scan. ``kind`` is one of
 # objects.fields.FileKind; ``index`` is the backup number N or the history
@@ -149,65 +147,14 @@ def _check_count(what, value):
 
 def _typed_io(method):
     """Turn a stray OSError of a read into ChainFileUnreadable."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except OSError as e:
-            raise exception.ChainFileUnreadable(
-                path=e.filename or self.directory,
-                reason=e.strerror or str(e))
-    return wrapper
+    return fileutils.typed_os_errors(method, lambda args, e: (
+        exception.ChainFileUnreadable(path=e.filename or args[0].directory,
+                                      reason=e.strerror or str(e))))
 
 
-def _pread_exact(fd, length, offset):
-    """Up to ``length`` bytes at ``offset``; short only at end of file."""
-    parts = []
-    while length > 0:
-        data = os.pread(fd, length, offset)
-        if not data:
-            break
-        parts.append(data)
-        length -= len(data)
-        offset += len(data)
-    return b''.join(parts)
-
-
-def fsync_dir(directory):
-    """fsync a directory, so that renames in it survive a crash."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_unlink_quietly = fileutils.unlink_quietly
-
-
-def write_atomic(directory, name, data):
-    """Replace ``directory/name`` with ``data`` (bytes) atomically.
-
-    Temp file, fsync, rename, fsync of the directory: on failure the old
-    file is intact and the temp file removed.
-    """
-    path = os.path.join(directory, name)
-    tmp = path + _TMP_SUFFIX
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                     os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    fsync_dir(directory)
+# stash.py (and its tests) still call these through this module.
+fsync_dir = fileutils.fsync_dir
+write_atomic = fileutils.write_atomic
 
 
 class _Snapshot:
@@ -254,8 +201,8 @@ class ConsoleLogChain:
     :param conf: ConfigOpts with our options registered.
     """
 
-    def __init__(self, directory, log_name=None, instance=None, conf=None):
-        self.conf = conf if conf is not None else CONF
+    def __init__(self, directory, log_name=None, instance=None, *, conf):
+        self.conf = conf
         self.directory = os.fspath(directory)
         self.log_name = log_name or self.conf.consolelog.log_name
         if '/' in self.log_name or self.log_name in ('.', '..'):
@@ -270,7 +217,7 @@ class ConsoleLogChain:
         return 'ConsoleLogChain(%r)' % self.directory
 
     @classmethod
-    def for_instance(cls, instance_uuid, conf=CONF):
+    def for_instance(cls, instance_uuid, *, conf):
         """The chain in ``<instances_path>/<uuid>``; validates the uuid.
 
         The directory name is the canonical form of the uuid, never the
@@ -329,7 +276,7 @@ class ConsoleLogChain:
             except OSError as e:
                 raise exception.ChainFileUnreadable(path=path,
                                                     reason=e.strerror)
-            _check_regular(path, st.st_mode)
+            fileutils.check_regular(path, st.st_mode)
             found.append((ChainFile(name, kind_index[0], kind_index[1],
                                     st.st_size, st.st_mtime),
                           (st.st_dev, st.st_ino)))
@@ -378,7 +325,7 @@ class ConsoleLogChain:
                                                 reason='a symbolic link')
             raise exception.ChainFileUnreadable(path=path, reason=e.strerror)
         try:
-            _check_regular(path, os.fstat(fd).st_mode)
+            fileutils.check_regular(path, os.fstat(fd).st_mode)
         except BaseException:
             os.close(fd)
             raise
@@ -455,7 +402,7 @@ class ConsoleLogChain:
         if fd is None:
             return 0
         try:
-            text = _pread_exact(fd, 64, 0)
+            text = fileutils.pread_exact(fd, 64, 0)
         finally:
             os.close(fd)
         try:
@@ -505,7 +452,7 @@ class ConsoleLogChain:
                 if wanted <= 0:
                     break
                 n = min(wanted, m.size)
-                parts.append(_pread_exact(m.fd, n, m.size - n))
+                parts.append(fileutils.pread_exact(m.fd, n, m.size - n))
                 wanted -= n
         return last_lines(b''.join(reversed(parts)), length)
 
@@ -540,7 +487,8 @@ class ConsoleLogChain:
             for m in stream:
                 lo, hi = max(begin, position), min(stop, position + m.size)
                 if lo < hi:
-                    parts.append(_pread_exact(m.fd, hi - lo, lo - position))
+                    parts.append(fileutils.pread_exact(m.fd, hi - lo,
+                                                       lo - position))
                 position += m.size
         data = b''.join(parts)
         return ReadResult(data, begin, begin + len(data), truncated)
@@ -563,7 +511,8 @@ class ConsoleLogChain:
                 raise exception.InvalidInput(
                     reason='offset %d is beyond the end of %s (%d bytes)' % (
                         offset, name, size))
-            data = _pread_exact(fd, min(length, size - offset), offset)
+            data = fileutils.pread_exact(fd, min(length, size - offset),
+                                         offset)
         finally:
             os.close(fd)
         return data, offset + len(data) >= size
@@ -589,7 +538,7 @@ class ConsoleLogChain:
             for m in reversed(snap.members):
                 n = min(wanted, m.size)
                 tails[m.file.name] = (
-                    _pread_exact(m.fd, n, m.size - n) if n else b'')
+                    fileutils.pread_exact(m.fd, n, m.size - n) if n else b'')
                 wanted -= n
             files = []
             for position, m in enumerate(snap.members):
@@ -597,7 +546,7 @@ class ConsoleLogChain:
                 files.append(cl_objects.ConsoleLogFile(
                     name=m.file.name, kind=m.file.kind, position=position,
                     size=m.size, mtime=m.file.mtime, live=live,
-                    sha256=(_sha256_fd(m.fd, m.size)
+                    sha256=(fileutils.sha256_fd(m.fd, m.size)
                             if checksums and not live else None),
                     tail=tails[m.file.name] if tail_bytes else None))
         return cl_objects.ConsoleLogSet(
@@ -704,7 +653,7 @@ class ConsoleLogChain:
         re-run of its pull must not bring it back as the newest history.
         """
         from nova_consolelog import history_import
-        inodes = {_inode(self._path(f.name)) for f in doomed} - {None}
+        inodes = {fileutils.inode(self._path(f.name)) for f in doomed} - {None}
         if inodes:
             history_import.Ledger(self).mark_dropped(inodes)
 
@@ -765,13 +714,6 @@ def _backup_gap(listed):
     return not has_log or len(numbers) != max(numbers) + 1
 
 
-def _inode(path):
-    try:
-        return os.lstat(path).st_ino
-    except OSError:
-        return None
-
-
 def _order_key(f):
     """Oldest first: history by sequence, then virtlogd's files by mtime.
 
@@ -790,18 +732,3 @@ def _order_key(f):
     if f.kind == cl_fields.FileKind.BACKUP:
         return (1, f.mtime, -f.index)
     return (1, f.mtime, 1)
-
-
-_check_regular = fileutils.check_regular
-
-
-def _sha256_fd(fd, size):
-    digest = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        data = os.pread(fd, min(_COPY_CHUNK, size - offset), offset)
-        if not data:
-            break
-        digest.update(data)
-        offset += len(data)
-    return digest.hexdigest()
