@@ -232,9 +232,11 @@ upgrade_opts = [
     cfg.StrOpt(
         'consolelog',
         help="""
-Version cap for the console-log RPC API, a version such as ``1.0`` or a
-release alias. Set it during a rolling upgrade until every compute host runs
-a release that understands the newer version.
+Version cap for the console-log RPC API: a version such as ``1.0``, or the
+name of a release (``nova-34``, the release built for nova 34) meaning the
+newest version that release speaks. Set it during a rolling upgrade until
+every compute host runs a release that understands the newer version. Any
+other value keeps console-log migration from starting on this host.
 """),
 ]
 

@@ -21,6 +21,7 @@ version the peer's dispatcher does not know — becomes
 """
 
 import functools
+import re
 
 from oslo_log import log as logging
 import oslo_messaging
@@ -33,6 +34,8 @@ from nova_consolelog.rpc import transport as cl_transport
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = 'consolelog'
+
+_VERSION_RE = re.compile(r'[0-9]{1,3}\.[0-9]{1,3}')
 
 # The errors by which a peer (or our own version cap) says it does not
 # offer a call; RemoteError carries the dispatcher's class name when the
@@ -100,19 +103,26 @@ class ConsoleLogAPI:
             every bulk message; release_console_log_stash takes
             ``transfer_token`` and ``puller_host`` and refuses releases
             without them
+
+    1.0 to 1.2 were steps of development and never part of a release; we
+    keep them (rather than folding everything into a new 1.0) because
+    folding would change the wire under hosts that run those builds, and
+    the negotiation down to 1.0 stays tested against them.
+
+    ``VERSION_ALIASES``, as in nova: ``[upgrade_levels] consolelog`` takes
+    a version or the name of a release, meaning "the newest version that
+    release speaks". During a rolling upgrade an operator caps the client
+    at the release the oldest compute host runs, without having to know
+    our version numbers. nova-consolelog is released with nova and named
+    after the nova major version it is built for (``nova-34``: built and
+    tested against nova 34.0.0). Only releases get a name: there is none
+    for 1.0 to 1.2, which a cap reaches by number.
     """
 
     VERSION = '1.3'
 
-    # ``[upgrade_levels] consolelog`` takes a version or one of these
-    # names, each the newest version of a step of this API (this project
-    # has no named releases yet): during a rolling upgrade, cap the client
-    # at what the oldest compute host understands.
     VERSION_ALIASES = {
-        'initial': '1.0',
-        'compression': '1.1',
-        'bulk': '1.2',
-        'transfer': '1.3',
+        'nova-34': '1.3',
     }
 
     def __init__(self, conf, transport=None, transport_url=None):
@@ -135,8 +145,7 @@ class ConsoleLogAPI:
         if conf.consolelog.bulk_transfer:
             self.bulk_url = cl_bulk.kombu_url(conf, transport_url, given)
             self.bulk_ssl = cl_bulk.kombu_ssl(conf, transport_url, given)
-        cap = conf.upgrade_levels.consolelog
-        self.version_cap = self.VERSION_ALIASES.get(cap, cap)
+        self.version_cap = self.resolve_cap(conf.upgrade_levels.consolelog)
         target = oslo_messaging.Target(
             topic=conf.consolelog.topic, namespace=NAMESPACE,
             version='1.0')
@@ -148,6 +157,25 @@ class ConsoleLogAPI:
         self._only_1_0 = set()
         # Hosts that do not speak 1.2 (no bulk channel).
         self._pre_1_2 = set()
+
+    @classmethod
+    def resolve_cap(cls, cap):
+        """The version ``[upgrade_levels] consolelog`` = ``cap`` means.
+
+        None (no cap) stays None. A release name becomes its version; any
+        other value must be a version ``X.Y``, or the client is refused
+        with InvalidInput (oslo.messaging would fail only at the first
+        call, with an error that does not name the option).
+        """
+        if cap is None:
+            return None
+        cap = cls.VERSION_ALIASES.get(cap, cap)
+        if not (isinstance(cap, str) and _VERSION_RE.fullmatch(cap)):
+            raise exception.InvalidInput(
+                reason='[upgrade_levels] consolelog must be a version such '
+                       'as 1.0 or one of %s, not %.40r' % (
+                           ', '.join(sorted(cls.VERSION_ALIASES)), cap))
+        return cap
 
     def can_send_version(self, version):
         return self.client.can_send_version(version)

@@ -151,7 +151,7 @@ class TestVersionSkew(test_pull.PullTestCase):
     def test_capped_client_new_server(self):
         new = self.start_host('new')
         conf, rpcapi = self.client()
-        conf.set_override('consolelog', 'initial', group='upgrade_levels')
+        conf.set_override('consolelog', '1.0', group='upgrade_levels')
         capped = cl_api.ConsoleLogAPI(conf, transport=rpcapi.transport)
         result = self._pull(new, conf, capped)
         self.assertEqual(result.bytes, result.wire_bytes)

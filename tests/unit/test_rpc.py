@@ -82,7 +82,7 @@ class TestConsoleLogRPC(test_base.BaseTestCase):
 
     def test_client_capped_at_1_0(self):
         conf, rpcapi = self.hosts.client('dst2')
-        conf.set_override('consolelog', 'initial', group='upgrade_levels')
+        conf.set_override('consolelog', '1.0', group='upgrade_levels')
         rpcapi = cl_api.ConsoleLogAPI(conf, transport=rpcapi.transport)
         self.assertEqual('1.0', rpcapi.version_cap)
         self.assertFalse(rpcapi.can_send_version('1.1'))

@@ -309,10 +309,24 @@ class TestNegotiation(test_base.BaseTestCase):
 
     def test_version_history(self):
         self.assertEqual('1.3', cl_api.ConsoleLogAPI.VERSION)
-        self.assertEqual('1.2', cl_api.ConsoleLogAPI.VERSION_ALIASES['bulk'])
-        self.assertEqual('1.3',
-                         cl_api.ConsoleLogAPI.VERSION_ALIASES['transfer'])
+        # Aliases are release names (as nova's), each naming a version
+        # this client knows.
+        self.assertEqual({'nova-34': '1.3'},
+                         cl_api.ConsoleLogAPI.VERSION_ALIASES)
         self.assertEqual('1.3', cl_manager.ConsoleLogManager.target.version)
+
+    def test_cap_resolved_or_refused(self):
+        resolve = cl_api.ConsoleLogAPI.resolve_cap
+        self.assertIsNone(resolve(None))
+        self.assertEqual('1.3', resolve('nova-34'))
+        self.assertEqual('1.0', resolve('1.0'))
+        for bad in ('initial', 'bulk', '1', '1.0.0', '1.x', ' 1.0', '1.0\n',
+                    ''):
+            self.assertRaises(exception.InvalidInput, resolve, bad)
+        conf = self.hosts.conf('capped-badly')
+        conf.set_override('consolelog', 'transfer', group='upgrade_levels')
+        self.assertRaises(exception.InvalidInput, cl_api.ConsoleLogAPI,
+                          conf, transport_url='fake://')
 
     def test_fake_transport_has_no_bulk_channel(self):
         src = self.hosts.start('src')
@@ -332,7 +346,7 @@ class TestNegotiation(test_base.BaseTestCase):
 
     def test_bulk_off_or_capped(self):
         _conf, rpcapi = self.hosts.client('dst')
-        for cap, enabled in (('compression', True), ('1.1', True),
+        for cap, enabled in (('1.1', True),
                              (None, False)):
             conf = self.hosts.conf('dst-%s' % cap,
                                    bulk_transfer=enabled)
