@@ -31,13 +31,12 @@ Raw kombu is the best plain kombu can do with the bulk channel's own
 settings (rpc.bulk): an exclusive, auto-delete, non-durable queue on the
 default exchange, transient messages (delivery_mode 1) of ``chunk_size``
 bytes, the consumer acking each message with our prefetch
-(``transfer.BULK_PREFETCH``), no publisher confirms. Its publisher is a
-process of its own, started before any timer; for rows 1 and 2 it is
+(``transfer.bulk_path.BULK_PREFETCH``), no publisher confirms. Its publisher
+is a process of its own, started before any timer; for rows 1 and 2 it is
 connected before the timer starts (the pull's own connection set-up is
-inside its time), for row 3 both connections are made inside the timer,
-the publisher's in parallel with the consumer's. A durable queue with
-persistent messages (RabbitMQ writes them to disk) is printed for
-information only.
+inside its time), for row 3 both connections are made inside the timer, the
+publisher's in parallel with the consumer's. A durable queue with persistent
+messages (RabbitMQ writes them to disk) is printed for information only.
 
 Runs of a row and of its baseline alternate, so both see the same noise
 from whatever else runs on the host; rates are medians with their range.
@@ -71,6 +70,7 @@ from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+from nova_consolelog.transfer import bulk_path
 
 from tests import fixtures as test_fixtures
 from tests.functional import base
@@ -249,7 +249,7 @@ def raw_kombu(pub, total, size, kind, setup=False, durable=False):
         queue.declare()
         consumer = kombu.Consumer(
             channel, queues=[queue], callbacks=[on_message], accept=None,
-            prefetch_count=transfer.BULK_PREFETCH, auto_declare=False)
+            prefetch_count=bulk_path.BULK_PREFETCH, auto_declare=False)
         consumer.consume()
         return conn, queue, consumer
 
@@ -709,7 +709,7 @@ def _run(root, topic, src, pub, probe):
           'in flight, prefetch %d, bulk_compression %s; source and '
           'destination in separate processes, raw kombu publisher in a '
           'third' % (chunk // 1024, group.bulk_window // MiB,
-                     transfer.BULK_WINDOWS, transfer.BULK_PREFETCH,
+                     bulk_path.BULK_WINDOWS, bulk_path.BULK_PREFETCH,
                      group.bulk_compression), flush=True)
 
     # Rows 1 and 2: throughput.

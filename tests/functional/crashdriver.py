@@ -46,6 +46,7 @@ from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+from nova_consolelog.transfer import job as transfer_job
 
 from tests import fixtures as test_fixtures
 
@@ -164,7 +165,7 @@ def _conf(config_file):
 
 
 def run_destination(args):
-    transfer._CHECKPOINT_BYTES = CHECKPOINT_BYTES
+    transfer_job.CHECKPOINT_BYTES = CHECKPOINT_BYTES
     trap = Trap(args.point or args.pause_at, pause=bool(args.pause_at))
     arm_destination(trap)
     announce_lock_waits()

@@ -31,6 +31,7 @@ from nova_consolelog import exception
 from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+from nova_consolelog.transfer import bulk_path
 
 from tests import fixtures as test_fixtures
 from tests.functional import base
@@ -265,7 +266,7 @@ class TestBulkPull(BulkTestCase):
             asked.append(len(api.windows))
         # The windows in flight were refused by version; the peer is then
         # known as pre-1.2 and not asked again.
-        self.assertIn(asked[0], (1, transfer.BULK_WINDOWS))
+        self.assertIn(asked[0], (1, bulk_path.BULK_WINDOWS))
         self.assertEqual(asked[0], asked[1])
         self.assertFalse(rpcapi.bulk_supported('src'))
         self.assertGreater(sum(api.calls.values()), 0)
@@ -281,7 +282,7 @@ class TestBulkPull(BulkTestCase):
                                stash_id=stash_id, chain=chain)
         self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         self.assertEqual(0, result.bulk_bytes)
-        self.assertIn(len(api.windows), (1, transfer.BULK_WINDOWS))
+        self.assertIn(len(api.windows), (1, bulk_path.BULK_WINDOWS))
         self.assertTrue(result.released)
         self.assertQueuesGone()
 
