@@ -28,7 +28,7 @@ import oslo_messaging
 
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
-from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import transport as cl_transport
 
 LOG = logging.getLogger(__name__)
@@ -131,8 +131,8 @@ class ConsoleLogAPI:
         Uses ``transport`` (for example nova's), or one built from
         ``transport_url`` / ``conf``'s ``[DEFAULT] transport_url``. The
         bulk channel (``bulk_url``) uses the broker of that transport and
-        its TLS settings (``bulk_ssl``; see ``bulk.kombu_url`` and
-        ``bulk.kombu_ssl``); None when it is not ``rabbit://`` or
+        its TLS settings (``bulk_ssl``; see ``broker.kombu_url`` and
+        ``broker.kombu_ssl``); None when it is not ``rabbit://`` or
         ``[consolelog] bulk_transfer`` is off.
         """
         self.conf = conf
@@ -143,8 +143,8 @@ class ConsoleLogAPI:
         self.bulk_url = None
         self.bulk_ssl = False
         if conf.consolelog.bulk_transfer:
-            self.bulk_url = cl_bulk.kombu_url(conf, transport_url, given)
-            self.bulk_ssl = cl_bulk.kombu_ssl(conf, transport_url, given)
+            self.bulk_url = broker.kombu_url(conf, transport_url, given)
+            self.bulk_ssl = broker.kombu_ssl(conf, transport_url, given)
         self.version_cap = self.resolve_cap(conf.upgrade_levels.consolelog)
         target = oslo_messaging.Target(
             topic=conf.consolelog.topic, namespace=NAMESPACE,

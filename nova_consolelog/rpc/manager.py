@@ -35,6 +35,7 @@ from nova_consolelog import names
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 from nova_consolelog import stash as cl_stash
 
 LOG = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class ConsoleLogManager:
     :param bulk_url: kombu URL of the broker for the bulk channel (RPC
         1.2), or None when the transport has none (``fake://``); the server
         sets it from its transport (``set_bulk_channel``).
-    :param bulk_ssl: kombu's ``ssl`` for that broker (``bulk.kombu_ssl``).
+    :param bulk_ssl: kombu's ``ssl`` for that broker (``broker.kombu_ssl``).
 
     Only the methods marked ``oslo_messaging.expose`` are callable over RPC
     (the server uses ``ExplicitRPCAccessPolicy``): oslo.messaging would
@@ -325,7 +326,7 @@ class ConsoleLogManager:
                 chunk = cl_objects.ConsoleLogChunk.from_bytes(
                     data,
                     compress=compression == cl_fields.Compression.ZLIB)
-                yield (cl_bulk.chunk_headers(
+                yield (frames.chunk_headers(
                     name, position, len(data), chunk.sha256,
                     chunk.compression, eof, **binding), chunk.data)
                 summary['chunks'] += 1

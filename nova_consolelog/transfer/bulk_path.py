@@ -33,6 +33,7 @@ from oslo_log import log as logging
 
 from nova_consolelog import exception
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 from nova_consolelog.transfer import job as cl_job
 
 LOG = logging.getLogger(__name__)
@@ -251,8 +252,8 @@ class BulkPath:
         window: anything else in our queue was not asked for by us.
         """
         try:
-            name, offset, length = cl_bulk.parse_headers(headers)
-            binding = cl_bulk.frame_binding(headers)
+            name, offset, length = frames.parse_headers(headers)
+            binding = frames.frame_binding(headers)
         except ValueError as e:
             self._reject(e)
             return
@@ -305,7 +306,7 @@ class BulkPath:
         checked on disk against the source's hash list before the install.
         """
         try:
-            _name, offset, raw, _sha256, _eof = cl_bulk.decode_chunk(
+            _name, offset, raw, _sha256, _eof = frames.decode_chunk(
                 headers, body)
         except ValueError as e:
             self._bad_bulk_message(e)

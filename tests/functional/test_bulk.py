@@ -28,7 +28,9 @@ import kombu
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 from nova_consolelog.transfer import bulk_path
@@ -121,9 +123,9 @@ class BulkTestCase(test_pull.PullTestCase):
     def assertQueuesGone(self):
         """Every bulk queue this test declared is gone from the broker."""
         self.assertNotEqual([], self.queues)
-        url = cl_bulk.kombu_url(test_fixtures.make_conf(self.root, 'probe',
-                                                        self.topic),
-                                base.TRANSPORT_URL)
+        url = broker.kombu_url(test_fixtures.make_conf(self.root, 'probe',
+                                                       self.topic),
+                               base.TRANSPORT_URL)
         with kombu.Connection(url) as conn:
             for name in self.queues:
                 channel = conn.channel()
@@ -208,7 +210,7 @@ class TestBulkPull(BulkTestCase):
         conf, rpcapi = self.client(chunk_size=MiB)
         api = RangeCounter(rpcapi)
         damaged = {('console.log.1', 2 * MiB), ('console.log.0', 0)}
-        real = cl_bulk.decode_chunk
+        real = frames.decode_chunk
 
         def damaging(headers, body):
             name, offset, raw, sha256, eof = real(headers, body)

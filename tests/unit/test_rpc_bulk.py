@@ -34,7 +34,9 @@ from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import api as cl_api
+from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
 from nova_consolelog import transfer
@@ -70,40 +72,40 @@ class TestKombuURL(test_base.BaseTestCase):
     def test_rabbit(self):
         self.assertEqual(
             'amqp://guest:gu%40est@127.0.0.1:5672/%2F',
-            cl_bulk.kombu_url(self.conf,
-                              'rabbit://guest:gu%40est@127.0.0.1:5672/'))
+            broker.kombu_url(self.conf,
+                             'rabbit://guest:gu%40est@127.0.0.1:5672/'))
 
     def test_hosts_and_virtual_host(self):
         self.assertEqual(
             'amqp://u:p@a:5672/nova;amqp://u:p@[fd00::1]:5673/nova',
-            cl_bulk.kombu_url(self.conf,
-                              'rabbit://u:p@a,u:p@[fd00::1]:5673/nova'))
+            broker.kombu_url(self.conf,
+                             'rabbit://u:p@a,u:p@[fd00::1]:5673/nova'))
 
     def test_other_drivers_have_none(self):
         for url in ('fake://', 'kafka://k:9092/', 'not a url'):
-            self.assertIsNone(cl_bulk.kombu_url(self.conf, url))
+            self.assertIsNone(broker.kombu_url(self.conf, url))
 
     def test_url_of_a_shared_transport(self):
         # Inside nova-compute our conf is private; nova's transport carries
         # nova's CONF with its transport_url.
         nova_conf = cfg.ConfigOpts()
         nova_conf([])
-        self.assertIsNone(cl_bulk.kombu_url(nova_conf))
+        self.assertIsNone(broker.kombu_url(nova_conf))
         nova_conf.set_override('transport_url', 'rabbit://n:5672/nova')
 
         class Transport:
             conf = nova_conf
         self.assertEqual('amqp://n:5672/nova',
-                         cl_bulk.kombu_url(self.conf, transport=Transport()))
+                         broker.kombu_url(self.conf, transport=Transport()))
         self.assertEqual('amqp://o:5672/%2F',
-                         cl_bulk.kombu_url(self.conf, 'rabbit://o:5672/',
-                                           Transport()))
+                         broker.kombu_url(self.conf, 'rabbit://o:5672/',
+                                          Transport()))
 
     def test_default_transport_url(self):
         # Parsing registers oslo.messaging's [DEFAULT] transport_url.
-        self.assertIsNone(cl_bulk.kombu_url(self.conf))
+        self.assertIsNone(broker.kombu_url(self.conf))
         self.conf.set_override('transport_url', 'rabbit://h:5672/')
-        self.assertEqual('amqp://h:5672/%2F', cl_bulk.kombu_url(self.conf))
+        self.assertEqual('amqp://h:5672/%2F', broker.kombu_url(self.conf))
 
 
 class TestKombuSSL(test_base.BaseTestCase):
@@ -123,9 +125,9 @@ class TestKombuSSL(test_base.BaseTestCase):
         self.addCleanup(self.transport.cleanup)
 
     def test_off_by_default(self):
-        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
-                                               transport=self.transport))
-        self.assertIs(False, cl_bulk.kombu_ssl(self.conf, 'fake://'))
+        self.assertIs(False, broker.kombu_ssl(self.conf,
+                                              transport=self.transport))
+        self.assertIs(False, broker.kombu_ssl(self.conf, 'fake://'))
 
     def test_from_oslo_messaging_rabbit(self):
         for name, value in (('ssl', True), ('ssl_ca_file', '/etc/ca.pem'),
@@ -138,23 +140,23 @@ class TestKombuSSL(test_base.BaseTestCase):
              'certfile': '/etc/c.pem', 'keyfile': '/etc/k.pem',
              'server_hostname': 'broker.example.org',
              'ssl_version': ssl.PROTOCOL_TLSv1_2},
-            cl_bulk.kombu_ssl(self.conf, 'rabbit://u:p@broker.example.org/'))
+            broker.kombu_ssl(self.conf, 'rabbit://u:p@broker.example.org/'))
 
     def test_transport_url_query_wins(self):
         self.conf.set_override('ssl', False, 'oslo_messaging_rabbit')
         self.assertEqual(
             {'ca_certs': '/q/ca.pem', 'cert_reqs': ssl.CERT_REQUIRED,
              'server_hostname': None},
-            cl_bulk.kombu_ssl(self.conf, 'rabbit://a:5671,b:5671/'
-                              '?ssl=1&ssl_ca_file=/q/ca.pem'))
+            broker.kombu_ssl(self.conf, 'rabbit://a:5671,b:5671/'
+                             '?ssl=1&ssl_ca_file=/q/ca.pem'))
         self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
-        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
-                                               'rabbit://a:5671/?ssl=0'))
+        self.assertIs(False, broker.kombu_ssl(self.conf,
+                                              'rabbit://a:5671/?ssl=0'))
 
     def test_without_a_ca_python_defaults(self):
         self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
-        self.assertIs(True, cl_bulk.kombu_ssl(self.conf,
-                                              transport=self.transport))
+        self.assertIs(True, broker.kombu_ssl(self.conf,
+                                             transport=self.transport))
 
     def test_client_and_endpoint_take_it(self):
         self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
@@ -172,15 +174,15 @@ class TestKombuSSL(test_base.BaseTestCase):
 class TestMessages(test_base.BaseTestCase):
 
     def _headers(self, raw, compression='none', **overrides):
-        headers = cl_bulk.chunk_headers('console.log.0', 4096, len(raw),
-                                        hashlib.sha256(raw).hexdigest(),
-                                        compression, False)
+        headers = frames.chunk_headers('console.log.0', 4096, len(raw),
+                                       hashlib.sha256(raw).hexdigest(),
+                                       compression, False)
         headers.update(overrides)
         return headers
 
     def test_round_trip(self):
         raw = b'login: \x00\xff' * 100
-        name, offset, data, sha256, eof = cl_bulk.decode_chunk(
+        name, offset, data, sha256, eof = frames.decode_chunk(
             self._headers(raw, 'zlib'), zlib.compress(raw, 1))
         self.assertEqual(('console.log.0', 4096, raw, False),
                          (name, offset, data, eof))
@@ -198,7 +200,7 @@ class TestMessages(test_base.BaseTestCase):
                 (self._headers(raw, length=4), raw),
                 (self._headers(raw, 'lz4'), raw),
                 (self._headers(raw, 'zlib'), raw)):
-            self.assertRaises(ValueError, cl_bulk.decode_chunk, headers,
+            self.assertRaises(ValueError, frames.decode_chunk, headers,
                               body)
 
     def test_queue_names(self):
@@ -239,8 +241,8 @@ class TestSendRange(test_fixtures.ManagerTestCase):
                                             self.published])
         got = b''
         for _queue, headers, body in self.published:
-            name, offset, raw, sha256, _eof = cl_bulk.decode_chunk(headers,
-                                                                   body)
+            name, offset, raw, sha256, _eof = frames.decode_chunk(headers,
+                                                                  body)
             self.assertEqual(100 + len(got), offset)
             self.assertEqual(hashlib.sha256(raw).hexdigest(), sha256)
             got += raw
@@ -256,7 +258,7 @@ class TestSendRange(test_fixtures.ManagerTestCase):
         self.assertEqual(cl_fields.Compression.ZLIB,
                          self.published[0][1]['data_compression'])
         self.assertEqual(data, b''.join(
-            cl_bulk.decode_chunk(h, b)[2] for _q, h, b in self.published))
+            frames.decode_chunk(h, b)[2] for _q, h, b in self.published))
 
     def test_window_cut_to_bulk_window(self):
         self.conf.set_override('bulk_window', 64 * 1024, group='consolelog')
