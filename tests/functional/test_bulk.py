@@ -221,7 +221,7 @@ class TestBulkPull(BulkTestCase):
                 raw = bytes(raw)
             return name, offset, raw, sha256, eof
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_consolelog.rpc.bulk.decode_chunk', damaging))
+            'nova_consolelog.rpc.frames.decode_chunk', damaging))
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, api, 'src', instance,
                                stash_id=stash_id, chain=chain)
