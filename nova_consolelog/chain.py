@@ -81,6 +81,7 @@ from oslo_log import log as logging
 
 from nova_consolelog import exception
 from nova_consolelog import fileutils
+from nova_consolelog import import_ledger
 from nova_consolelog import names
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
@@ -652,10 +653,10 @@ class ConsoleLogChain:
         An import dropped by retention is still one installed once: a
         re-run of its pull must not bring it back as the newest history.
         """
-        from nova_consolelog import history_import
-        inodes = {fileutils.inode(self._path(f.name)) for f in doomed} - {None}
+        inodes = {fileutils.inode(self._path(f.name))
+                  for f in doomed} - {None}
         if inodes:
-            history_import.Ledger(self).mark_dropped(inodes)
+            import_ledger.Ledger(self).mark_dropped(inodes)
 
     def apply_retention(self, keep=None):
         """Drop the oldest history beyond the retention limits.

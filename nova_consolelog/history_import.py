@@ -35,7 +35,7 @@ installed unverified, whatever crashes and whoever else runs. So:
   directory). An import whose ledger entry exists while the staging path no
   longer holds that inode was renamed: a re-run, a retry after a crash
   between the rename and the release, or a concurrent pull finds it
-  installed and only releases the source's stash.
+  installed and only releases the source's stash (``import_ledger``).
 """
 
 import errno
@@ -49,14 +49,12 @@ from oslo_log import log as logging
 
 from nova_consolelog import exception
 from nova_consolelog import fileutils
+from nova_consolelog import import_ledger
 
 LOG = logging.getLogger(__name__)
 
 PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
-LEDGER_NAME = '.console.history.ledger'
-# Ledger entries kept: far more than the history files a chain keeps.
-LEDGER_MAX = 256
 # Seconds between two tries of a staging file another pull holds.
 _LOCK_POLL = 0.1
 _READ = 1024 * 1024
@@ -78,94 +76,6 @@ def digests_id(digests):
     text = json.dumps(sorted((name, bs, list(blocks))
                              for name, (bs, blocks) in digests.items()))
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
-
-
-class Ledger:
-    """Which imports this directory holds (see the module docstring)."""
-
-    def __init__(self, chain):
-        self.chain = chain
-        self.path = chain.path(LEDGER_NAME)
-
-    def load(self):
-        try:
-            data = fileutils.load_json(self.path)
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, exception.ConsoleLogError) as e:
-            # Refusing to import would lose the history for good; an
-            # unreadable ledger can at worst let an import in twice.
-            LOG.error('Console-log import ledger %s is unreadable (%s); '
-                      'imports are not checked against it', self.path, e)
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def entry(self, import_id):
-        entry = self.load().get(import_id)
-        return entry if isinstance(entry, dict) else None
-
-    def installed(self, import_id):
-        """The history name import ``import_id`` was installed as, or None.
-
-        Installed means renamed into place: the history file the entry
-        names is the staging file's inode (or retention dropped it since).
-        An entry whose file is not there was written by an install that
-        never got to its rename.
-        """
-        entry = self.entry(import_id)
-        if entry is None:
-            return None
-        if entry.get('dropped'):
-            return entry.get('name') or True
-        name = entry.get('name')
-        if not isinstance(name, str):
-            return None
-        try:
-            ino = os.lstat(self.chain.path(name)).st_ino
-        except (OSError, ValueError):
-            return None
-        return name if ino == entry.get('ino') else None
-
-    def forget_inode(self, ino):
-        """Drop entries of a staging file that is being removed."""
-        data = self.load()
-        stale = [k for k, v in data.items()
-                 if isinstance(v, dict) and v.get('ino') == ino and
-                 not v.get('dropped')]
-        for key in stale:
-            del data[key]
-        if stale:
-            self._save(data)
-
-    def mark_dropped(self, inodes):
-        """Retention removed these history inodes: still installed once."""
-        data = self.load()
-        changed = False
-        for entry in data.values():
-            if isinstance(entry, dict) and entry.get('ino') in inodes:
-                entry['dropped'] = True
-                changed = True
-        if changed:
-            self._save(data)
-
-    def _save(self, data):
-        if len(data) > LEDGER_MAX:
-            for key in sorted(data, key=lambda k: data[k].get('time', 0))[
-                    :len(data) - LEDGER_MAX]:
-                del data[key]
-        self.chain.write_state(LEDGER_NAME, json.dumps(
-            data, sort_keys=True).encode('utf-8'))
-
-    def add(self, import_id, **entry):
-        data = self.load()
-        entry['time'] = time.time()
-        data[import_id] = entry
-        self._save(data)
-
-    def remove(self, import_id):
-        data = self.load()
-        if data.pop(import_id, None) is not None:
-            self._save(data)
 
 
 class Import:
@@ -193,7 +103,7 @@ class Import:
         self.size = sum(size for _name, size in self.files)
         self.staging = chain.path(PARTIAL_PREFIX + import_id)
         self.sidecar = self.staging + SIDECAR_SUFFIX
-        self.ledger = Ledger(chain)
+        self.ledger = import_ledger.Ledger(chain)
         self._layout = {}
         position = 0
         for name, size in self.files:
@@ -710,7 +620,7 @@ def remove_abandoned(chain, older_than):
             # An install that wrote its ledger entry and died before the
             # rename: the entry must go with the file, or the import would
             # pass for installed.
-            Ledger(chain).forget_inode(st.st_ino)
+            import_ledger.Ledger(chain).forget_inode(st.st_ino)
             if _unlink_quietly(path):
                 removed.append(name)
             if name + SIDECAR_SUFFIX not in names and _unlink_quietly(

@@ -52,6 +52,7 @@ from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import fileutils
 from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
@@ -370,6 +371,7 @@ def faulty_os(faulty):
     """Every module that touches an import's files gets ``faulty``."""
     with mock.patch.object(cl_chain, 'os', faulty), \
             mock.patch.object(history_import, 'os', faulty), \
+            mock.patch.object(import_ledger, 'os', faulty), \
             mock.patch.object(fileutils, 'os', faulty):
         yield
 

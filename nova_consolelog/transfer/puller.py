@@ -33,6 +33,7 @@ from oslo_log import log as logging
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import hashlist
+from nova_consolelog import import_ledger
 from nova_consolelog import names
 from nova_consolelog.transfer import bulk_path as cl_bulk_path
 from nova_consolelog.transfer import chunk_path as cl_chunk_path
@@ -224,9 +225,8 @@ class Puller:
         """The history name of this stash's import here, if installed."""
         if self.job.stash_id is None:
             return None
-        from nova_consolelog import history_import
         try:
-            return history_import.Ledger(self.chain).installed(
+            return import_ledger.Ledger(self.chain).installed(
                 import_id_for(self.job.host, self.job.stash_id))
         except exception.ConsoleLogError:
             return None

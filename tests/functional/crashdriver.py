@@ -40,6 +40,7 @@ import threading
 
 from nova_consolelog import exception
 from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog import migration
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import manager as cl_manager
@@ -131,7 +132,7 @@ def arm_destination(trap):
     # The staged file fsynced and checked on disk against the hash lists.
     _after(history_import.Import, 'verify', trap, 'verified')
     # The ledger names the import; the staging file is not renamed yet.
-    _after(history_import.Ledger, 'add', trap, 'ledger')
+    _after(import_ledger.Ledger, 'add', trap, 'ledger')
     # The staging file is history now; no release has been asked.
     _after(os, 'rename', trap, 'renamed', when=_is_install_rename)
     # The hand-over record says 'installed' (migration path only).

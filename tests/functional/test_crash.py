@@ -48,6 +48,7 @@ import testtools.content
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog import migration
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
@@ -252,7 +253,7 @@ class CrashTestCase(test_pull.PullTestCase):
                       if n.startswith(history_import.PARTIAL_PREFIX))
 
     def ledger(self):
-        return history_import.Ledger(self.chain).load()
+        return import_ledger.Ledger(self.chain).load()
 
     def check_after_crash(self):
         """Once and exact, or absent with the stash intact. Which one."""

@@ -21,7 +21,7 @@ import fixtures
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
-from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 
 from tests import fixtures as test_fixtures
 
@@ -86,7 +86,7 @@ class TestImport(ImportTestCase):
                          self.visible()[0])
         self.assertEqual(500, self.chain.base_offset())
         # The ledger remembers the import: it is never installed twice.
-        self.assertEqual([history_import.LEDGER_NAME,
+        self.assertEqual([import_ledger.LEDGER_NAME,
                           'console.history.000001',
                           cl_chain.BASE_OFFSET_NAME], sorted(
                               os.listdir(self.dir)))
@@ -439,7 +439,7 @@ class TestFaultAnywhereThenResume(ImportTestCase):
                              self.chain.read_tail(), where)
             leftovers = [n for n in os.listdir(self.dir)
                          if n.startswith('.') and
-                         n != history_import.LEDGER_NAME]
+                         n != import_ledger.LEDGER_NAME]
             if leftovers:
                 # Only a progress file whose removal failed after the
                 # install (logged); housekeeping removes it.

@@ -29,7 +29,7 @@ from oslotest import base as test_base
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import hashlist
-from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
@@ -247,7 +247,7 @@ class TestPull(test_base.BaseTestCase):
         # The ledger names the import, but the staging file is still there
         # under its inode: the next pull installs it, fetching nothing.
         self.assertIn(transfer.import_id_for('src', stash.stash_id),
-                      history_import.Ledger(self.chain).load())
+                      import_ledger.Ledger(self.chain).load())
         again = transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
                               stash_id=stash.stash_id, chain=self.chain)
         self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
