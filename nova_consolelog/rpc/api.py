@@ -47,6 +47,24 @@ _UNSUPPORTED_NAMES = ('UnsupportedVersion', 'NoSuchMethod',
                       'RPCVersionCapError')
 
 
+def _lacks_call(error, only=None):
+    """The name of what ``error`` says the peer lacks, or None.
+
+    The one test of "the peer (or our cap) does not offer this call":
+    ``error`` is one of oslo.messaging's classes for it, or a RemoteError
+    carrying one of their names (the dispatcher's module is not importable
+    on our side). ``only`` narrows it to those class names.
+    """
+    names = _UNSUPPORTED_NAMES if only is None else only
+    if isinstance(error, _UNSUPPORTED):
+        name = next(c.__name__ for c in _UNSUPPORTED if isinstance(error, c))
+    elif isinstance(error, oslo_messaging.RemoteError):
+        name = error.exc_type
+    else:
+        return None
+    return name if name in names else None
+
+
 def _peer_support(what):
     """Turn "peer lacks this call" into PeerUnsupported(host, what)."""
     def decorator(fn):
@@ -54,13 +72,14 @@ def _peer_support(what):
         def wrapper(self, ctxt, host, *args, **kwargs):
             try:
                 return fn(self, ctxt, host, *args, **kwargs)
-            except _UNSUPPORTED as e:
-                raise exception.PeerUnsupported(
-                    host=host, what='%s (%s)' % (what, e)) from e
-            except oslo_messaging.RemoteError as e:
-                if e.exc_type in _UNSUPPORTED_NAMES:
+            except (_UNSUPPORTED + (oslo_messaging.RemoteError,)) as e:
+                lacking = _lacks_call(e)
+                if lacking is not None:
+                    # A local class says more than its name (the version).
+                    detail = lacking if isinstance(
+                        e, oslo_messaging.RemoteError) else e
                     raise exception.PeerUnsupported(
-                        host=host, what='%s (%s)' % (what, e.exc_type)) from e
+                        host=host, what='%s (%s)' % (what, detail)) from e
                 typed = _typed_error(e)
                 if typed is None:
                     raise
@@ -219,11 +238,10 @@ class ConsoleLogAPI:
                     compression=(cl_fields.Compression.ZLIB if compress
                                  else cl_fields.Compression.NONE),
                     **kwargs)
-            except oslo_messaging.RemoteError as e:
-                if e.exc_type != 'UnsupportedVersion':
+            except (oslo_messaging.RemoteError,
+                    oslo_messaging.UnsupportedVersion) as e:
+                if not _lacks_call(e, only=('UnsupportedVersion',)):
                     raise
-            except oslo_messaging.UnsupportedVersion:
-                pass
             # The peer runs an older release: speak 1.0 to it from now on.
             LOG.info('Host %s does not speak console-log RPC 1.1; reading '
                      'uncompressed 1.0 chunks', host)
@@ -275,11 +293,8 @@ class ConsoleLogAPI:
         try:
             return self._prepare(host, version, timeout).call(
                 ctxt, 'send_console_log_range', **kwargs)
-        except _UNSUPPORTED:
-            self._pre_1_2.add(host)
-            raise
-        except oslo_messaging.RemoteError as e:
-            if e.exc_type in _UNSUPPORTED_NAMES:
+        except Exception as e:
+            if _lacks_call(e):
                 self._pre_1_2.add(host)
             raise
 

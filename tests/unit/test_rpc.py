@@ -152,3 +152,30 @@ class TestRemoteErrors(test_base.BaseTestCase):
         for name in ('KeyError', 'ConsoleLogErrorX', 'LOG', None):
             self.assertRaises(oslo_messaging.RemoteError, self._call,
                               oslo_messaging.RemoteError(name, 'x', []))
+
+
+class TestLacksCall(test_base.BaseTestCase):
+    """The one test of "the peer does not offer this call"."""
+
+    def test_local_and_remote_forms(self):
+        lacks = cl_api._lacks_call
+        self.assertEqual('UnsupportedVersion', lacks(
+            oslo_messaging.UnsupportedVersion('1.3', method='x')))
+        self.assertEqual('RPCVersionCapError', lacks(
+            oslo_messaging.RPCVersionCapError(version='1.3',
+                                              version_cap='1.0')))
+        self.assertEqual('NoSuchMethod', lacks(
+            oslo_messaging.RemoteError('NoSuchMethod', 'x')))
+        self.assertIsNone(lacks(oslo_messaging.RemoteError('KeyError', 'x')))
+        self.assertIsNone(lacks(oslo_messaging.MessagingTimeout('x')))
+        self.assertIsNone(lacks(ValueError('NoSuchMethod')))
+
+    def test_narrowed(self):
+        lacks = cl_api._lacks_call
+        only = ('UnsupportedVersion',)
+        self.assertEqual('UnsupportedVersion', lacks(
+            oslo_messaging.RemoteError('UnsupportedVersion', 'x'), only=only))
+        self.assertIsNone(lacks(
+            oslo_messaging.RemoteError('NoSuchMethod', 'x'), only=only))
+        self.assertIsNone(lacks(
+            oslo_messaging.NoSuchMethod('x'), only=only))
