@@ -266,11 +266,23 @@ def list_opts():
     ]
 
 
-def stash_path(conf):
-    """The stash directory, defaulting to one under the instances path."""
+# The stash directory under the instances path when ``stash_path`` is unset.
+STASH_DIR_NAME = '.consolelog-stash'
+
+
+def stash_path(conf, instances_path=None):
+    """The stash directory: ``[consolelog] stash_path`` or its default.
+
+    The default is ``STASH_DIR_NAME`` under ``instances_path`` (the
+    driver passes nova's; default ``[consolelog] instances_path``). The one
+    place that knows the default: every caller asks here.
+    """
     group = conf[GROUP]
-    return group.stash_path or '%s/.consolelog-stash' % (
-        group.instances_path.rstrip('/'))
+    if group.stash_path:
+        return group.stash_path
+    if instances_path is None:
+        instances_path = group.instances_path
+    return '%s/%s' % (instances_path.rstrip('/'), STASH_DIR_NAME)
 
 
 CONF = cfg.CONF

@@ -107,7 +107,7 @@ def make_conf(root, host, topic, **overrides):
     instances = os.path.join(root, host, 'instances')
     os.makedirs(instances, exist_ok=True)
     settings = dict(instances_path=instances,
-                    stash_path=os.path.join(instances, '.consolelog-stash'),
+                    stash_path=os.path.join(instances, cl_conf.STASH_DIR_NAME),
                     topic=topic, chunk_size=4096, rpc_timeout=10,
                     pull_timeout=60, pull_retries=3)
     settings.update(overrides)
