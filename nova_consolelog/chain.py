@@ -79,11 +79,11 @@ import time
 
 from oslo_log import log as logging
 
+from nova_consolelog import chain_reads
 from nova_consolelog import exception
 from nova_consolelog import fileutils
 from nova_consolelog import import_ledger
 from nova_consolelog import names
-from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 
 LOG = logging.getLogger(__name__)
@@ -111,49 +111,15 @@ _GAP_RETRIES = 5
 ChainFile = collections.namedtuple(
     'ChainFile', ['name', 'kind', 'index', 'size', 'mtime'])
 
-# Result of a paged read: ``data`` starts at stream offset ``start`` (which
-# is later than the offset asked for when older bytes are gone: then
-# ``truncated`` is True); ``next`` is the offset to ask for next.
-ReadResult = collections.namedtuple(
-    'ReadResult', ['data', 'start', 'next', 'truncated'])
 
 # An open member of a snapshot: the descriptor pins the inode.
 _Member = collections.namedtuple('_Member', ['file', 'fd', 'size'])
 
 
-def last_lines(data, length):
-    """The last ``length`` lines of ``data``, cut as nova does.
-
-    nova's compute manager (``_tail_log``) does ``split(b'\\n')``, keeps
-    the last ``length`` items and joins them; ``length`` 0 gives nothing,
-    None everything.
-    """
-    if length is None:
-        return data
-    _check_count('length', length)
-    if length == 0:
-        return b''
-    return b'\n'.join(data.split(b'\n')[-length:])
-
-
-def _check_count(what, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise exception.InvalidInput(
-            reason='%s must be an integer, not %r' % (what, value))
-    if value < 0:
-        raise exception.InvalidInput(
-            reason='%s must not be negative, got %d' % (what, value))
-    return value
-
-
-def _typed_io(method):
-    """Turn a stray OSError of a read into ChainFileUnreadable."""
-    return fileutils.typed_os_errors(method, lambda args, e: (
-        exception.ChainFileUnreadable(path=e.filename or args[0].directory,
-                                      reason=e.strerror or str(e))))
-
-
-# stash.py (and its tests) still call these through this module.
+# Callers outside this refactor (stash, migration, demo, and their tests)
+# still find these here.
+last_lines = chain_reads.last_lines
+ReadResult = chain_reads.ReadResult
 fsync_dir = fileutils.fsync_dir
 write_atomic = fileutils.write_atomic
 
@@ -192,7 +158,7 @@ class _Snapshot:
                                 key=lambda m: _order_key(m.file))
 
 
-class ConsoleLogChain:
+class ConsoleLogChain(chain_reads.ChainReads):
     """The console-log chain in one directory.
 
     :param directory: the instance directory or a stash directory.
@@ -300,7 +266,7 @@ class ConsoleLogChain:
         if not stat.S_ISDIR(mode):
             raise exception.InstanceDirNotFound(path=self.directory)
 
-    @_typed_io
+    @chain_reads.typed_io
     def scan(self):
         """ChainFile list, oldest first. Never follows a symlink."""
         return [f for f, _ident in self._list()]
@@ -395,7 +361,7 @@ class ConsoleLogChain:
 
     # -- base offset -----------------------------------------------------
 
-    @_typed_io
+    @chain_reads.typed_io
     def base_offset(self):
         """Stream offset of the first retained byte (0 when never set)."""
         path = self._path(BASE_OFFSET_NAME)
@@ -417,146 +383,11 @@ class ConsoleLogChain:
 
     def _set_base_offset(self, value):
         write_atomic(self.directory, BASE_OFFSET_NAME,
-                     b'%d\n' % _check_count('base_offset', value))
-
-    # -- reading ---------------------------------------------------------
-
-    def _max_bytes(self, max_bytes):
-        if max_bytes is None:
-            return self.conf.consolelog.max_console_bytes
-        return _check_count('max_bytes', max_bytes)
-
-    @_typed_io
-    def read_tail(self, max_bytes=None, length=None, read_inodes=None):
-        """Last ``max_bytes`` of the stream, then the last ``length`` lines.
-
-        Equal to nova's ``_get_console_output_file`` (then the compute
-        manager's ``length`` cut) on a chain without history. Reads only
-        the tails it returns: I/O is proportional to ``max_bytes``.
-        ``read_inodes``: a set that gets the ``(st_dev, st_ino)`` of every
-        file of the snapshot read, so that a caller merging other files
-        can leave out those it already has (see migration._caught_tail).
-        """
-        max_bytes = self._max_bytes(max_bytes)
-        if length is not None:
-            _check_count('length', length)
-        parts = []
-        with self._snapshot() as snap:
-            if read_inodes is not None:
-                # Only files whose bytes the read can hold: a backup left
-                # out of the stream (behind a gap) was not read.
-                for m in snap.stream():
-                    st = os.fstat(m.fd)
-                    read_inodes.add((st.st_dev, st.st_ino))
-            wanted = max_bytes
-            for m in reversed(snap.stream()):
-                if wanted <= 0:
-                    break
-                n = min(wanted, m.size)
-                parts.append(fileutils.pread_exact(m.fd, n, m.size - n))
-                wanted -= n
-        return last_lines(b''.join(reversed(parts)), length)
-
-    @_typed_io
-    def read(self, start, max_bytes=None):
-        """Paged read over the whole stream; returns a ReadResult.
-
-        ``start`` is an absolute stream offset; a negative ``start`` means
-        the last ``-start`` bytes. A start older than the first retained
-        byte is moved up to it and ``truncated`` is True. A start beyond
-        the end (the stream shrank: virtlogd dropped a backup, or a QEMU
-        start truncated the log) gives no data with ``start`` = ``next`` =
-        the current end, so that a polling reader resynchronises instead
-        of waiting forever.
-        """
-        if isinstance(start, bool) or not isinstance(start, int):
-            raise exception.InvalidInput(
-                reason='start must be an integer, not %r' % (start,))
-        max_bytes = self._max_bytes(max_bytes)
-        base = self.base_offset()
-        with self._snapshot() as snap:
-            stream = snap.stream()
-            end = base + sum(m.size for m in stream)
-            asked = end + start if start < 0 else start
-            truncated = max(asked, 0) < base
-            begin = max(asked, base)
-            if begin > end:
-                return ReadResult(b'', end, end, False)
-            parts = []
-            position = base
-            stop = min(end, begin + max_bytes)
-            for m in stream:
-                lo, hi = max(begin, position), min(stop, position + m.size)
-                if lo < hi:
-                    parts.append(fileutils.pread_exact(m.fd, hi - lo,
-                                                       lo - position))
-                position += m.size
-        data = b''.join(parts)
-        return ReadResult(data, begin, begin + len(data), truncated)
-
-    @_typed_io
-    def read_chunk(self, name, offset, length):
-        """``(data, eof)``: up to ``length`` bytes of member ``name``.
-
-        ``name`` must be a member's exact name, never a path. ``eof`` is
-        True when the data reaches the file's size at read time (a growing
-        file may have more later). ``length`` is bounded by the caller.
-        """
-        self._check_member_name(name)
-        _check_count('offset', offset)
-        _check_count('length', length)
-        fd = self._open(name)
-        try:
-            size = os.fstat(fd).st_size
-            if offset > size:
-                raise exception.InvalidInput(
-                    reason='offset %d is beyond the end of %s (%d bytes)' % (
-                        offset, name, size))
-            data = fileutils.pread_exact(fd, min(length, size - offset),
-                                         offset)
-        finally:
-            os.close(fd)
-        return data, offset + len(data) >= size
-
-    @_typed_io
-    def describe(self, host, instance_uuid, checksums=False, tail_bytes=0,
-                 stash_id=None, live_names=None):
-        """A ConsoleLogSet of this chain (every member, gaps included).
-
-        ``live_names``: names still being written. Default: ``console.log``
-        of an instance directory (``stash_id`` None), nothing in a stash.
-        No sha256 is computed for a live file. ``tail_bytes`` > 0 gives the
-        files the tails that make up the last ``tail_bytes`` of the listed
-        chain, so that ``ConsoleLogSet.merged_tail`` works without files.
-        """
-        _check_count('tail_bytes', tail_bytes)
-        if live_names is None:
-            live_names = () if stash_id is not None else (self.log_name,)
-        base = self.base_offset()
-        with self._snapshot() as snap:
-            tails = {}
-            wanted = tail_bytes
-            for m in reversed(snap.members):
-                n = min(wanted, m.size)
-                tails[m.file.name] = (
-                    fileutils.pread_exact(m.fd, n, m.size - n) if n else b'')
-                wanted -= n
-            files = []
-            for position, m in enumerate(snap.members):
-                live = m.file.name in live_names
-                files.append(cl_objects.ConsoleLogFile(
-                    name=m.file.name, kind=m.file.kind, position=position,
-                    size=m.size, mtime=m.file.mtime, live=live,
-                    sha256=(fileutils.sha256_fd(m.fd, m.size)
-                            if checksums and not live else None),
-                    tail=tails[m.file.name] if tail_bytes else None))
-        return cl_objects.ConsoleLogSet(
-            instance_uuid=instance_uuid, host=host, stash_id=stash_id,
-            base_offset=base, files=files)
+                     b'%d\n' % chain_reads.check_count('base_offset', value))
 
     # -- importing history -----------------------------------------------
 
-    @_typed_io
+    @chain_reads.typed_io
     def history(self):
         """The history members, oldest first."""
         return [f for f in self.scan()
@@ -574,7 +405,7 @@ class ConsoleLogChain:
         return history_import.Import(self, import_id, files, digests,
                                      base_offset=base_offset, wait=wait)
 
-    @_typed_io
+    @chain_reads.typed_io
     def remove_partials(self, older_than):
         """Delete imports abandoned ``older_than`` seconds ago or more.
 
@@ -621,7 +452,7 @@ class ConsoleLogChain:
         """
         return self._snapshot()
 
-    @_typed_io
+    @chain_reads.typed_io
     def adopt_as_history(self, paths):
         """Rename files into this chain as its newest history, oldest first.
 

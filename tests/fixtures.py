@@ -49,6 +49,7 @@ import oslo_messaging
 from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
+from nova_consolelog import chain_reads
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import fileutils
 from nova_consolelog import history_import
@@ -370,6 +371,7 @@ class ChainTestCase(test_base.BaseTestCase):
 def faulty_os(faulty):
     """Every module that touches an import's files gets ``faulty``."""
     with mock.patch.object(cl_chain, 'os', faulty), \
+            mock.patch.object(chain_reads, 'os', faulty), \
             mock.patch.object(history_import, 'os', faulty), \
             mock.patch.object(import_ledger, 'os', faulty), \
             mock.patch.object(fileutils, 'os', faulty):
