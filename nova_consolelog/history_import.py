@@ -57,7 +57,6 @@ PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
 # Seconds between two tries of a staging file another pull holds.
 _LOCK_POLL = 0.1
-_READ = 1024 * 1024
 
 
 def _check_count(what, value):
@@ -443,7 +442,7 @@ class Import:
     def _read_digest(self, fd, offset, length):
         digest = hashlib.sha256()
         while length > 0:
-            data = os.pread(fd, min(_READ, length), offset)
+            data = os.pread(fd, min(fileutils.COPY_CHUNK, length), offset)
             if not data:
                 break
             digest.update(data)

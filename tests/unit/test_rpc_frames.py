@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Bounds of the bulk channel's frames: sizes, names, bindings."""
+"""Bounds of rpc.frames (sizes, names, bindings) and rpc.bulk queue names."""
 
 import hashlib
 import resource
