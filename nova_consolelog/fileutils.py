@@ -117,6 +117,19 @@ def unlink_quietly(path):
         return False
 
 
+def refuse_link(path):
+    """InvalidInput when ``path`` is a symbolic link: never followed.
+
+    Why: a directory an operator names that is a symlink points somewhere
+    nova did not put it; the command line refuses it instead of reading
+    through it.
+    """
+    if os.path.islink(path):
+        raise exception.InvalidInput(
+            reason='%s is a symbolic link; refusing to follow it' % (
+                exception.bounded(path, 200),))
+
+
 def is_real_dir(path):
     """True for a directory that is not a symlink to one."""
     try:
