@@ -383,7 +383,7 @@ class ConsoleLogChain(chain_reads.ChainReads):
 
     def _set_base_offset(self, value):
         write_atomic(self.directory, BASE_OFFSET_NAME,
-                     b'%d\n' % chain_reads.check_count('base_offset', value))
+                     b'%d\n' % names.check_count('base_offset', value))
 
     # -- importing history -----------------------------------------------
 

@@ -32,6 +32,7 @@ import os
 
 from nova_consolelog import exception
 from nova_consolelog import fileutils
+from nova_consolelog import names
 from nova_consolelog.objects import console_log as cl_objects
 
 
@@ -51,20 +52,10 @@ def last_lines(data, length):
     """
     if length is None:
         return data
-    check_count('length', length)
+    names.check_count('length', length)
     if length == 0:
         return b''
     return b'\n'.join(data.split(b'\n')[-length:])
-
-
-def check_count(what, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise exception.InvalidInput(
-            reason='%s must be an integer, not %r' % (what, value))
-    if value < 0:
-        raise exception.InvalidInput(
-            reason='%s must not be negative, got %d' % (what, value))
-    return value
 
 
 def typed_io(method):
@@ -84,7 +75,7 @@ class ChainReads:
     def _max_bytes(self, max_bytes):
         if max_bytes is None:
             return self.conf.consolelog.max_console_bytes
-        return check_count('max_bytes', max_bytes)
+        return names.check_count('max_bytes', max_bytes)
 
     @typed_io
     def read_tail(self, max_bytes=None, length=None, read_inodes=None):
@@ -99,7 +90,7 @@ class ChainReads:
         """
         max_bytes = self._max_bytes(max_bytes)
         if length is not None:
-            check_count('length', length)
+            names.check_count('length', length)
         parts = []
         with self._snapshot() as snap:
             if read_inodes is not None:
@@ -163,8 +154,8 @@ class ChainReads:
         file may have more later). ``length`` is bounded by the caller.
         """
         self._check_member_name(name)
-        check_count('offset', offset)
-        check_count('length', length)
+        names.check_count('offset', offset)
+        names.check_count('length', length)
         fd = self._open(name)
         try:
             size = os.fstat(fd).st_size
@@ -189,7 +180,7 @@ class ChainReads:
         files the tails that make up the last ``tail_bytes`` of the listed
         chain, so that ``ConsoleLogSet.merged_tail`` works without files.
         """
-        check_count('tail_bytes', tail_bytes)
+        names.check_count('tail_bytes', tail_bytes)
         if live_names is None:
             live_names = () if stash_id is not None else (self.log_name,)
         base = self.base_offset()

@@ -50,6 +50,7 @@ from oslo_log import log as logging
 from nova_consolelog import exception
 from nova_consolelog import fileutils
 from nova_consolelog import import_ledger
+from nova_consolelog import names
 
 LOG = logging.getLogger(__name__)
 
@@ -57,14 +58,6 @@ PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
 # Seconds between two tries of a staging file another pull holds.
 _LOCK_POLL = 0.1
-
-
-def _check_count(what, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise exception.InvalidInput(
-            reason='%s must be a non-negative integer, not %.40r' % (
-                what, value))
-    return value
 
 
 _unlink_quietly = fileutils.unlink_quietly
@@ -93,7 +86,7 @@ class Import:
     def __init__(self, chain, import_id, files, digests, base_offset=0,
                  wait=0):
         chain.check_import_id(import_id)
-        _check_count('base_offset', base_offset)
+        names.check_count('base_offset', base_offset)
         self.chain = chain
         self.import_id = import_id
         self.base_offset = base_offset
@@ -133,7 +126,7 @@ class Import:
         seen = set()
         for name, size in files:
             self.chain.check_member_name(name)
-            _check_count('size of %s' % name, size)
+            names.check_count('size of %s' % name, size)
             if name in seen:
                 raise exception.InvalidInput(
                     reason='%s is listed twice' % name)
@@ -151,7 +144,7 @@ class Import:
             except (KeyError, TypeError, ValueError):
                 raise exception.InvalidInput(
                     reason='no hash list for %s' % name)
-            _check_count('block size of %s' % name, block_size)
+            names.check_count('block size of %s' % name, block_size)
             if block_size < 1 or not isinstance(blocks, (list, tuple)) or (
                     len(blocks) != (size + block_size - 1) // block_size):
                 raise exception.InvalidInput(
@@ -321,7 +314,7 @@ class Import:
         Unchecked until ``verify``: the bytes may come from anybody.
         """
         position, size, first = self._range(name)
-        _check_count('offset', offset)
+        names.check_count('offset', offset)
         if offset + len(data) > size:
             raise exception.InvalidInput(
                 reason='%d byte(s) at %d do not fit in %s (%d bytes)' % (
@@ -356,7 +349,7 @@ class Import:
         them on disk before the rename).
         """
         _position, size, _first = self._range(name)
-        _check_count('upto', upto)
+        names.check_count('upto', upto)
         if upto > size:
             raise exception.InvalidInput(
                 reason='%s has only %d bytes, not %d' % (name, size, upto))
@@ -580,14 +573,14 @@ def remove_abandoned(chain, older_than):
     A staging file another pull holds (its flock) is left alone. Returns
     the names removed.
     """
-    _check_count('older_than', older_than)
+    names.check_count('older_than', older_than)
     try:
-        names = os.listdir(chain.directory)
+        listed = os.listdir(chain.directory)
     except (FileNotFoundError, NotADirectoryError):
         raise exception.InstanceDirNotFound(path=chain.directory)
     removed = []
     now = time.time()
-    for name in sorted(names):
+    for name in sorted(listed):
         if not name.startswith(PARTIAL_PREFIX):
             continue
         path = chain.path(name)
@@ -622,7 +615,7 @@ def remove_abandoned(chain, older_than):
             import_ledger.Ledger(chain).forget_inode(st.st_ino)
             if _unlink_quietly(path):
                 removed.append(name)
-            if name + SIDECAR_SUFFIX not in names and _unlink_quietly(
+            if name + SIDECAR_SUFFIX not in listed and _unlink_quietly(
                     path + SIDECAR_SUFFIX):
                 removed.append(name + SIDECAR_SUFFIX)
         finally:

@@ -110,3 +110,42 @@ def check_import_id(value):
             reason='import id must match %s, got %s' % (
                 IMPORT_ID_RE.pattern, echo(value)))
     return value
+
+
+def _type_of(value):
+    return type(value).__name__
+
+
+def check_int(what, value, low, high):
+    """``value`` if it is an int (not a bool) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise exception.InvalidInput(
+            reason='%s must be an integer, not %s' % (what, _type_of(value)))
+    if not low <= value <= high:
+        raise exception.InvalidInput(
+            reason='%s=%d is outside [%d, %d]' % (what, value, low, high))
+    return value
+
+
+def check_count(what, value):
+    """``value`` if it is a non-negative int (not a bool): a size, offset.
+
+    No upper bound here: a count from the wire is bounded where it is used
+    (a read is cut to what the chain holds, a chunk to ``MAX_READ``).
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise exception.InvalidInput(
+            reason='%s must be an integer, not %s' % (what, _type_of(value)))
+    if value < 0:
+        raise exception.InvalidInput(
+            reason='%s must not be negative, got %d' % (what, value))
+    return value
+
+
+def check_bool(what, value):
+    """``value`` if it is True or False (not 0, 1 or a string)."""
+    if not isinstance(value, bool):
+        raise exception.InvalidInput(
+            reason='%s must be true or false, not %s' % (what,
+                                                         _type_of(value)))
+    return value

@@ -71,23 +71,6 @@ def _invalid(reason):
     return exception.InvalidInput(reason=reason)
 
 
-def _check_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid('%s must be an integer, not %s' % (
-            name, type(value).__name__))
-    if not low <= value <= high:
-        raise _invalid('%s=%d is outside [%d, %d]' % (name, value, low,
-                                                      high))
-    return value
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise _invalid('%s must be true or false, not %s' % (
-            name, type(value).__name__))
-    return value
-
-
 def _check_stash_id(stash_id, required=False):
     """A stash id, or None where the call allows none (the live chain)."""
     if stash_id is None and not required:
@@ -189,7 +172,7 @@ class ConsoleLogManager:
             live_names=stash.live_names)
 
     def _check_tail(self, tail_bytes):
-        return _check_int('tail_bytes', tail_bytes, 0, MAX_READ)
+        return names.check_int('tail_bytes', tail_bytes, 0, MAX_READ)
 
     @staticmethod
     def _compatible(console_log_set):
@@ -213,7 +196,7 @@ class ConsoleLogManager:
         """
         names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id)
-        _check_bool('checksums', checksums)
+        names.check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
         with self._lock(shared=True):
             if stash_id is not None:
@@ -230,7 +213,7 @@ class ConsoleLogManager:
                                  tail_bytes=0):
         """ConsoleLogSet of every stash of the instance, oldest first."""
         names.check_instance_uuid(instance_uuid)
-        _check_bool('checksums', checksums)
+        names.check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
         with self._lock(shared=True):
             stashes = cl_stash.Stash.list(
@@ -244,8 +227,8 @@ class ConsoleLogManager:
         _check_stash_id(stash_id)
         if not isinstance(name, str) or len(name) > 64:
             raise _invalid('name must be a file name')
-        _check_int('offset', offset, 0, 2 ** 63 - 1)
-        _check_int('length', length, 1, max_length)
+        names.check_int('offset', offset, 0, 2 ** 63 - 1)
+        names.check_int('length', length, 1, max_length)
         if compression is not None and (
                 compression not in cl_fields.Compression.ALL):
             raise _invalid('unknown compression %.40r' % (compression,))
