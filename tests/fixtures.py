@@ -27,8 +27,9 @@ test module imports ``tests.fixtures`` and no other test module.
   ``OldManager`` (a 1.0 peer), ``ManagerWithoutStashes`` (a broken peer),
   ``ManagerTestCase`` (an endpoint called directly);
 - faults: ``FaultyAPI``/``corrupt``/``time_out`` (a client that damages
-  or loses chosen chunks), ``FaultyOS``/``faulty_os`` (an ``os`` failing
-  its n-th call in every module that touches an import's files).
+  or loses chosen chunks), ``FaultyOS`` (an ``os`` failing its n-th
+  call) given to every chain module (``chain_os``) or every module that
+  touches an import's files (``faulty_os``).
 """
 
 import collections
@@ -49,6 +50,7 @@ import oslo_messaging
 from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
+from nova_consolelog import chain_history
 from nova_consolelog import chain_reads
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import fileutils
@@ -368,10 +370,18 @@ class ChainTestCase(test_base.BaseTestCase):
 
 
 @contextlib.contextmanager
-def faulty_os(faulty):
-    """Every module that touches an import's files gets ``faulty``."""
+def chain_os(faulty):
+    """The chain's modules (listing, reads, history) get ``faulty``."""
     with mock.patch.object(cl_chain, 'os', faulty), \
             mock.patch.object(chain_reads, 'os', faulty), \
+            mock.patch.object(chain_history, 'os', faulty):
+        yield
+
+
+@contextlib.contextmanager
+def faulty_os(faulty):
+    """Every module that touches an import's files gets ``faulty``."""
+    with chain_os(faulty), \
             mock.patch.object(history_import, 'os', faulty), \
             mock.patch.object(import_ledger, 'os', faulty), \
             mock.patch.object(fileutils, 'os', faulty):

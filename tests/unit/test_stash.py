@@ -362,7 +362,7 @@ class TestFaultAtEveryStep(StashTestCase):
             self._fresh_chain()
             faulty = test_fixtures.FaultyOS(step)
             with mock.patch.object(cl_stash, 'os', faulty), \
-                    mock.patch.object(cl_chain, 'os', faulty):
+                    test_fixtures.chain_os(faulty):
                 try:
                     stash = self.create(stash_id='s')
                 except exception.ConsoleLogError:
@@ -396,7 +396,7 @@ class TestFaultAtEveryStep(StashTestCase):
             in_stash = self.state(stash.path)
             faulty = test_fixtures.FaultyOS(step)
             with mock.patch.object(cl_stash, 'os', faulty), \
-                    mock.patch.object(cl_chain, 'os', faulty):
+                    test_fixtures.chain_os(faulty):
                 try:
                     stash.restore(self.dir)
                     restored = True
