@@ -60,7 +60,7 @@ def last_lines(data, length):
 
 def typed_io(method):
     """Turn a stray OSError of a read into ChainFileUnreadable."""
-    return fileutils.typed_os_errors(method, lambda args, e: (
+    return fileutils.typed_os_errors(method, lambda args, kwargs, e: (
         exception.ChainFileUnreadable(path=e.filename or args[0].directory,
                                       reason=e.strerror or str(e))))
 

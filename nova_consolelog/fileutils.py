@@ -139,7 +139,10 @@ def is_real_dir(path):
 
 
 def typed_os_errors(method, make_error):
-    """``method`` with a stray OSError turned into ``make_error(args, e)``.
+    """``method`` with a stray OSError turned into a typed error.
+
+    ``make_error(args, kwargs, error)`` builds the error from the call's
+    arguments and the OSError.
 
     Why: callers of the chain and the stash handle our typed errors (a
     read fails cleanly, a migration goes on without its console log); a
@@ -151,7 +154,7 @@ def typed_os_errors(method, make_error):
         try:
             return method(*args, **kwargs)
         except OSError as e:
-            raise make_error(args, e)
+            raise make_error(args, kwargs, e)
     return wrapper
 
 

@@ -53,7 +53,8 @@ class LiveMigrationTest(base.ConsoleLogNovaTestBase):
 
     def stashes(self, compute):
         return cl_stash.Stash.list(
-            self.uuid, root=compute.driver.consolelog.stash_root)
+            self.uuid, root=compute.driver.consolelog.stash_root,
+            conf=compute.driver.consolelog_conf)
 
     def test_history_follows_the_guest(self):
         # Scenario 1: lines from the source, including the last ones
@@ -254,7 +255,8 @@ class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
         self.assertEqual(text(before, late, after),
                          self.console_output(server))
         self.assertEqual([], cl_stash.Stash.list(
-            self.uuid, root=self.dest.driver.consolelog.stash_root))
+            self.uuid, root=self.dest.driver.consolelog.stash_root,
+            conf=self.dest.driver.consolelog_conf))
 
     def _failing_migration(self, incoming_qemu_started):
         def migrate(domain, destination, params, flags):
@@ -289,7 +291,8 @@ class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
         log.flush()
         self.assertEqual(text(before, after), self.console_output(server))
         self.assertEqual([], cl_stash.Stash.list(
-            self.uuid, root=self.dest.driver.consolelog.stash_root))
+            self.uuid, root=self.dest.driver.consolelog.stash_root,
+            conf=self.dest.driver.consolelog_conf))
 
     def test_rollback_before_the_incoming_qemu_started(self):
         self._rollback_keeps_the_chain(incoming_qemu_started=False)

@@ -12,6 +12,7 @@
 
 """Stashes: create, load, list, restore, install as history, expire."""
 
+import contextlib
 import errno
 import json
 import logging
@@ -25,6 +26,9 @@ from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import stash as cl_stash
+from nova_consolelog.stash import install as cl_install
+from nova_consolelog.stash import moves as cl_moves
+from nova_consolelog.stash import store as cl_store
 
 from tests import fixtures as test_fixtures
 
@@ -151,7 +155,7 @@ class TestCreate(StashTestCase):
             return st
 
         before = self.state()
-        with mock.patch.object(cl_stash.os, 'stat', stat):
+        with mock.patch.object(os, 'stat', stat):
             e = self.assertRaises(exception.InvalidInput, self.create)
         self.assertIn('same filesystem', str(e))
         self.assertEqual(before, self.state())
@@ -169,7 +173,7 @@ class TestCreate(StashTestCase):
             return real_rename(src, dst)
 
         before = self.state()
-        with mock.patch.object(cl_stash.os, 'rename', rename):
+        with mock.patch.object(os, 'rename', rename):
             self.assertRaises(exception.StashFailed, self.create)
         self.assertEqual(before, self.state())
         self.assertEqual([], os.listdir(os.path.join(self.stash_root,
@@ -180,9 +184,18 @@ class TestCreate(StashTestCase):
             raise OSError(errno.EXDEV, 'Invalid cross-device link')
 
         before = self.state()
-        with mock.patch.object(cl_stash.os, 'rename', rename):
+        with mock.patch.object(os, 'rename', rename):
             self.assertRaises(exception.InvalidInput, self.create)
         self.assertEqual(before, self.state())
+
+
+def faulty_os(faulty):
+    """``faulty`` as the ``os`` of the stash modules and of the chain."""
+    stack = contextlib.ExitStack()
+    for module in (cl_moves, cl_store, cl_install):
+        stack.enter_context(mock.patch.object(module, 'os', faulty))
+    stack.enter_context(test_fixtures.chain_os(faulty))
+    return stack
 
 
 class TestLoadList(StashTestCase):
@@ -361,8 +374,7 @@ class TestFaultAtEveryStep(StashTestCase):
             step += 1
             self._fresh_chain()
             faulty = test_fixtures.FaultyOS(step)
-            with mock.patch.object(cl_stash, 'os', faulty), \
-                    test_fixtures.chain_os(faulty):
+            with faulty_os(faulty):
                 try:
                     stash = self.create(stash_id='s')
                 except exception.ConsoleLogError:
@@ -395,8 +407,7 @@ class TestFaultAtEveryStep(StashTestCase):
             stash = self.create(stash_id='s')
             in_stash = self.state(stash.path)
             faulty = test_fixtures.FaultyOS(step)
-            with mock.patch.object(cl_stash, 'os', faulty), \
-                    test_fixtures.chain_os(faulty):
+            with faulty_os(faulty):
                 try:
                     stash.restore(self.dir)
                     restored = True
