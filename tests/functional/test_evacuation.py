@@ -27,15 +27,15 @@ from nova_consolelog.handover import record as cl_record
 from nova_consolelog import history_import
 from nova_consolelog import migration
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import test_crash
 from tests.functional import test_pull
-from tests.unit import test_rpc
 
 KiB = 1024
 MiB = 1024 * KiB
 FILES = test_crash.CrashTestCase.FILES
-EXPECTED = test_rpc.chain_bytes(FILES)
+EXPECTED = test_fixtures.chain_bytes(FILES)
 SLOT = 'console.history.000001'
 REBOOTED = 'console.history.000002'
 
@@ -50,7 +50,7 @@ class EvacuationTestCase(test_pull.PullTestCase):
                                     overrides=dict(chunk_size=256 * KiB,
                                                    bulk_window=MiB))
         self.addCleanup(self.src.stop)
-        test_rpc.write_chain(self.src.conf, self.instance, FILES)
+        test_fixtures.write_chain(self.src.conf, self.instance, FILES)
         self.conf, self.rpcapi = self.client(
             'dst', chunk_size=256 * KiB, bulk_window=MiB, rpc_timeout=3,
             pull_retries=1, pull_timeout=60,

@@ -35,13 +35,15 @@ import fixtures
 from nova_consolelog import exception
 from nova_consolelog.handover import evacuation
 from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog import transfer
 
-from tests.unit import test_chain_import
+from tests import fixtures as test_fixtures
+from tests.unit import test_history_import
 from tests.unit import test_migration
 
-FILES = test_chain_import.FILES
-SOURCE_BYTES = test_chain_import.SOURCE_BYTES
+FILES = test_history_import.FILES
+SOURCE_BYTES = test_history_import.SOURCE_BYTES
 lines = test_migration.lines
 
 
@@ -49,7 +51,7 @@ class Killed(BaseException):
     """The process dies here: nothing after it runs, no handler undoes."""
 
 
-class TestReservedSlot(test_chain_import.ImportTestCase):
+class TestReservedSlot(test_history_import.ImportTestCase):
 
     def reserve(self):
         slot = history_import.reserve_slot(self.chain)
@@ -89,7 +91,7 @@ class TestReservedSlot(test_chain_import.ImportTestCase):
         self.assertEqual(SOURCE_BYTES + b'boot 1\nboot 2\nlive\n',
                          self.chain.read_tail())
         self.assertFalse(history_import.is_placeholder(self.chain, slot))
-        self.assertEqual(slot, history_import.Ledger(self.chain).installed(
+        self.assertEqual(slot, import_ledger.Ledger(self.chain).installed(
             'evac'))
 
     def test_the_slot_is_read_from_a_callable_at_the_commit(self):
@@ -170,8 +172,8 @@ class TestReservedSlot(test_chain_import.ImportTestCase):
             self.restart(b'boot 1\n')
             imp = self.imported()
             before = self.visible()
-            faulty = test_chain_import.FaultyOS(step)
-            with test_chain_import.faulty_os(faulty):
+            faulty = test_fixtures.FaultyOS(step)
+            with test_fixtures.faulty_os(faulty):
                 try:
                     imp.commit()
                     committed = True
@@ -212,7 +214,7 @@ class TestReservedSlot(test_chain_import.ImportTestCase):
         # file's inode: not installed; the re-run installs it once.
         slot = self._killed_at(history_import.os, 'rename')
         self.assertTrue(history_import.is_placeholder(self.chain, slot))
-        self.assertIsNone(history_import.Ledger(self.chain).installed(
+        self.assertIsNone(import_ledger.Ledger(self.chain).installed(
             'evac'))
         again = self.begin('evac', FILES)
         self.assertIsNone(again.installed)
