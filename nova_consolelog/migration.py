@@ -246,6 +246,11 @@ class ConsoleLogMigration:
         """Unshelving host: the owed pull from the shelved host."""
         return self.shelve.pull(instance_uuid, shelved_host)
 
+    @guard.never_raises(default=list)
+    def forget_deleted(self, is_deleted):
+        """Periodic: release stashes of instances nova has deleted."""
+        return self.shelve.forget_deleted(is_deleted)
+
     # -- reads and periodic work -----------------------------------------
 
     def get_console_output(self, instance_uuid, length=None):

@@ -27,7 +27,9 @@ RPC from ``shelved_host``, verified and released, with the cold
 migration's record shape so that a failed pull is retried by the periodic
 task and a restart meanwhile is handled as after a resize. A stash nobody
 collects expires after ``stash_expiry``: a longer shelve loses the
-history from before it.
+history from before it. One whose instance nova has deleted meanwhile (a
+shelved offloaded instance is deleted without any compute host) goes at
+the next periodic task (``forget_deleted``).
 """
 
 from oslo_log import log as logging
@@ -35,6 +37,7 @@ from oslo_log import log as logging
 from nova_consolelog import fileutils
 from nova_consolelog.handover.record import Role
 from nova_consolelog.handover.record import State
+from nova_consolelog import stash as cl_stash
 
 LOG = logging.getLogger(__name__)
 
@@ -147,3 +150,39 @@ class ShelveSteps:
     def pull(self, instance_uuid, shelved_host):
         """Pull what ``shelved_host`` holds; see ``importing.Importer``."""
         return self.importer.run(instance_uuid, shelved_host, False)
+
+    def forget_deleted(self, is_deleted):
+        """Release the stashes of deleted instances granted to any host.
+
+        Such a stash waits for an unshelve (or a rebuild's spawn here); an
+        instance nova deleted meanwhile never comes back for it, so it
+        goes now rather than after ``stash_expiry``. ``is_deleted(uuid)``
+        asks nova's database; an instance it cannot tell about keeps its
+        stash. Returns ``[(instance_uuid, stash_id)]`` released.
+        """
+        host = self.host
+        waiting = sorted({s.instance_uuid for s in cl_stash.Stash.list(
+            root=host.stash_root, conf=host.conf) if self._waits(s)})
+        released = []
+        for instance_uuid in waiting:
+            try:
+                if not is_deleted(instance_uuid):
+                    continue
+            except Exception as e:
+                LOG.debug('Whether instance %s is deleted is unknown: %s',
+                          instance_uuid, e)
+                continue
+            with host.lock(instance_uuid):
+                for stash in host.stashes(instance_uuid):
+                    if self._waits(stash):
+                        stash.release()
+                        released.append((instance_uuid, stash.stash_id))
+                        LOG.info('Released console-log stash %s of instance '
+                                 '%s: the instance is deleted',
+                                 stash.stash_id, instance_uuid)
+        return released
+
+    @staticmethod
+    def _waits(stash):
+        """A stash for any host, not a resize's: what a shelve leaves."""
+        return stash.destination is None and not stash.held

@@ -26,6 +26,9 @@ import threading
 
 from nova.compute import task_states
 from nova.compute import vm_states
+from nova import context as nova_context
+from nova import exception as nova_exception
+from nova import objects
 from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
@@ -91,3 +94,24 @@ class ShelveHooks:
             name='consolelog-unshelve-%s' % instance_uuid, daemon=True)
         thread.start()
         return thread
+
+    def consolelog_forget_deleted(self):
+        """Periodic: stashes of shelved instances deleted meanwhile go.
+
+        nova deletes a shelved offloaded instance without any compute host
+        (``compute.api``'s local delete), so no hook here sees it.
+        """
+        if not self._cl_enabled():
+            return []
+        return self.consolelog.forget_deleted(self._instance_deleted)
+
+    @staticmethod
+    def _instance_deleted(instance_uuid):
+        """True when nova's database says the instance is deleted."""
+        ctxt = nova_context.get_admin_context(read_deleted='yes')
+        try:
+            return bool(objects.Instance.get_by_uuid(
+                ctxt, instance_uuid, expected_attrs=[]).deleted)
+        except nova_exception.InstanceNotFound:
+            # Archived, or in another cell: leave it to stash_expiry.
+            return False

@@ -123,6 +123,18 @@ class ShelveTest(base.ConsoleLogNovaTestBase):
         self.assert_console(self.printed())
         self.assertFalse(server1.has_stash(self.uuid))
 
+    def test_deleted_while_shelved_offloaded(self):
+        self.start_host('host1')
+        self.boot()
+        self.shelve_and_offload(explicit=False)
+        driver = self.computes['host1'].driver
+        # Still shelved: the stash stays.
+        self.assertEqual([], driver.consolelog_forget_deleted())
+        self._delete_server(self.server)
+        self.assertEqual([self.uuid], [r[0] for r in
+                                       driver.consolelog_forget_deleted()])
+        self.assertFalse(self.consolelog('host1').has_stash(self.uuid))
+
 
 class NovaDriverControlTest(base.ConsoleLogNovaTestBase):
     """nova's own driver: an unshelve leaves the newest boot only."""

@@ -255,6 +255,42 @@ class TestShelveOnTheSameHost(ShelveTestBase):
         self.assertEqual(after, self.src.read(self.uuid))
 
 
+class TestDeletedWhileShelved(ShelveTestBase):
+
+    def test_stash_of_a_deleted_instance_goes_early(self):
+        self.offload()
+        asked = []
+
+        def deleted(instance_uuid):
+            asked.append(instance_uuid)
+            return True
+
+        released = self.src.steps.forget_deleted(deleted)
+        self.assertEqual([self.uuid], asked)
+        self.assertEqual([self.uuid], [r[0] for r in released])
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+
+    def test_kept_while_the_instance_exists_or_nobody_can_tell(self):
+        self.offload()
+        self.assertEqual([], self.src.steps.forget_deleted(lambda u: False))
+
+        def unknown(instance_uuid):
+            raise RuntimeError('database away')
+
+        self.assertEqual([], self.src.steps.forget_deleted(unknown))
+        self.assertTrue(self.src.steps.has_stash(self.uuid))
+
+    def test_stash_for_one_destination_is_not_asked_about(self):
+        # A live migration's stash is not waiting for an unshelve.
+        self.src.steps.live_migration_started(self.uuid, 'dst', False)
+        self.src.steps.post_live_migration_at_source(self.uuid, 'dst',
+                                                     False)
+        self.assertTrue(self.src.steps.has_stash(self.uuid))
+        self.assertEqual([], self.src.steps.forget_deleted(
+            lambda u: self.fail('asked about %s' % u)))
+        self.assertTrue(self.src.steps.has_stash(self.uuid))
+
+
 class TestShelveSharedStashRoot(ShelveTestBase):
 
     shared = True
