@@ -58,6 +58,7 @@ class ShelveSteps:
         """
         host = self.host
         chain = host.chain(instance_uuid)
+        self._finish_owed_import(instance_uuid)
         with host.lock(instance_uuid):
             if not fileutils.is_real_dir(chain.directory) or \
                     not chain.scan():
@@ -66,6 +67,34 @@ class ShelveSteps:
         LOG.info('Stashed the console log of instance %s (%s) for its '
                  'unshelve', instance_uuid, stash.stash_id)
         return stash.stash_id
+
+    def _finish_owed_import(self, instance_uuid):
+        """An import into this host still owed: finish it, or give it up.
+
+        Its history must be in the chain before the chain is stashed: an
+        import after the offload would recreate the instance directory
+        nova deleted, where no unshelve ever looks. So it is tried once
+        now (bounded by ``rpc_timeout`` per call); if it cannot finish,
+        the record goes with a warning and the peer's stash expires there.
+        """
+        record = self.host.record(instance_uuid)
+        data = record.load()
+        if data is None or data.get('role') != Role.DESTINATION or \
+                not isinstance(data.get('peer'), str):
+            return
+        try:
+            if self.importer.run(instance_uuid, data['peer'],
+                                 bool(data.get('shared'))):
+                return
+        except Exception as e:
+            LOG.debug('Owed console-log import of instance %s failed at '
+                      'its shelve offload: %s', instance_uuid, e)
+        if record.load() is not None:
+            LOG.warning('Instance %s is shelve offloaded before its console '
+                        'log from %s was installed; that part stays there '
+                        'until stash_expiry and is not brought back at the '
+                        'unshelve', instance_uuid, data['peer'])
+            record.remove()
 
     def offload_failed(self, instance_uuid, stash_id):
         """nova's destroy failed: the instance stays shelved here.

@@ -124,6 +124,50 @@ class TestShelveToAnotherHost(ShelveTestBase):
         self.assertEqual(['console.history.000001'], self.history(self.dst))
         self.assertEqual(self.before + after, self.dst.read(self.uuid))
 
+    def unshelved_with_pull_owed(self):
+        self.offload()
+        self.hosts.servers['src'].stop()
+        self.dst.conf.set_override('rpc_timeout', 1, group='consolelog')
+        after = self.spawn(self.dst)
+        self.dst.steps.unshelved(self.uuid, 'src')
+        self.dst.steps.unshelve_pull(self.uuid, 'src')
+        self.assertEqual(State.PULLING,
+                         self.dst.steps.record(self.uuid).load()['state'])
+        return after
+
+    def test_offload_again_finishes_the_owed_pull_first(self):
+        after = self.unshelved_with_pull_owed()
+        self.hosts.start('src', max_console_bytes=1 << 20)
+        # Shelve offload on dst while the pull from src is still owed.
+        stash_id = self.offload(self.dst)
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertFalse(os.path.exists(self.dst.instance_dir(self.uuid)))
+        self.assertFalse(self.src.steps.has_stash(self.uuid))
+        self.assertEqual([stash_id], [s.stash_id for s in
+                                      self.dst.steps.stashes(self.uuid)])
+        # Unshelved on src now: every part, once, in order.
+        again = self.spawn(self.src, shelved_host='dst')
+        self.assertEqual('dst', self.src.steps.unshelved(self.uuid, 'dst'))
+        self.assertTrue(self.src.steps.unshelve_pull(self.uuid, 'dst'))
+        self.assertEqual(self.before + after + again,
+                         self.src.read(self.uuid))
+        # Nothing left over on dst, no directory brought back.
+        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertFalse(os.path.exists(self.dst.instance_dir(self.uuid)))
+        self.assertFalse(self.dst.steps.has_stash(self.uuid))
+
+    def test_offload_again_with_the_first_host_still_away(self):
+        after = self.unshelved_with_pull_owed()
+        with self.assertLogs('nova_consolelog.handover.shelve', 'WARNING'):
+            self.offload(self.dst)
+        # The owed import is given up, never retried into a directory
+        # nova deleted; what dst had is stashed for the next unshelve.
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertFalse(os.path.exists(self.dst.instance_dir(self.uuid)))
+        self.assertEqual([after], [s.chain.read_tail(1 << 20) for s in
+                                   self.dst.steps.stashes(self.uuid)])
+
     def test_failed_spawn_leaves_the_stash_for_the_next_unshelve(self):
         self.offload()
         self.dst.steps.unshelving(self.uuid, 'src')
