@@ -21,6 +21,12 @@ shelved host over our RPC on nova's fake transport (another host, picked
 with microversion 2.91's ``host``).
 """
 
+from unittest import mock
+
+from nova import test
+from nova.tests.functional.api import client
+from nova.virt.libvirt import driver as libvirt_driver
+
 from tests.nova_functional import base
 from tests.nova_functional import test_new_qemu
 
@@ -122,6 +128,30 @@ class ShelveTest(base.ConsoleLogNovaTestBase):
         self.assertIsNone(host2.record(self.uuid).load())
         self.assert_console(self.printed())
         self.assertFalse(server1.has_stash(self.uuid))
+
+    def test_failed_offload_keeps_the_history_here(self):
+        self.start_host('host1')
+        self.boot()
+        self.flags(shelved_offload_time=-1)
+        self.server = self._shelve_server(self.server, 'SHELVED')
+        real = libvirt_driver.LibvirtDriver.destroy
+
+        def failing(driver, *args, **kwargs):
+            raise test.TestingException('destroy failed')
+
+        with mock.patch.object(libvirt_driver.LibvirtDriver, 'destroy',
+                               failing):
+            # nova's fake RPC casts synchronously: the error reaches the API.
+            self.assertRaises(client.OpenStackApiException,
+                              self.api.post_server_action, self.uuid,
+                              {'shelveOffload': {}})
+        self.assertIs(real, libvirt_driver.LibvirtDriver.destroy)
+        self.server = self._wait_for_state_change(self.server, 'SHELVED')
+        # The stash moved back: the unshelve is a power on here.
+        self.assertFalse(self.consolelog('host1').has_stash(self.uuid))
+        self.server = self._unshelve_server(self.server)
+        self.boot_prints()
+        self.assert_console(self.printed())
 
     def test_deleted_while_shelved_offloaded(self):
         self.start_host('host1')
