@@ -39,6 +39,9 @@ this package hands it over. The story, module by module:
     a guest rebuilt elsewhere while its host is down: kept in place on a
     shared path; otherwise a history slot reserved at once, and the old
     host's chain collected into it when that host is back.
+``shelve``
+    shelve offload and unshelve: a stash for any host, pulled (or copied)
+    by the unshelving one.
 ``restarts``
     the same host: history kept at every QEMU start and across a rebuild.
 ``reading`` and ``peer_parts``
