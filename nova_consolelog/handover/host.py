@@ -21,11 +21,11 @@ the configuration, which is always passed in.
 import os
 
 from oslo_log import log as logging
-from oslo_utils import uuidutils
 
 from nova_consolelog import chain as cl_chain
-from nova_consolelog import exception
+from nova_consolelog import conf as cl_conf
 from nova_consolelog.handover import record as cl_record
+from nova_consolelog import names
 from nova_consolelog import stash as cl_stash
 
 LOG = logging.getLogger(__name__)
@@ -48,16 +48,14 @@ class HandoverHost:
         self.rpcapi = rpcapi
         group = conf.consolelog
         self.instances_path = instances_path or group.instances_path
-        self.stash_root = group.stash_path or os.path.join(
-            self.instances_path, '.consolelog-stash')
+        self.stash_root = cl_conf.stash_path(
+            conf, instances_path=self.instances_path)
         # Per host: on a shared instance path both hosts see one stash root.
         self.records_dir = cl_record.records_dir(self.stash_root, host)
 
     def chain(self, instance_uuid):
         """The instance's chain in its instance directory here."""
-        if not uuidutils.is_uuid_like(instance_uuid):
-            raise exception.InvalidInput(
-                reason='malformed instance uuid %r' % (instance_uuid,))
+        instance_uuid = names.check_instance_uuid(instance_uuid)
         return cl_chain.ConsoleLogChain(
             os.path.join(self.instances_path, instance_uuid),
             instance=instance_uuid, conf=self.conf)

@@ -32,8 +32,6 @@ from nova_consolelog.stash import moves
 
 LOG = logging.getLogger(__name__)
 
-_COPY_CHUNK = 1024 * 1024
-
 
 @moves.typed_io
 def restore(stash, directory):
@@ -116,7 +114,7 @@ def install_as_history(stash, chain, release=True):
             start, end = imp.wanted(name)
             while start < end:
                 data, _eof = source.read_chunk(
-                    name, start, min(_COPY_CHUNK, end - start))
+                    name, start, min(fileutils.COPY_CHUNK, end - start))
                 if not data:
                     raise exception.InstallFailed(
                         instance=stash.instance_uuid,

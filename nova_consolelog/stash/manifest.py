@@ -27,12 +27,12 @@ import time
 import uuid
 
 from oslo_log import log as logging
-from oslo_utils import uuidutils
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import fileutils
 from nova_consolelog import hashlist
+from nova_consolelog import names
 
 LOG = logging.getLogger(__name__)
 
@@ -48,11 +48,7 @@ HOLD_CONFIRM = 'confirm'
 
 def check_uuid(instance_uuid):
     """The canonical form of ``instance_uuid``; InvalidInput if malformed."""
-    if not isinstance(instance_uuid, str) or not (
-            uuidutils.is_uuid_like(instance_uuid)):
-        raise exception.InvalidInput(
-            reason='malformed instance uuid %r' % (instance_uuid,))
-    return str(uuid.UUID(instance_uuid))
+    return names.check_instance_uuid(instance_uuid)
 
 
 def check_stash_id(stash_id):

@@ -20,7 +20,6 @@ had moved.
 """
 
 import errno
-import functools
 import os
 import shutil
 import time
@@ -30,6 +29,7 @@ from oslo_log import log as logging
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
+from nova_consolelog import fileutils
 from nova_consolelog import hashlist
 from nova_consolelog.stash import manifest as cl_manifest
 
@@ -64,18 +64,16 @@ def move_names(names, src_dir, dst_dir):
     return moved
 
 
+def _stash_failed(args, kwargs, error):
+    owner = args[0]
+    instance = getattr(owner, 'instance_uuid', None) or (
+        args[1] if len(args) > 1 else kwargs.get('instance_uuid'))
+    return exception.StashFailed(instance=instance, reason=str(error))
+
+
 def typed_io(method):
     """Turn a stray OSError into StashFailed: callers get typed errors."""
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except OSError as e:
-            owner = args[0]
-            instance = getattr(owner, 'instance_uuid', None) or (
-                args[1] if len(args) > 1 else kwargs.get('instance_uuid'))
-            raise exception.StashFailed(instance=instance, reason=str(e))
-    return wrapper
+    return fileutils.typed_os_errors(method, _stash_failed)
 
 
 def make(stash_cls, instance_uuid, chain, stash_id, live_names, root, conf,
