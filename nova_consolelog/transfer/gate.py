@@ -321,3 +321,38 @@ def gate_for(conf):
 def host_tickets_dir(conf, host):
     """Where the pulls of ``host`` keep their tickets (see ``status``)."""
     return tickets_dir(cl_conf.stash_path(conf), host)
+
+
+# RPC calls one pull keeps in flight at most: ``pull_window`` chunk calls,
+# or two bulk windows and a chunk call for a window's hole.
+def calls_per_pull(conf):
+    return max(conf.consolelog.pull_window, 3)
+
+
+def check_pool(conf, transport_conf=None):
+    """Warn when our pulls could take half of the transport's pool.
+
+    Each RPC call borrows a connection of oslo.messaging's pool
+    (``[oslo_messaging_rabbit] rpc_conn_pool_size``) while its request is
+    published, and a broker under flow control makes that take long:
+    inside nova-compute the pool is nova's own, and with the pool empty
+    nova's own calls wait. Our pulls keep at most
+    ``max_concurrent_imports * calls_per_pull`` calls in flight.
+
+    :returns: ``(calls, pool_size)``; pool_size None when not known.
+    """
+    calls = conf.consolelog.max_concurrent_imports * calls_per_pull(conf)
+    try:
+        pool = (transport_conf or conf).oslo_messaging_rabbit.\
+            rpc_conn_pool_size
+    except Exception:
+        return calls, None
+    if isinstance(pool, int) and calls > pool // 2:
+        LOG.warning('Console-log pulls may keep %d RPC calls in flight '
+                    '(max_concurrent_imports %d x %d), more than half of '
+                    '[oslo_messaging_rabbit] rpc_conn_pool_size %d: nova\'s '
+                    'own calls could wait for a connection during a host '
+                    'drain. Lower max_concurrent_imports or pull_window.',
+                    calls, conf.consolelog.max_concurrent_imports,
+                    calls_per_pull(conf), pool)
+    return calls, pool

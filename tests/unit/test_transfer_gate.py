@@ -288,3 +288,19 @@ class TestDeferredLiveImport(test_migration.MigrationTestBase):
         self.assertFalse(deferred.run_or_defer(importer, self.uuid, 'src',
                                                False))
         wait_for(lambda: importer.calls == 2, 'the background run')
+
+
+class TestConnectionPool(test_base.BaseTestCase):
+
+    def test_default_limit_stays_under_half_the_pool(self):
+        conf = test_fixtures.new_conf(messaging=True, project='nova')
+        log = self.useFixture(fixtures.FakeLogger())
+        self.assertEqual((16, 30), cl_gate.check_pool(conf))
+        self.assertNotIn('rpc_conn_pool_size', log.output)
+
+    def test_warns_when_pulls_could_take_half_the_pool(self):
+        conf = test_fixtures.new_conf(messaging=True, project='nova')
+        conf.set_override('max_concurrent_imports', 8, group='consolelog')
+        log = self.useFixture(fixtures.FakeLogger())
+        self.assertEqual((32, 30), cl_gate.check_pool(conf))
+        self.assertIn('rpc_conn_pool_size 30', log.output)
