@@ -217,6 +217,19 @@ loopback: 40 imports at once grew a destination by up to 117 MiB without a
 limit, and by 31 MiB or less with 4 (see the operations guide).
 """),
     cfg.IntOpt(
+        'bulk_rate_limit',
+        default=0,
+        min=0,
+        help="""
+Most bytes per second all console-log pulls of one process ask their sources
+for together (window and chunk requests; the destination asks, so this paces
+the sources too). 0: no limit. With a limit the rate adapts to the broker: it
+halves while the round trip from a window's request to its first message is
+more than 3 times its idle value, or while RabbitMQ blocks a connection of
+ours (memory or disk alarm), never below 1/16 of the limit, and grows back
+by 1/20 of the limit per second after 5 seconds without either.
+"""),
+    cfg.IntOpt(
         'pull_retries',
         default=5,
         min=0,

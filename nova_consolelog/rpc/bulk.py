@@ -79,10 +79,32 @@ def check_queue_name(name):
     return name
 
 
+# ``(on_blocked(reason), on_unblocked())`` pairs told when the broker
+# blocks or unblocks one of our connections (RabbitMQ's memory or disk
+# alarm, AMQP ``connection.blocked``): the pulls' pacing backs off
+# (``transfer.pacing``).
+BLOCKED_LISTENERS = []
+
+
+def _on_blocked(reason):
+    LOG.warning('The broker blocked a console-log bulk connection (%s): '
+                'console-log pulls slow down', reason)
+    for blocked, _unblocked in list(BLOCKED_LISTENERS):
+        blocked(reason)
+
+
+def _on_unblocked():
+    LOG.info('The broker unblocked a console-log bulk connection')
+    for _blocked, unblocked in list(BLOCKED_LISTENERS):
+        unblocked()
+
+
 def _connection(url, ssl_params=False):
     return kombu.Connection(url, ssl=ssl_params,
                             connect_timeout=CONNECT_TIMEOUT,
-                            transport_options={'confirm_publish': False})
+                            transport_options={'confirm_publish': False,
+                                               'on_blocked': _on_blocked,
+                                               'on_unblocked': _on_unblocked})
 
 
 class Publisher:

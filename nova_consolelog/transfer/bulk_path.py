@@ -65,6 +65,8 @@ class _Window:
         # Every message of this window must repeat it (RPC 1.3).
         self.token = secrets.token_hex(16)
         self.future = None
+        # When its request went out (after pacing).
+        self.sent = None
         self.summary = None
         self.error = None
         self.seen = 0
@@ -208,6 +210,9 @@ class BulkPath:
 
     def _send_window(self, w, queue_name):
         job = self.job
+        # Pacing the asks paces the source (``pacing``).
+        job.pace(w.end - w.start)
+        w.sent = time.monotonic()
         timeout = max(1, min(job.rpc_timeout, job.deadline.remaining()))
         return job.rpcapi.send_range(
             job.ctxt, job.host, job.instance_uuid, w.name, w.start,
@@ -271,6 +276,9 @@ class BulkPath:
             return
         if offset in window.received or offset in window.checking:
             return  # a duplicate; the first copy is checked on disk
+        if window.seen == 0 and window.sent is not None:
+            # The window-open latency: request to first message.
+            self.job.pacer.observe(time.monotonic() - window.sent)
         window.seen += 1
         if window.summary is not None:
             window.grace_end = time.monotonic() + min(BULK_GRACE,

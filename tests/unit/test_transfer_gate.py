@@ -292,13 +292,13 @@ class TestDeferredLiveImport(test_migration.MigrationTestBase):
 
 class TestConnectionPool(test_base.BaseTestCase):
 
-    def test_default_limit_stays_under_half_the_pool(self):
+    def test_default_limit_leaves_most_of_the_pool(self):
         conf = test_fixtures.new_conf(messaging=True, project='nova')
         log = self.useFixture(fixtures.FakeLogger())
         self.assertEqual((16, 30), cl_gate.check_pool(conf))
         self.assertNotIn('rpc_conn_pool_size', log.output)
 
-    def test_warns_when_pulls_could_take_half_the_pool(self):
+    def test_warns_when_pulls_could_take_most_of_the_pool(self):
         conf = test_fixtures.new_conf(messaging=True, project='nova')
         conf.set_override('max_concurrent_imports', 8, group='consolelog')
         log = self.useFixture(fixtures.FakeLogger())
