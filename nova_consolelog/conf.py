@@ -224,9 +224,9 @@ limit, and by 31 MiB or less with 4 (see the operations guide).
 Most bytes per second all console-log pulls of one process ask their sources
 for together (window and chunk requests; the destination asks, so this paces
 the sources too). 0: no limit. With a limit the rate adapts to the broker: it
-halves while the round trip from a window's request to its first message is
-more than 3 times its idle value, or while RabbitMQ blocks a connection of
-ours (memory or disk alarm), never below 1/16 of the limit, and grows back
+halves while a small AMQP round trip to the broker, timed twice a second by
+every pull, takes more than 3 times its idle value (and more than 50 ms), or
+while RabbitMQ blocks a connection of ours (memory or disk alarm), never below 1/16 of the limit, and grows back
 by 1/20 of the limit per second after 5 seconds without either.
 """),
     cfg.IntOpt(

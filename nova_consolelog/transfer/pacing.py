@@ -28,12 +28,18 @@ How, kept simple:
 * the rate adapts to the broker (multiplicative decrease, additive
   increase, as TCP does):
 
-  - the *window-open latency*, from a window's request to its first
-    message, is a small round trip through the broker and the source, like
-    nova's own calls. Its idle baseline is the lowest seen, allowed to
-    drift up by ``BASELINE_DRIFT`` a minute so that a host whose idle
-    latency really grew is not throttled forever. A latency above
-    ``LATENCY_FACTOR`` times the baseline halves the rate;
+  - the *broker's latency*: every ``bulk_path.PROBE_INTERVAL`` a pull
+    times a small AMQP round trip to the broker on its bulk connection (a
+    passive declare of its own queue), which is what nova's own small
+    calls feel. Not the round trip of a window's request to its first
+    message: that one measures the queue of windows at the source, which
+    pacing itself makes long, and backing off on it only slows everything
+    to the floor (measured). The latency's idle baseline is the lowest
+    seen, allowed to drift up by ``BASELINE_DRIFT`` a minute so that a
+    host whose idle latency really grew is not throttled forever. A
+    latency above ``LATENCY_FACTOR`` times the baseline, and above
+    ``LATENCY_MIN`` (reading a prefetch of our own messages on the way
+    takes up to a few tens of milliseconds), halves the rate;
   - the broker blocking our connection (RabbitMQ's memory or disk alarm:
     AMQP ``connection.blocked``) halves the rate too, and keeps it at the
     floor until ``connection.unblocked``;
@@ -56,9 +62,10 @@ from nova_consolelog.rpc import bulk as cl_bulk
 LOG = logging.getLogger(__name__)
 
 LATENCY_FACTOR = 3.0
-# Window-open latencies below this never count as congestion (seconds):
-# a baseline of a fraction of a millisecond would make noise look like it.
-LATENCY_MIN = 0.010
+# Broker latencies below this never count as congestion (seconds): a
+# baseline of a fraction of a millisecond would make noise look like it,
+# and the round trip may first read a prefetch (8 MiB) of our messages.
+LATENCY_MIN = 0.050
 BASELINE_DRIFT = 0.1
 BACKOFF_INTERVAL = 1.0
 FLOOR = 1.0 / 16
@@ -129,7 +136,7 @@ class Pacer:
         return wait
 
     def observe(self, latency):
-        """A window-open latency (seconds); halves the rate when high."""
+        """A broker round trip (seconds); halves the rate when high."""
         if not self.enabled or latency is None or latency < 0:
             return
         with self._lock:
@@ -143,7 +150,7 @@ class Pacer:
             self._baseline_at = now
             limit = max(LATENCY_MIN, LATENCY_FACTOR * self._baseline)
             if latency > limit:
-                self._back_off(now, 'window-open latency %.1f ms > %.1f ms'
+                self._back_off(now, 'broker latency %.1f ms > %.1f ms'
                                % (latency * 1e3, limit * 1e3))
 
     def blocked(self, reason=''):

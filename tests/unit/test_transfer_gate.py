@@ -196,6 +196,7 @@ class TestPullsThroughTheGate(test_base.BaseTestCase):
             self.conf, self.rpcapi, 'src', instance, local_host='dst')))
         t.start()
         wait_for(lambda: self.gate.waiting == 1, 'the pull to queue')
+        wait_for(lambda: cl_gate.read_tickets(self.tickets), 'its ticket')
         state = status.collect(self.conf)
         self.assertEqual([('waiting', 'src', 'dst')], [
             (i['state'], i['source'], i['recorded_by'])

@@ -68,15 +68,16 @@ class TestPacer(test_base.BaseTestCase):
 
     def test_high_latency_halves_once_per_interval_down_to_the_floor(self):
         self.pacer.observe(0.004)
-        self.pacer.observe(0.009)  # below LATENCY_MIN: no congestion
+        self.pacer.observe(0.040)  # below LATENCY_MIN: no congestion
         self.assertEqual(10 * MB, self.pacer.rate)
-        self.pacer.observe(0.050)
+        self.pacer.observe(0.200)
         self.assertEqual(5 * MB, self.pacer.rate)
-        self.pacer.observe(0.050)  # within BACKOFF_INTERVAL
+        self.assertEqual(1, self.pacer.backoffs)
+        self.pacer.observe(0.200)  # within BACKOFF_INTERVAL
         self.assertEqual(5 * MB, self.pacer.rate)
         for _ in range(10):
             self.clock.now += pacing.BACKOFF_INTERVAL
-            self.pacer.observe(0.050)
+            self.pacer.observe(0.200)
         self.assertEqual(10 * MB * pacing.FLOOR, self.pacer.rate)
 
     def test_recovers_slowly_after_quiet(self):
@@ -95,11 +96,15 @@ class TestPacer(test_base.BaseTestCase):
         self.assertEqual(10 * MB, self.pacer.rate)
 
     def test_baseline_drifts_up_slowly(self):
-        self.pacer.observe(0.004)
-        # Ten minutes later 0.020 s is the normal latency: no back-off.
-        self.clock.now += 600
-        self.pacer.observe(0.010)
-        self.pacer.observe(0.020)
+        other = pacing.Pacer(10 * MB, clock=self.clock,
+                             sleep=self.clock.sleep)
+        other.observe(0.030)
+        other.observe(0.200)
+        self.assertEqual(5 * MB, other.rate)
+        self.pacer.observe(0.030)
+        # 20 minutes later 0.2 s is within 3x the drifted baseline.
+        self.clock.now += 1200
+        self.pacer.observe(0.200)
         self.assertEqual(10 * MB, self.pacer.rate)
 
     def test_blocked_holds_the_floor_until_unblocked(self):
