@@ -226,8 +226,9 @@ for together (window and chunk requests; the destination asks, so this paces
 the sources too). 0: no limit. With a limit the rate adapts to the broker: it
 halves while a small AMQP round trip to the broker, timed twice a second by
 every pull, takes more than 3 times its idle value (and more than 50 ms), or
-while RabbitMQ blocks a connection of ours (memory or disk alarm), never below 1/16 of the limit, and grows back
-by 1/20 of the limit per second after 5 seconds without either.
+while RabbitMQ blocks a connection of ours (memory or disk alarm), never
+below 1/16 of the limit, and grows back by 1/20 of the limit per second after
+5 seconds without either.
 """),
     cfg.IntOpt(
         'pull_retries',
