@@ -29,6 +29,7 @@ from nova_consolelog import chain as cl_chain
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 from nova_consolelog.transfer import gate as cl_gate
+from nova_consolelog.transfer import pacing
 
 from tests import fixtures as test_fixtures
 from tests.functional import test_pull
@@ -97,3 +98,34 @@ class TestImportGate(test_pull.PullTestCase):
             root=self.src.conf.consolelog.stash_path, conf=self.src.conf)
         self.assertTrue(os.path.isdir(stash.path))
         return instance, stash.stash_id
+
+
+class TestPacedPull(test_pull.PullTestCase):
+
+    def test_paced_pull_measures_the_broker_and_verifies(self):
+        files = {'console.log.0': test_pull.random_bytes(3 * MiB, 11),
+                 'console.log': test_pull.text_bytes(MiB, 12)}
+        instance, stash_id = self.make_source(files, chunk_size=MiB,
+                                              bulk_window=MiB)
+        # A cap no other test uses: a pacer of its own, 1/4 of the chain
+        # per second, so the pull waits for tokens several times.
+        conf, rpcapi = self.client(chunk_size=MiB, bulk_window=MiB,
+                                   bulk_rate_limit=MiB + 17)
+        pacer = pacing.pacer_for(conf)
+        waits = []
+        real = pacer.take
+
+        def take(nbytes, max_wait=None):
+            waits.append(real(nbytes, max_wait))
+            return waits[-1]
+        pacer.take = take
+        self.addCleanup(setattr, pacer, 'take', real)
+        result, _chain = self.pull_exact(conf, rpcapi, instance, stash_id,
+                                         files)
+        self.assertEqual(4 * MiB, result.bulk_bytes)
+        self.assertTrue(result.released)
+        # Four windows asked for, the later ones after waiting for tokens.
+        self.assertEqual(4, len(waits))
+        self.assertGreater(sum(waits), 0)
+        # The broker's round trip was measured on the bulk connection.
+        self.assertIsNotNone(pacer._baseline)
