@@ -102,7 +102,8 @@ default) of the live log.
 Seconds a stashed console log is kept on the source host when no destination
 has collected it. After that the stash is deleted (a warning names the
 instance and the bytes deleted) and the leftover libvirt domain may be
-undefined by the reaper.
+undefined by the reaper. This is also the longest shelve offload after which
+an unshelve still brings the console history from before the shelve back.
 """),
 ]
 

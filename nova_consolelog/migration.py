@@ -33,6 +33,7 @@ from nova_consolelog.handover import periodic
 from nova_consolelog.handover import reading
 from nova_consolelog.handover import record
 from nova_consolelog.handover import restarts
+from nova_consolelog.handover import shelve
 
 # Names other modules (``cmd.status``) read hand-over records with.
 HandoverRecord = record.HandoverRecord
@@ -66,6 +67,7 @@ class ConsoleLogMigration:
         self.reader = reading.MergedConsoleReader(self.handover,
                                                   self.catchers)
         self.housekeeping = periodic.Housekeeping(self.handover, importer)
+        self.shelve = shelve.ShelveSteps(self.handover, importer)  # shelve
 
     @property
     def enabled(self):
@@ -211,6 +213,43 @@ class ConsoleLogMigration:
     def cold_migration_abandoned(self, instance_uuid):
         """Destination, the resize reverted."""
         return self.cold.abandoned(instance_uuid)
+
+    # -- shelve offload and unshelve (handover.shelve) -------------------
+
+    @guard.never_raises()
+    def shelve_offloading(self, instance_uuid):
+        """Offloading host, the guest off, before nova's destroy."""
+        return self.shelve.offloading(instance_uuid)
+
+    @guard.never_raises()
+    def shelve_offload_failed(self, instance_uuid, stash_id):
+        """Offloading host: nova's destroy failed."""
+        return self.shelve.offload_failed(instance_uuid, stash_id)
+
+    @guard.never_raises()
+    def unshelving(self, instance_uuid, shelved_host):
+        """Unshelving host, before nova's spawn."""
+        return self.shelve.unshelving(instance_uuid, shelved_host)
+
+    @guard.never_raises()
+    def shelve_spawn_failed(self, instance_uuid):
+        """Unshelving host: nova's spawn failed."""
+        return self.shelve.spawn_failed(instance_uuid)
+
+    @guard.never_raises()
+    def unshelved(self, instance_uuid, shelved_host):
+        """Unshelving host, after the spawn: install (or owe a pull)."""
+        return self.shelve.unshelved(instance_uuid, shelved_host)
+
+    @guard.never_raises()
+    def unshelve_pull(self, instance_uuid, shelved_host):
+        """Unshelving host: the owed pull from the shelved host."""
+        return self.shelve.pull(instance_uuid, shelved_host)
+
+    @guard.never_raises(default=list)
+    def forget_deleted(self, is_deleted):
+        """Periodic: release stashes of instances nova has deleted."""
+        return self.shelve.forget_deleted(is_deleted)
 
     # -- reads and periodic work -----------------------------------------
 

@@ -38,6 +38,9 @@ this package hands it over. The story, module by module:
     continues in the background.
 ``cold``
     cold migration and resize: a stash held until the confirm.
+``shelve``
+    shelve offload and unshelve: a stash for any host, pulled (or copied)
+    by the unshelving one.
 ``restarts``
     the same host: history kept at every QEMU start and across a rebuild.
 ``reading`` and ``peer_parts``

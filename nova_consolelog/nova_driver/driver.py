@@ -16,7 +16,7 @@ This class sets console-log handling up for the host (``init_host``) and
 tears it down (``cleanup_host``), keeps ``VIR_MIGRATE_UNDEFINE_SOURCE`` out
 of the migration flags and serves console reads; the hooks into nova's
 operations are its mixins, one module each (``live``, ``cold``,
-``restarts``, ``periodic``).
+``shelve``, ``restarts``, ``periodic``).
 """
 
 import threading
@@ -32,6 +32,7 @@ from nova_consolelog.nova_driver import cold
 from nova_consolelog.nova_driver import live
 from nova_consolelog.nova_driver import periodic
 from nova_consolelog.nova_driver import restarts
+from nova_consolelog.nova_driver import shelve
 from nova_consolelog import virt
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ def private_conf(instances_path):
 
 
 class LibvirtDriver(live.LiveMigrationHooks, cold.ColdMigrationHooks,
+                    shelve.ShelveHooks,
                     restarts.NewQemuHooks, periodic.PeriodicTask,
                     libvirt_driver.LibvirtDriver):
     """nova's libvirt driver that keeps console logs across live migration.

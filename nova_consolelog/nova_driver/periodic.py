@@ -47,6 +47,7 @@ class PeriodicTask:
         if not self._cl_enabled():
             return []
         self.consolelog.retry_pending()
+        self.consolelog_forget_deleted()  # shelve: see nova_driver.shelve
         try:
             conn = self._host.get_connection()
             reaper = virt.Reaper(
