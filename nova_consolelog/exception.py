@@ -176,3 +176,14 @@ class ImportInProgress(ConsoleLogError):
 
     msg_fmt = ('Console-log import %(import_id)s into %(directory)s is in '
                'progress elsewhere')
+
+
+class ImportSlotBusy(ConsoleLogError):
+    """Every import slot of the process is taken; the caller may not wait.
+
+    Raised inside ``transfer.gate.no_wait()`` (an import run inside nova's
+    own request): the caller defers the import.
+    """
+
+    msg_fmt = ('Console-log import of instance %(instance)s waits for a '
+               'free import slot (max_concurrent_imports %(limit)s)')

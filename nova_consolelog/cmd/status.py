@@ -22,6 +22,8 @@ instance:
   it, role, peer, state);
 * partial imports: history being pulled, with the verified bytes so far
   (a retry resumes them);
+* imports waiting for one of the ``max_concurrent_imports`` slots of
+  their process, or running (``transfer.gate``);
 * the chain in the instance directory: imported history and virtlogd's
   files, with their sizes.
 
@@ -238,6 +240,19 @@ def collect(conf, instance_uuid=None, now=None):
             data['why'] = status_stashes.why(data,
                                              conf.consolelog.stash_expiry)
             entry(record.instance_uuid)['handovers'].append(data)
+    for host, ticket in status_stashes.import_tickets(stash_root):
+        if 'error' in ticket:
+            entry(instance_uuid or '-')['errors'].append(ticket['error'])
+            continue
+        inst = ticket.get('instance_uuid')
+        if not isinstance(inst, str) or (instance_uuid is not None and
+                                         inst != instance_uuid):
+            continue
+        since = ticket.get('since')
+        entry(inst).setdefault('imports', []).append({
+            'state': ticket.get('state'), 'source': ticket.get('source'),
+            'recorded_by': host, 'pid': ticket.get('pid'),
+            'age': now - since if isinstance(since, (int, float)) else 0})
     pins_of = status_stashes.pins(stash_root, instance_uuid, now)
     for inst, pins in pins_of.items():
         entry(inst)['pins'] = pins

@@ -28,6 +28,7 @@ from nova_consolelog import fileutils
 from nova_consolelog import migration as cl_migration
 from nova_consolelog import names
 from nova_consolelog import stash as cl_stash
+from nova_consolelog.transfer import gate as cl_gate
 
 
 def why(record, expiry):
@@ -89,6 +90,26 @@ def handover_records(stash_root):
         if os.path.isdir(directory) and not os.path.islink(directory):
             found.extend((host, r) for r in
                          cl_migration.HandoverRecord.all(directory))
+    return found
+
+
+def import_tickets(stash_root):
+    """``(host, ticket)`` of every pull waiting or running on this host.
+
+    Each pull holds a ticket under ``<stash root>/.imports/<host>/`` while
+    it waits for one of the ``max_concurrent_imports`` slots and while it
+    runs (``transfer.gate``); tickets of a process that died are left out.
+    """
+    top = os.path.join(stash_root, cl_gate.TICKETS_DIR)
+    try:
+        hosts = sorted(os.listdir(top))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for host in hosts:
+        directory = os.path.join(top, host)
+        if os.path.isdir(directory) and not os.path.islink(directory):
+            found.extend((host, t) for t in cl_gate.read_tickets(directory))
     return found
 
 

@@ -69,6 +69,14 @@ def format_text(state):
                 else '',
                 ' (expired: deleted by the next periodic run)'
                 if s['expired'] else ''))
+        for i in e.get('imports', ()):
+            if i['state'] == 'waiting':
+                what = ('waiting for a free import slot (max_concurrent_'
+                        'imports) for %s' % age(i['age']))
+            else:
+                what = 'running for %s' % age(i['age'])
+            out.append('  import from %s by %s (pid %s): %s' % (
+                i['source'], i['recorded_by'], i['pid'], what))
         for p in e.get('pins', ()):
             out.append('  pin %s (a pull by hand), %s old: released by the '
                        'pull, or removed after twice pull_timeout' % (

@@ -33,6 +33,9 @@ this package hands it over. The story, module by module:
 ``importing``
     the destination's import: pulled (or copied from shared storage),
     installed, then released.
+``deferred``
+    an import that must not wait for an import slot inside nova's request
+    continues in the background.
 ``cold``
     cold migration and resize: a stash held until the confirm.
 ``evacuation``

@@ -28,6 +28,7 @@ from oslo_log import log as logging
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import fileutils
+from nova_consolelog.handover import deferred
 from nova_consolelog.handover.record import Role
 from nova_consolelog.handover.record import State
 from nova_consolelog import stash as cl_stash
@@ -119,7 +120,9 @@ class ColdMigrationSteps:
         host.record(instance_uuid).update(
             role=Role.DESTINATION, peer=source_host, shared=False,
             state=State.PULLING, hold=True)
-        return self.importer.run(instance_uuid, source_host, False)
+        # Never waits for an import slot inside nova's request.
+        return deferred.run_or_defer(self.importer, instance_uuid,
+                                     source_host, False)
 
     def confirmed(self, instance_uuid):
         """Source, after nova deleted ``<dir>_resize``: drop what is held.

@@ -42,6 +42,7 @@ import time
 from oslo_log import log as logging
 
 from nova_consolelog import fileutils
+from nova_consolelog.handover import deferred
 from nova_consolelog.handover.record import Role
 from nova_consolelog.handover.record import State
 from nova_consolelog import history_import
@@ -165,7 +166,9 @@ class EvacuationSteps:
                 return False
             data = rec.load() or data
         try:
-            done = bool(self.importer.run(uuid, data['peer'], False))
+            # Never wait for an import slot inside nova's periodic task.
+            done = bool(deferred.run_or_defer(
+                self.importer, uuid, data['peer'], False))
         except Exception as e:
             LOG.warning('Collecting the console history of instance %s '
                         'from %s failed; will retry: %s', uuid,

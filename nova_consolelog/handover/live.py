@@ -38,6 +38,7 @@ import os
 
 from oslo_log import log as logging
 
+from nova_consolelog.handover import deferred
 from nova_consolelog.handover.record import Role
 from nova_consolelog.handover.record import State
 
@@ -148,7 +149,9 @@ class LiveMigrationSteps:
             shared_instance_path = bool((record.load() or {}).get('shared'))
         record.update(role=Role.DESTINATION, peer=source_host,
                       shared=bool(shared_instance_path), state=State.PULLING)
-        self.importer.run(instance_uuid, source_host, shared_instance_path)
+        # Never waits for an import slot inside nova's request.
+        deferred.run_or_defer(self.importer, instance_uuid, source_host,
+                              shared_instance_path)
 
     def rollback_at_source(self, instance_uuid):
         """Source: the migration failed; put any stash back in place."""

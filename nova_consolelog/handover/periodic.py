@@ -36,6 +36,7 @@ from oslo_log import log as logging
 from oslo_utils import uuidutils
 
 from nova_consolelog import fileutils
+from nova_consolelog.handover import deferred
 from nova_consolelog.handover import evacuation as evacuation_steps
 from nova_consolelog.handover.record import Role
 from nova_consolelog.handover.record import State
@@ -112,8 +113,11 @@ class Housekeeping:
             rec.remove()
             return False
         try:
-            return bool(self.importer.run(rec.instance_uuid, data['peer'],
-                                          data.get('shared', False)))
+            # A retry that finds every import slot taken goes on in the
+            # background rather than holding up the periodic task.
+            return bool(deferred.run_or_defer(
+                self.importer, rec.instance_uuid, data['peer'],
+                data.get('shared', False)))
         except Exception as e:
             LOG.warning('Retry of the console-log import of instance %s '
                         'from %s failed; will retry: %s',

@@ -172,6 +172,10 @@ class ConsoleLogAPI:
             transport, target, version_cap=self.version_cap,
             serializer=cl_transport.RequestContextSerializer(),
             timeout=conf.consolelog.rpc_timeout)
+        # Our pulls must leave most of the transport's connection pool to
+        # its owner (nova's, inside nova-compute): warn if they might not.
+        from nova_consolelog.transfer import gate
+        gate.check_pool(conf, getattr(transport, 'conf', None))
         # Hosts that answered UnsupportedVersion to a 1.1 call.
         self._only_1_0 = set()
         # Hosts that do not speak 1.2 (no bulk channel).

@@ -43,6 +43,7 @@ cannot make it write into somebody else's queue.
 
 import re
 import threading
+import time
 import uuid
 
 import kombu
@@ -79,10 +80,32 @@ def check_queue_name(name):
     return name
 
 
+# ``(on_blocked(reason), on_unblocked())`` pairs told when the broker
+# blocks or unblocks one of our connections (RabbitMQ's memory or disk
+# alarm, AMQP ``connection.blocked``): the pulls' pacing backs off
+# (``transfer.pacing``).
+BLOCKED_LISTENERS = []
+
+
+def _on_blocked(reason):
+    LOG.warning('The broker blocked a console-log bulk connection (%s): '
+                'console-log pulls slow down', reason)
+    for blocked, _unblocked in list(BLOCKED_LISTENERS):
+        blocked(reason)
+
+
+def _on_unblocked():
+    LOG.info('The broker unblocked a console-log bulk connection')
+    for _blocked, unblocked in list(BLOCKED_LISTENERS):
+        unblocked()
+
+
 def _connection(url, ssl_params=False):
     return kombu.Connection(url, ssl=ssl_params,
                             connect_timeout=CONNECT_TIMEOUT,
-                            transport_options={'confirm_publish': False})
+                            transport_options={'confirm_publish': False,
+                                               'on_blocked': _on_blocked,
+                                               'on_unblocked': _on_unblocked})
 
 
 class Publisher:
@@ -327,6 +350,23 @@ class Receiver:
             raise exception.BulkUnavailable(reason='bulk queue lost: %s' % e)
         received, self._received = self._received, []
         return received
+
+    def round_trip(self):
+        """Seconds of one small AMQP round trip to the broker.
+
+        A passive declare of our own queue on our connection: it measures
+        the broker (and at most a prefetch of our messages read on the
+        way), not the source, which is what nova's own small calls feel.
+        Messages arriving meanwhile are kept for ``receive``.
+
+        :raises: BulkUnavailable when the connection broke.
+        """
+        started = time.monotonic()
+        try:
+            self._queue.queue_declare(passive=True)
+        except Exception as e:
+            raise exception.BulkUnavailable(reason='bulk queue lost: %s' % e)
+        return time.monotonic() - started
 
     def close(self):
         conn, self._conn = self._conn, None

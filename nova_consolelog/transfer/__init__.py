@@ -55,7 +55,11 @@ The package tells that story module by module:
   receiving and sink threads);
 - ``chunk_path``: step 3 with chunk calls, and every re-read;
 - ``job``: what the three share — settings, deadline, counters, retries
-  with backoff, and the in-order writer.
+  with backoff, and the in-order writer;
+- ``gate``: at most ``max_concurrent_imports`` pulls of a process at once,
+  the others waiting their turn (visible to ``nova-consolelog status``);
+- ``pacing``: the adaptive rate cap (``bulk_rate_limit``) that every
+  window and chunk request of the process's pulls waits for.
 """
 
 from nova_consolelog.transfer import puller as _puller

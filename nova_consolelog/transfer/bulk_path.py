@@ -50,6 +50,8 @@ BULK_GRACE = 5.0
 # Bulk messages received but not yet verified and written (see
 # BulkPath._on_bulk_message); beyond this the receiving thread waits.
 SINK_BACKLOG = 4
+# Seconds between two broker round trips measured for the pacing.
+PROBE_INTERVAL = 0.5
 # Seconds the receiving thread waits for a bulk message when there is
 # nothing else to do.
 _RECEIVE_WAIT = 0.05
@@ -165,7 +167,12 @@ class BulkPath:
     def _loop(self, imp, by_name, windows, receiver, callers):
         self._queue_name = receiver.queue_name
         inflight = []
+        next_probe = time.monotonic()
         while windows or inflight:
+            if self.job.pacer.enabled and time.monotonic() >= next_probe:
+                # The broker's small-call latency steers the pacing.
+                self.job.pacer.observe(receiver.round_trip())
+                next_probe = time.monotonic() + PROBE_INTERVAL
             while windows and len(inflight) < BULK_WINDOWS:
                 w = windows.popleft()
                 w.future = callers.submit(self._send_window, w,
@@ -208,6 +215,8 @@ class BulkPath:
 
     def _send_window(self, w, queue_name):
         job = self.job
+        # Pacing the asks paces the source (``pacing``).
+        job.pace(w.end - w.start)
         timeout = max(1, min(job.rpc_timeout, job.deadline.remaining()))
         return job.rpcapi.send_range(
             job.ctxt, job.host, job.instance_uuid, w.name, w.start,

@@ -58,6 +58,7 @@ class ChunkPath:
 
     def _read_verified(self, name, offset, length, timeout):
         """One chunk call; the bytes are checked on disk, not here."""
+        self.job.pace(min(length, self.job.chunk_size))
         chunk = self.job.rpcapi.read_chunk(
             self.job.ctxt, self.job.host, self.job.instance_uuid, name, offset,
             min(length, self.job.chunk_size), stash_id=self.job.stash_id,

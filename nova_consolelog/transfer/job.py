@@ -27,6 +27,7 @@ from oslo_log import log as logging
 import oslo_messaging
 
 from nova_consolelog import exception
+from nova_consolelog.transfer import pacing as cl_pacing
 
 LOG = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ class PullJob:
         self.compress = group.compression
         self.bulk_window = group.bulk_window
         self.bulk_compress = group.bulk_compression
+        # Shared by every pull of the process (``pacing``).
+        self.pacer = cl_pacing.pacer_for(conf)
         self.stopping = False
         self.fetched = 0
         self.wire = 0
@@ -102,6 +105,10 @@ class PullJob:
         self.v13 = False
         self._last_log = 0.0
         self.started = time.monotonic()
+
+    def pace(self, nbytes):
+        """Wait for ``nbytes`` of the process's rate (``pacing``)."""
+        self.pacer.take(nbytes, self.deadline.remaining())
 
     def failed(self, reason):
         """TransferFailed of this pull (a later pull resumes it)."""

@@ -37,6 +37,7 @@ from nova_consolelog import import_ledger
 from nova_consolelog import names
 from nova_consolelog.transfer import bulk_path as cl_bulk_path
 from nova_consolelog.transfer import chunk_path as cl_chunk_path
+from nova_consolelog.transfer import gate as cl_gate
 from nova_consolelog.transfer import job as cl_job
 
 LOG = logging.getLogger(__name__)
@@ -292,6 +293,11 @@ def pull(conf, rpcapi, source_host, instance_uuid, stash_id=None, chain=None,
         it (default: ``[DEFAULT] host`` when registered, else the
         hostname).
     :returns: PullResult.
+
+    At most ``[consolelog] max_concurrent_imports`` pulls of the process
+    run at once (``gate``): this one waits its turn, or raises
+    ImportSlotBusy at once inside ``gate.no_wait()``.
+
     :raises: PeerUnsupported when the source lacks the console-log RPC;
         TransferFailed when the pull cannot finish now (a later pull of the
         same source resumes); InvalidInput for a malformed uuid.
@@ -304,7 +310,12 @@ def pull(conf, rpcapi, source_host, instance_uuid, stash_id=None, chain=None,
             local_host = conf.host
         except Exception:
             local_host = socket.gethostname()
-    job = cl_job.PullJob(conf, rpcapi, source_host, instance_uuid, stash_id,
-                         progress, ctxt, window, chunk_size,
-                         local_host=local_host)
-    return Puller(job, chain).run(release)
+    # The gate first: pull_timeout counts from the start of the pull, not
+    # from when it started waiting for a slot.
+    with cl_gate.gate_for(conf).slot(
+            instance_uuid, source_host,
+            cl_gate.host_tickets_dir(conf, local_host)):
+        job = cl_job.PullJob(conf, rpcapi, source_host, instance_uuid,
+                             stash_id, progress, ctxt, window, chunk_size,
+                             local_host=local_host)
+        return Puller(job, chain).run(release)

@@ -145,9 +145,23 @@ def _serve(handlers):
 # -- a destination host ------------------------------------------------------
 
 
+def _overrides():
+    """``[consolelog]`` options of the destinations from the environment.
+
+    ``BENCH_DRAIN_OPTS='bulk_rate_limit=10000000,max_concurrent_imports=4'``
+    runs the drain with other settings than the defaults.
+    """
+    found = {}
+    for item in os.environ.get('BENCH_DRAIN_OPTS', '').split(','):
+        if item.strip():
+            name, _, value = item.partition('=')
+            found[name.strip()] = int(value)
+    return found
+
+
 def destination_main(root, topic, host):
     """A destination nova-compute: pulls its instances concurrently."""
-    conf, rpcapi = bt.puller(root, topic, host=host)
+    conf, rpcapi = bt.puller(root, topic, host=host, **_overrides())
 
     def warm(instance, stash_id):
         # The client's connections and reply queue exist before the
@@ -465,9 +479,10 @@ def _run(root, topic, src, probe, dests, sinks, pub):
     broker = bt._broker_pid()
     print('drain: %d instances x %d MiB chains (4 files, random bytes) from '
           'one source process to %d destination processes, %d concurrent '
-          'pulls each; chunk_size 1 MiB, bulk_window 8 MiB, %d rounds' % (
-              INSTANCES, CHAIN_SIZE // MiB, len(dests), per_host, ROUNDS),
-          flush=True)
+          'pulls each; chunk_size 1 MiB, bulk_window 8 MiB, %d rounds; '
+          'destination options: %s' % (
+              INSTANCES, CHAIN_SIZE // MiB, len(dests), per_host, ROUNDS,
+              _overrides() or 'defaults'), flush=True)
     goals = bt.Goals()
     hosts = sorted(dests)
     base_rss = None
