@@ -65,6 +65,7 @@ from nova.tests.functional import integrated_helpers
 from nova import thread_pool_factory
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
+from nova.virt.libvirt import migration as libvirt_migration
 from oslo_log import log as logging
 import psutil
 import testtools
@@ -73,6 +74,7 @@ from nova_consolelog import nova_driver
 
 from tests.e2e import guest
 from tests.e2e import hosts
+from tests.nova_functional import base as nova_functional
 
 LOG = logging.getLogger(__name__)
 CONF = nova_conf.CONF
@@ -109,6 +111,8 @@ ORIGINALS = {
 }
 _INIT_EVENTS = libvirt_host.Host._init_events
 _PREPARE_FLAGS = libvirt_driver.LibvirtDriver._prepare_migration_flags
+_DISK_INFO = libvirt_driver.LibvirtDriver._get_instance_disk_info_from_config
+_UPDATED_XML = libvirt_migration.get_updated_guest_xml
 
 
 def check_counters(output, first=1):
@@ -278,6 +282,7 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
     # runs while the test reads the console.
     CAST_AS_CALL = False
     DRIVERS = {'alpha': OURS, 'beta': OURS}
+    #: One instances path for both computes, or one each (block migration).
     SHARED = True
 
     @classmethod
@@ -309,6 +314,8 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
         self.useFixture(fixtures.MonkeyPatch(
             'nova.virt.libvirt.driver.LibvirtDriver.'
             '_prepare_migration_flags', _flags_with_unsafe))
+        if not self.SHARED:
+            self._per_host_instance_paths()
         self.flags(virt_type='qemu', cpu_mode='none',
                    hw_machine_type=['x86_64=pc'],
                    live_migration_scheme='tcp', group='libvirt')
@@ -322,6 +329,39 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
         self.flavor_id = self._create_flavor(
             memory_mb=64, vcpu=1, disk=1, ephemeral=0, swap=0)
         self.image_id = self._create_guest_image()
+
+    def _per_host_instance_paths(self):
+        """Each compute its own instances path, in one process and CONF.
+
+        nova_functional's ``PerHostInstancePaths`` makes nova's path helpers
+        answer per driver; its stand-in for the disk list (fakelibvirt has
+        no disk files) goes: here the disks are real and block migration
+        copies them. nova assumes one instances path everywhere and never
+        rewrites the disk and console paths of the domain XML for the
+        destination (``migration.get_updated_guest_xml``): mapped here. The
+        image cache is one absolute directory (nova joins it to the
+        instances path of whichever compute started last).
+        """
+        self.useFixture(nova_functional.PerHostInstancePaths())
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.'
+            '_get_instance_disk_info_from_config', _DISK_INFO))
+        by_address = {h.address: self.instances_path(name)
+                      for name, h in self.hosts.items()}
+
+        def get_updated_guest_xml(instance, guest, migrate_data, *args,
+                                  **kwargs):
+            xml = _UPDATED_XML(instance, guest, migrate_data, *args,
+                               **kwargs)
+            source = nova_functional._instances_path()
+            dest = by_address[migrate_data.target_connect_addr]
+            return xml.replace(source + '/', dest + '/')
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.virt.libvirt.migration.get_updated_guest_xml',
+            get_updated_guest_xml))
+        self.flags(subdirectory_name=os.path.join(ROOT, '_base'),
+                   group='image_cache')
 
     def _setup_compute_service(self):
         return None  # started by start_host, each on its own libvirtd
@@ -392,6 +432,9 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
                              compute.manager.driver._host.get_node_uuid())
         self.assertEqual(self.DRIVERS[name] == OURS, isinstance(
             compute.manager.driver, nova_driver.LibvirtDriver))
+        # Ours keeps the path it started with; nova's is told (for
+        # PerHostInstancePaths).
+        compute.manager.driver.instances_path = path
         self.computes[name] = compute
         return compute
 

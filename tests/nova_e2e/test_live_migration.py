@@ -12,6 +12,8 @@
 
 """Live migrations through nova's API, nova's driver against ours."""
 
+import os
+
 from tests.nova_e2e import base
 
 # Lines the guest logs on a host before it moves on (~18 lines/s).
@@ -50,3 +52,22 @@ class SharedPathTest(base.NovaE2ETestCase):
             output = self.wait_for_counter(server, stay)
             values = self.assertWhole(output, 'after moving to %s' % dest)
         self.report('2 ours, shared path, A-B-A-B', values)
+
+
+class BlockMigrationTest(base.NovaE2ETestCase):
+    """Scenario 2: ours on both computes, an instances path each."""
+
+    SHARED = False
+
+    def test_a_b_a_b(self):
+        server = self.boot('alpha', LINES_PER_STAY)
+        stay = LINES_PER_STAY
+        for dest in ('beta', 'alpha', 'beta'):
+            server, _ = self.live_migrate(server, dest, block_migration=True)
+            stay += LINES_PER_STAY
+            output = self.wait_for_counter(server, stay)
+            values = self.assertWhole(output, 'after moving to %s' % dest)
+            # The instance directory really is the destination's own.
+            self.assertTrue(os.path.exists(os.path.join(
+                self.instance_dir(dest, server['id']), 'console.log')))
+        self.report('2 ours, block migration, A-B-A-B', values)
