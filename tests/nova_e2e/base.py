@@ -43,6 +43,7 @@ doc/source/contributor/testing.rst):
   shared instance path on a local filesystem.
 """
 
+import importlib
 import io
 import os
 import shutil
@@ -61,12 +62,14 @@ import fixtures
 import libvirt  # the real one, before nova's fixtures forbid the import
 from nova import conf as nova_conf
 import nova.privsep
+from nova import rpc as nova_rpc
 from nova.tests.functional import integrated_helpers
 from nova import thread_pool_factory
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 from nova.virt.libvirt import migration as libvirt_migration
 from oslo_log import log as logging
+import oslo_messaging as messaging
 import psutil
 import testtools
 
@@ -90,6 +93,10 @@ cl_objects.register_all()
 # wheel installs it under <prefix>/etc/nova.
 os.environ.setdefault('OS_WSGI__API_PASTE_CONFIG', os.path.join(
     sys.prefix, 'etc', 'nova', 'api-paste.ini'))
+
+# nova's RPC (and so ours, and our bulk channel) on the local RabbitMQ.
+RABBIT_URL = os.environ.get('NOVA_CONSOLELOG_TRANSPORT_URL',
+                            'rabbit://guest:guest@127.0.0.1:5672/')
 
 OURS = 'consolelog.LibvirtDriver'
 NOVAS = 'libvirt.LibvirtDriver'
@@ -401,6 +408,65 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
         self.flags(subdirectory_name=os.path.join(ROOT, '_base'),
                    group='image_cache')
 
+    def _setup_services(self):
+        self._use_rabbitmq()
+        super()._setup_services()
+        # nova's harness points CONF at its cell's fake:// URL; our driver
+        # derives the bulk channel's broker from CONF.
+        self.flags(transport_url=RABBIT_URL)
+
+    def _use_rabbitmq(self):
+        """nova's RPC on RabbitMQ instead of its harness's fake driver.
+
+        ``RPCFixture`` collapses every transport nova asks for (one per
+        cell) into one ``fake:`` bus; here they are one RabbitMQ transport,
+        on an exchange of this process's own so that other suites on the
+        broker are not disturbed.
+        """
+        self.flags(transport_url=RABBIT_URL,
+                   control_exchange='nova-e2e-%d' % os.getpid())
+        transport = messaging.get_rpc_transport(
+            CONF, url=RABBIT_URL,
+            allowed_remote_exmods=nova_rpc.get_allowed_exmods())
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.rpc.create_transport', lambda url: transport))
+        nova_rpc.cleanup()
+        nova_rpc.init(CONF)
+        self.assertIs(transport, nova_rpc.TRANSPORT)
+        self.assertEqual('RabbitDriver', type(transport._driver).__name__)
+        # The harness's CheatingSerializer puts the targeted cell's
+        # database and transport objects into every message (all services
+        # share a process); JSON cannot carry them: a token can.
+        connections = {}
+        serialize = nova_rpc.RequestContextSerializer.serialize_context
+        deserialize = nova_rpc.RequestContextSerializer.deserialize_context
+
+        def serialize_context(serializer, context):
+            values = serialize(serializer, context)
+            for key in ('db_connection', 'mq_connection'):
+                obj = getattr(context, key, None)
+                values[key] = None
+                if obj is not None:
+                    values[key] = 'nova-e2e-%x' % id(obj)
+                    connections[values[key]] = obj
+            return values
+
+        def deserialize_context(serializer, values):
+            tokens = {key: values.pop(key, None)
+                      for key in ('db_connection', 'mq_connection')}
+            context = deserialize(serializer, values)
+            for key, token in tokens.items():
+                setattr(context, key, connections.get(token))
+            return context
+
+        # (``from nova.tests.fixtures import nova`` is nova itself.)
+        cheating = importlib.import_module(
+            'nova.tests.fixtures.nova').CheatingSerializer
+        self.useFixture(fixtures.MockPatchObject(
+            cheating, 'serialize_context', serialize_context))
+        self.useFixture(fixtures.MockPatchObject(
+            cheating, 'deserialize_context', deserialize_context))
+
     def _setup_compute_service(self):
         return None  # started by start_host, each on its own libvirtd
 
@@ -473,6 +539,14 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
         # Ours keeps the path it started with; nova's is told (for
         # PerHostInstancePaths).
         compute.manager.driver.instances_path = path
+        if self.DRIVERS[name] == OURS:
+            # Our RPC rides nova's RabbitMQ transport, and the bulk channel
+            # found the broker behind it.
+            cl = compute.manager.driver.consolelog
+            self.assertIsNotNone(cl, 'console-log migration not set up')
+            self.assertIs(nova_rpc.TRANSPORT, cl.rpcapi.transport)
+            self.assertTrue(cl.rpcapi.bulk_url.startswith('amqp://'),
+                            cl.rpcapi.bulk_url)
         self.computes[name] = compute
         return compute
 
@@ -614,9 +688,13 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
 
     def report(self, scenario, values):
         """One line for the closing note: counters seen, migration times."""
-        line = '%s: counters %s; migrations %s' % (
+        pulls = [line.split('] ', 1)[-1] for line in
+                 self.stdlog.logger.output.splitlines()
+                 if 'Pulled console log of instance' in line]
+        line = '%s: counters %s; migrations %s%s' % (
             scenario, describe(values),
-            ', '.join('%.2f s' % t for t in self.timings) or 'none')
+            ', '.join('%.2f s' % t for t in self.timings) or 'none',
+            ''.join('\n    ' + p for p in pulls))
         LOG.info(line)
         sys.stderr.write('nova-e2e report: %s\n' % line)
         self.addDetail('report', testtools.content.text_content(line))

@@ -94,7 +94,7 @@ class Scenarios:
         started = time.monotonic()
         self.api.post_server_action(server['id'], {'os-migrateLive': {
             'host': 'beta', 'block_migration': not self.SHARED}})
-        previous, reads, record = [], 0, None
+        previous, reads, record, reads_after = [], 0, None, 0
         while record is None or reads_after < 10:
             output = self.console(server)
             reads += 1
