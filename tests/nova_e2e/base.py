@@ -61,6 +61,7 @@ import glob
 import fixtures
 import libvirt  # the real one, before nova's fixtures forbid the import
 from nova import conf as nova_conf
+from nova import context as nova_context
 import nova.privsep
 from nova import rpc as nova_rpc
 from nova.tests.functional import integrated_helpers
@@ -325,6 +326,8 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
     # runs while the test reads the console.
     CAST_AS_CALL = False
     DRIVERS = {'alpha': OURS, 'beta': OURS}
+    #: Tests named test_control_* run nova's own driver on both computes.
+    CONTROL = {'alpha': NOVAS, 'beta': NOVAS}
     #: One instances path for both computes, or one each (block migration).
     SHARED = True
 
@@ -349,6 +352,8 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
         self.addCleanup(self.cluster.remove_domains)
         super().setUp()
         self.hosts = self.cluster.hosts
+        if self._testMethodName.startswith('test_control'):
+            self.DRIVERS = self.CONTROL
         for name, original in ORIGINALS.items():
             self.useFixture(fixtures.MonkeyPatch(name, original))
         self.useFixture(fixtures.MonkeyPatch(
@@ -366,7 +371,7 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
                    live_migration_scheme='tcp', group='libvirt')
         self.flags(enabled=False, group='vnc')
         # A peer that does not answer must not hold a test for a minute.
-        self.flags(rpc_timeout=10, group='consolelog')
+        self.flags(rpc_timeout=3, group='consolelog')
         self.addOnException(self._attach_logs)
         self.timings = []
         for name in self.hosts:
@@ -555,6 +560,10 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
         self._stop_compute(self.computes.pop(name))
         return self.start_host(name)
 
+    def ours(self, name):
+        return isinstance(self.computes[name].manager.driver,
+                          nova_driver.LibvirtDriver)
+
     def driver(self, name):
         return self.computes[name].manager.driver
 
@@ -688,9 +697,9 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
 
     def report(self, scenario, values):
         """One line for the closing note: counters seen, migration times."""
-        pulls = [line.split('] ', 1)[-1] for line in
+        pulls = [line.split(' ', 2)[-1][:300] for line in
                  self.stdlog.logger.output.splitlines()
-                 if 'Pulled console log of instance' in line]
+                 if '[nova_consolelog' in line and 'INFO' in line]
         line = '%s: counters %s; migrations %s%s' % (
             scenario, describe(values),
             ', '.join('%.2f s' % t for t in self.timings) or 'none',
