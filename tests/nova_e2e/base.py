@@ -61,7 +61,7 @@ import glob
 import fixtures
 import libvirt  # the real one, before nova's fixtures forbid the import
 from nova import conf as nova_conf
-from nova import context as nova_context
+from nova import context as nova_context  # noqa: F401  (for the tests)
 import nova.privsep
 from nova import rpc as nova_rpc
 from nova.tests.functional import integrated_helpers
