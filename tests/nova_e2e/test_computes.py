@@ -20,8 +20,12 @@ from tests.nova_e2e import base
 LINES_PER_STAY = 40
 
 
-class LeftoverDomainTest(base.NovaE2ETestCase):
-    """Scenario 5: the shut-off source domain our flags leave defined."""
+class LeftoverDomainScenario:
+    """Scenario 5: the shut-off source domain our flags leave defined.
+
+    A mixin: it runs in test_live_migration.SharedPathTest, whose hosts are
+    up already.
+    """
 
     def nova_periodic_tasks(self, name):
         """The source's periodic tasks of nova that look at domains."""

@@ -18,6 +18,8 @@ import time
 import libvirt
 
 from tests.nova_e2e import base
+from tests.nova_e2e import test_computes
+from tests.nova_e2e import test_new_qemu
 
 # Lines the guest logs on a host before it moves on (~18 lines/s).
 LINES_PER_STAY = 40
@@ -144,8 +146,13 @@ class Scenarios:
                     % (self.PATH, reads), values)
 
 
-class SharedPathTest(Scenarios, base.NovaE2ETestCase):
-    """Ours on both computes, one shared instance path."""
+class SharedPathTest(Scenarios, test_computes.LeftoverDomainScenario,
+                     test_new_qemu.NewQemuScenarios, base.NovaE2ETestCase):
+    """Ours on both computes, one shared instance path.
+
+    Scenarios 5 and issue 12's run here too: the same set-up, and one
+    start of the hosts for all.
+    """
 
     PATH = 'shared path'
 
