@@ -226,6 +226,17 @@ Seconds between runs of the periodic task that undefines shut-off source
 domains left defined by console-log migration, once the instance lives on
 another host. 0 disables the task.
 """),
+    cfg.IntOpt(
+        'partial_import_max_age',
+        min=0,
+        help="""
+Seconds after which the periodic task deletes the staging file and progress
+record of an import into this host that nobody finished: a pull killed with
+its host, or one from a source that never came back. A staging file a
+running pull holds is never deleted, whatever its age; a pull that comes
+back later starts over. Unset: ``stash_expiry``, after which the source has
+deleted the stash that could have resumed it anyway.
+"""),
 ]
 
 upgrade_opts = [

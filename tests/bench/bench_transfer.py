@@ -388,10 +388,25 @@ def _status_kib(field):
 
 # Removes our qdisc once the bench process ($1) is gone, however it went
 # (SIGKILL included). In a session of its own, deaf to the signals that
-# reach the bench's process group; the bench kills it when done.
+# reach the bench's process group; the bench kills it when done. Gone
+# means: no such pid, a zombie (killed but not yet reaped: a parent that
+# is stopped, busy or not a reaper may keep it for ever, and ``kill -0``
+# still succeeds on it), or a pid reused by another process (its start
+# time differs).
 _WATCHDOG = '''
 trap '' INT TERM HUP
-while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+probe() {
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    s=${s##*) }
+    set -- $s
+    state=$1
+    started=${20}
+}
+probe "$1"
+start=$started
+while probe "$1" && [ "$state" != Z ] && [ "$started" = "$start" ]; do
+    sleep 0.5
+done
 tc qdisc del dev lo root handle %s 2>/dev/null
 exit 0
 ''' % LINK_HANDLE

@@ -180,10 +180,10 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
         """Run each host's reaper with the database saying ``final``."""
         results = {}
         for compute in computes:
-            reaped = virt.reap_leftover_domains(
+            reaped = virt.Reaper(
                 compute.libvirt_host.conn, compute.name,
                 {uuid: final.name}.get, compute.stash_age,
-                stash_expiry=3600)
+                stash_expiry=3600).run()
             results[compute.libvirt_host.name] = [
                 r for r in reaped if r.uuid == uuid]
         return results

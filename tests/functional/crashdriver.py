@@ -41,6 +41,7 @@ from oslo_config import cfg
 
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
+from nova_consolelog.handover import record as cl_record
 from nova_consolelog import history_import
 from nova_consolelog import migration
 from nova_consolelog.rpc import api as cl_api
@@ -135,9 +136,9 @@ def arm_destination(trap):
     # The staging file is history now; no release has been asked.
     _after(os, 'rename', trap, 'renamed', when=_is_install_rename)
     # The hand-over record says 'installed' (migration path only).
-    _after(migration.HandoverRecord, 'update', trap, 'installed',
+    _after(cl_record.HandoverRecord, 'update', trap, 'installed',
            when=lambda self, **c: c.get('state') ==
-           migration.STATE_INSTALLED)
+           cl_record.State.INSTALLED)
     # Release: before the request leaves, after the source answered.
     _before(cl_api.ConsoleLogAPI, 'release', trap, 'release-before')
     _after(cl_api.ConsoleLogAPI, 'release', trap, 'release-after')

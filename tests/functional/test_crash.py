@@ -47,6 +47,7 @@ import testtools.content
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog.handover import record as cl_record
 from nova_consolelog import history_import
 from nova_consolelog import migration
 from nova_consolelog import stash as cl_stash
@@ -300,7 +301,7 @@ class CrashTestCase(test_pull.PullTestCase):
         record = self.mig.record(self.instance)
         data = record.load()
         if data is None:
-            record.save(role=migration.ROLE_DESTINATION, peer='src',
+            record.save(role=cl_record.Role.DESTINATION, peer='src',
                         shared=False, state=how)
         else:
             self.assertEqual(how, data.get('state'))
@@ -439,7 +440,7 @@ class TestDestinationCrash(CrashTestCase):
         finally:
             self.check_after_crash()
         self.assertEqual(self.chain.history()[0].name, result.installed)
-        self.retry(migration.STATE_INSTALLED)
+        self.retry(cl_record.State.INSTALLED)
         self.check_done()
 
 
@@ -523,19 +524,19 @@ class TestMigrationCrash(CrashTestCase):
         """Killed right after the record was updated to 'installed'."""
         self.setup_hosts()
         self.assertEqual('installed', self.crash_and_retry(
-            'installed', migration.STATE_INSTALLED, via='migration'))
+            'installed', cl_record.State.INSTALLED, via='migration'))
 
     def test_release_before_send(self):
         """Killed as the release is about to be sent."""
         self.setup_hosts()
         self.assertEqual('installed', self.crash_and_retry(
-            'release-before', migration.STATE_INSTALLED, via='migration'))
+            'release-before', cl_record.State.INSTALLED, via='migration'))
 
     def test_release_after_answer(self):
         """Killed after the source released, before the record went."""
         self.setup_hosts()
         self.assertEqual('released', self.crash_and_retry(
-            'release-after', migration.STATE_INSTALLED, via='migration'))
+            'release-after', cl_record.State.INSTALLED, via='migration'))
 
 
 class TestSourceCrash(CrashTestCase):
@@ -591,7 +592,7 @@ class TestSourceCrash(CrashTestCase):
         self.setup_hosts(source_point='release-after')
         self.assertEqual('released', self._installed_unreleased())
         self.restart_source()
-        self.retry(migration.STATE_INSTALLED)
+        self.retry(cl_record.State.INSTALLED)
         self.check_done()
 
     def test_release_mid_delete(self):
@@ -609,7 +610,7 @@ class TestSourceCrash(CrashTestCase):
                          digest(self.history(self.chain)))
         self.assertEqual(len(self.FILES) - 1, len(self.stash_files()))
         self.restart_source()
-        self.retry(migration.STATE_INSTALLED)
+        self.retry(cl_record.State.INSTALLED)
         self.check_done()
 
 
@@ -696,7 +697,7 @@ class TestInterleavings(CrashTestCase):
         """A pull process and the periodic task, at once, same instance."""
         self.setup_hosts()
         record = self.mig.record(self.instance)
-        record.save(role=migration.ROLE_DESTINATION, peer='src',
+        record.save(role=cl_record.Role.DESTINATION, peer='src',
                     shared=False, state='pulling')
         proc = self.dest.start(self.instance, self.stash_id)
         self.mig.retry_pending()
@@ -718,7 +719,7 @@ class TestInterleavings(CrashTestCase):
         """
         self.setup_hosts()
         record = self.mig.record(self.instance)
-        record.save(role=migration.ROLE_DESTINATION, peer='src',
+        record.save(role=cl_record.Role.DESTINATION, peer='src',
                     shared=False, state='pulling')
         first = self.dest.start(self.instance, self.stash_id,
                                 pause_at='mid-file', via='migration')

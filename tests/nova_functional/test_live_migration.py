@@ -53,7 +53,8 @@ class LiveMigrationTest(base.ConsoleLogNovaTestBase):
 
     def stashes(self, compute):
         return cl_stash.Stash.list(
-            self.uuid, root=compute.driver.consolelog.stash_root)
+            self.uuid, root=compute.driver.consolelog.stash_root,
+            conf=compute.driver.consolelog_conf)
 
     def test_history_follows_the_guest(self):
         # Scenario 1: lines from the source, including the last ones
@@ -255,7 +256,8 @@ class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
         self.assertEqual(text(before, late, after),
                          self.console_output(server))
         self.assertEqual([], cl_stash.Stash.list(
-            self.uuid, root=self.dest.driver.consolelog.stash_root))
+            self.uuid, root=self.dest.driver.consolelog.stash_root,
+            conf=self.dest.driver.consolelog_conf))
 
     def _failing_migration(self, incoming_qemu_started):
         def migrate(domain, destination, params, flags):
@@ -290,7 +292,8 @@ class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
         log.flush()
         self.assertEqual(text(before, after), self.console_output(server))
         self.assertEqual([], cl_stash.Stash.list(
-            self.uuid, root=self.dest.driver.consolelog.stash_root))
+            self.uuid, root=self.dest.driver.consolelog.stash_root,
+            conf=self.dest.driver.consolelog_conf))
 
     def test_leftover_domain_recorded_hidden_and_reaped(self):
         # nova calls no cleanup() after a live migration on a shared

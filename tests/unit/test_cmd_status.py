@@ -94,7 +94,7 @@ class StatusTest(base.BaseTestCase):
         self.write(UUID_B, 'console.log.0', b'0' * 20)
         self.write(UUID_B, 'console.log', b'L' * 10)
         stash = cl_stash.Stash.create(UUID_B, self.chain(UUID_B),
-                                      root=self.stash_root)
+                                      root=self.stash_root, conf=self.conf)
         # The record the migration steps of host1 keep for B.
         steps = migration.ConsoleLogMigration(self.conf, 'host1', None)
         steps.record(UUID_B).save(

@@ -28,6 +28,7 @@ import oslo_messaging
 from oslotest import base as test_base
 
 from nova_consolelog import exception
+from nova_consolelog.handover import catching
 from nova_consolelog import migration
 
 from tests.unit import test_rpc
@@ -223,7 +224,7 @@ class TestNonSharedMigration(MigrationTestBase):
         self.assertEqual(self.before, self.src.read(self.uuid))
 
     def test_shutoff_timeout_still_stashes(self):
-        self.src.steps._wait_for_shutoff = lambda domain, timeout: False
+        self.src.steps.live.wait_for_shutoff = lambda domain, timeout: False
         self.src.steps.post_live_migration_at_source(
             self.uuid, 'dst', False, domain=object())
         self.assertTrue(self.src.steps.has_stash(self.uuid))
@@ -329,7 +330,7 @@ class TestSharedMigration(MigrationTestBase):
         rolled = lines(300, 320, 'src')
         self.src.append(self.uuid, 'console.log', rolled)
         catch_root = os.path.join(self.dst.conf.consolelog.stash_path,
-                                  migration.CATCH_DIR)
+                                  catching.CATCH_DIR)
         deadline = time.monotonic() + 10
         while not any(files for _d, _s, files in os.walk(catch_root)):
             self.assertLess(time.monotonic(), deadline, 'nothing caught')

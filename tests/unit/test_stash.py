@@ -12,6 +12,7 @@
 
 """Stashes: create, load, list, restore, install as history, expire."""
 
+import contextlib
 import errno
 import json
 import logging
@@ -25,6 +26,9 @@ from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import stash as cl_stash
+from nova_consolelog.stash import install as cl_install
+from nova_consolelog.stash import moves as cl_moves
+from nova_consolelog.stash import store as cl_store
 
 from tests.unit import test_chain
 from tests.unit import test_chain_import
@@ -152,7 +156,7 @@ class TestCreate(StashTestCase):
             return st
 
         before = self.state()
-        with mock.patch.object(cl_stash.os, 'stat', stat):
+        with mock.patch.object(os, 'stat', stat):
             e = self.assertRaises(exception.InvalidInput, self.create)
         self.assertIn('same filesystem', str(e))
         self.assertEqual(before, self.state())
@@ -170,7 +174,7 @@ class TestCreate(StashTestCase):
             return real_rename(src, dst)
 
         before = self.state()
-        with mock.patch.object(cl_stash.os, 'rename', rename):
+        with mock.patch.object(os, 'rename', rename):
             self.assertRaises(exception.StashFailed, self.create)
         self.assertEqual(before, self.state())
         self.assertEqual([], os.listdir(os.path.join(self.stash_root,
@@ -181,9 +185,17 @@ class TestCreate(StashTestCase):
             raise OSError(errno.EXDEV, 'Invalid cross-device link')
 
         before = self.state()
-        with mock.patch.object(cl_stash.os, 'rename', rename):
+        with mock.patch.object(os, 'rename', rename):
             self.assertRaises(exception.InvalidInput, self.create)
         self.assertEqual(before, self.state())
+
+
+def faulty_os(faulty):
+    """``faulty`` as the ``os`` of the stash modules and of the chain."""
+    stack = contextlib.ExitStack()
+    for module in (cl_moves, cl_store, cl_install, cl_chain):
+        stack.enter_context(mock.patch.object(module, 'os', faulty))
+    return stack
 
 
 class TestLoadList(StashTestCase):
@@ -362,8 +374,7 @@ class TestFaultAtEveryStep(StashTestCase):
             step += 1
             self._fresh_chain()
             faulty = test_chain_import.FaultyOS(step)
-            with mock.patch.object(cl_stash, 'os', faulty), \
-                    mock.patch.object(cl_chain, 'os', faulty):
+            with faulty_os(faulty):
                 try:
                     stash = self.create(stash_id='s')
                 except exception.ConsoleLogError:
@@ -396,8 +407,7 @@ class TestFaultAtEveryStep(StashTestCase):
             stash = self.create(stash_id='s')
             in_stash = self.state(stash.path)
             faulty = test_chain_import.FaultyOS(step)
-            with mock.patch.object(cl_stash, 'os', faulty), \
-                    mock.patch.object(cl_chain, 'os', faulty):
+            with faulty_os(faulty):
                 try:
                     stash.restore(self.dir)
                     restored = True

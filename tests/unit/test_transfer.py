@@ -128,7 +128,8 @@ class TestPull(test_base.BaseTestCase):
         self.assertTrue(result.released)
         self.assertTrue(result.stash_id.startswith(cl_stash.PIN_PREFIX))
         self.assertEqual([], cl_stash.Stash.list(
-            root=cl_stash.pin_root(self.src.consolelog.stash_path)))
+            root=cl_stash.pin_root(self.src.consolelog.stash_path),
+            conf=self.src))
         src = cl_chain.ConsoleLogChain.for_instance(self.uuid, conf=self.src)
         self.assertEqual(expected, src.read_tail(10 ** 6))
         # The merged read now starts with the imported chain.

@@ -275,8 +275,8 @@ class ReaperTest(TestDriverTestCase):
             hosts[uuid], ages[uuid], expected[uuid] = owner, age, (
                 name, action)
 
-        results = virt.reap_leftover_domains(
-            self.conn, self.HOST, hosts.get, ages.get, stash_expiry=60)
+        results = virt.Reaper(
+            self.conn, self.HOST, hosts.get, ages.get, stash_expiry=60).run()
 
         by_uuid = {r.uuid: r for r in results}
         for uuid, (name, action) in expected.items():
@@ -295,9 +295,13 @@ class ReaperTest(TestDriverTestCase):
             virt.Reaped(uuid, virt.KEPT, 'instance on dst, stash pending'),
             result)
 
-    def test_default_expiry_from_conf(self):
-        reaper = virt.Reaper(self.conn, self.HOST, dict().get, dict().get)
-        self.assertEqual(7 * 24 * 3600, reaper.stash_expiry)
+    def test_expiry_is_the_callers(self):
+        # No fallback to a global configuration: the caller says.
+        self.assertRaises(TypeError, virt.Reaper, self.conn, self.HOST,
+                          dict().get, dict().get)
+        reaper = virt.Reaper(self.conn, self.HOST, dict().get, dict().get,
+                             stash_expiry=123)
+        self.assertEqual(123, reaper.stash_expiry)
 
     def test_failing_callback_is_reported_not_raised(self):
         uuid, _dom = self.define(PTY)
@@ -305,8 +309,8 @@ class ReaperTest(TestDriverTestCase):
         def broken(_uuid):
             raise RuntimeError('database down')
         with self.assertLogs('nova_consolelog.virt', 'WARNING'):
-            results = virt.reap_leftover_domains(
-                self.conn, self.HOST, broken, dict().get, 60)
+            results = virt.Reaper(
+                self.conn, self.HOST, broken, dict().get, 60).run()
         mine = [r for r in results if r.uuid == uuid]
         self.assertEqual([virt.Reaped(uuid, virt.FAILED, 'database down')],
                          mine)
@@ -329,8 +333,8 @@ class ReaperTest(TestDriverTestCase):
         def instance_host(u):
             events.append(('ask', u))
             return 'dst'
-        virt.reap_leftover_domains(self.conn, self.HOST, instance_host,
-                                   dict().get, 60, instance_lock=Lock)
+        virt.Reaper(self.conn, self.HOST, instance_host, dict().get, 60,
+                    instance_lock=Lock).run()
         mine = [e for e in events if e[1] == uuid]
         self.assertEqual([('lock', uuid), ('ask', uuid), ('unlock', uuid)],
                          mine)
