@@ -485,8 +485,13 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
 
         Otherwise the events of the domains removed at cleanup, and the
         hosts' own end, reach a driver whose executors and database are
-        gone.
+        gone. Once per service: ``start_host`` registers it to run before
+        the service's fixture goes (a stop after that shuts nova's
+        executors down for good), and ``_stop_computes`` runs later.
         """
+        if getattr(compute, 'nclog_stopped', False):
+            return
+        compute.nclog_stopped = True
         compute.stop()
         host = compute.manager.driver._host
         # Events already on their way (libvirt keeps a connection open
@@ -511,7 +516,8 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
                 shutil.rmtree(os.path.join(root, name), True)
 
     def _attach_logs(self, exc_info):
-        for host in self.hosts.values():
+        # self.hosts may be gone: nova's TestCase clears attributes early.
+        for host in self.cluster.hosts.values():
             for name in ('libvirtd.log', 'virtlogd.log'):
                 self.addDetail('%s-%s' % (host.name, name),
                                testtools.content.text_content(
@@ -553,6 +559,7 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
             self.assertTrue(cl.rpcapi.bulk_url.startswith('amqp://'),
                             cl.rpcapi.bulk_url)
         self.computes[name] = compute
+        self.addCleanup(self._stop_compute, compute)
         return compute
 
     def restart_host(self, name):

@@ -18,6 +18,7 @@ import time
 import libvirt
 
 from tests.nova_e2e import base
+from tests.e2e import guest  # noqa: H306  (after base: nova first)
 from tests.nova_e2e import test_computes
 from tests.nova_e2e import test_new_qemu
 
@@ -72,6 +73,13 @@ class Scenarios:
             # The log is really written on the destination now.
             self.assertTrue(os.path.exists(os.path.join(
                 self.instance_dir(dest, server['id']), 'console.log')))
+        # With ``length`` nova keeps the last pieces of split('\n') of our
+        # merged read: the newest lines, in order, all in the whole read.
+        tail = guest.counters(self.console(server, length=10).encode())
+        values = self.assertWhole(self.console(server), 'the whole read')
+        self.assertTrue(8 <= len(tail) <= 10, tail)
+        self.assertEqual([], guest.check_sequence(tail))
+        self.assertEqual(tail, values[values.index(tail[0]):][:len(tail)])
         self.assertNoConsoleLogTrouble()
         self.report('2 ours, %s, A-B-A-B' % self.PATH, values)
 
