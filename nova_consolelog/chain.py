@@ -12,7 +12,12 @@
 
 """The console-log chain of one instance on one host.
 
-This is the only module that touches console-log files.
+Reading a chain (scan, merged read, chunk reads, describe) and changing
+it (base offset, adopting history, retention) happen here. Other modules
+touch console-log files too, each through this class where it can:
+``history_import`` stages and installs another host's chain,
+``stash`` moves a chain aside and back, ``fileutils`` holds the
+descriptor-level helpers all of them share.
 
 A chain lives in one directory (an instance directory, or a stash) and is,
 oldest first:
@@ -67,37 +72,30 @@ exactly once: see ``history_import``.
 
 import collections
 import errno
-import functools
-import hashlib
 import os
 import re
 import stat
 import time
-import uuid
 
 from oslo_log import log as logging
-from oslo_utils import uuidutils
 
-from nova_consolelog import conf as cl_conf
+from nova_consolelog import chain_history
+from nova_consolelog import chain_reads
 from nova_consolelog import exception
 from nova_consolelog import fileutils
-from nova_consolelog.objects import console_log as cl_objects
+from nova_consolelog import names
 from nova_consolelog.objects import fields as cl_fields
 
 LOG = logging.getLogger(__name__)
 
-CONF = cl_conf.CONF
-
-HISTORY_PREFIX = 'console.history.'
+HISTORY_PREFIX = chain_history.HISTORY_PREFIX
 HISTORY_RE = re.compile(r'^console\.history\.(\d{6})$')
-MAX_HISTORY_SEQ = 999999
 # Absolute offset of the chain's first retained byte.
 BASE_OFFSET_NAME = 'console.history.base'
 # Staging files of imports (see history_import).
 PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
-_TMP_SUFFIX = '.tmp'
-IMPORT_ID_RE = re.compile(r'[A-Za-z0-9_-]{1,64}')
+IMPORT_ID_RE = names.IMPORT_ID_RE
 
 # O_NONBLOCK: opening a FIFO planted under a member name must not hang.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -105,7 +103,6 @@ _SNAPSHOT_ATTEMPTS = 20
 # Snapshots taken again while the backup numbers have a gap (a rollover
 # between two of its renames); see ConsoleLogChain._snapshot.
 _GAP_RETRIES = 5
-_COPY_CHUNK = 1024 * 1024
 
 # One file of a chain, as found by a scan. ``kind`` is one of
 # objects.fields.FileKind; ``index`` is the backup number N or the history
@@ -113,102 +110,17 @@ _COPY_CHUNK = 1024 * 1024
 ChainFile = collections.namedtuple(
     'ChainFile', ['name', 'kind', 'index', 'size', 'mtime'])
 
-# Result of a paged read: ``data`` starts at stream offset ``start`` (which
-# is later than the offset asked for when older bytes are gone: then
-# ``truncated`` is True); ``next`` is the offset to ask for next.
-ReadResult = collections.namedtuple(
-    'ReadResult', ['data', 'start', 'next', 'truncated'])
 
 # An open member of a snapshot: the descriptor pins the inode.
 _Member = collections.namedtuple('_Member', ['file', 'fd', 'size'])
 
 
-def last_lines(data, length):
-    """The last ``length`` lines of ``data``, cut as nova does.
-
-    nova's compute manager (``_tail_log``) does ``split(b'\\n')``, keeps
-    the last ``length`` items and joins them; ``length`` 0 gives nothing,
-    None everything.
-    """
-    if length is None:
-        return data
-    _check_count('length', length)
-    if length == 0:
-        return b''
-    return b'\n'.join(data.split(b'\n')[-length:])
-
-
-def _check_count(what, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise exception.InvalidInput(
-            reason='%s must be an integer, not %r' % (what, value))
-    if value < 0:
-        raise exception.InvalidInput(
-            reason='%s must not be negative, got %d' % (what, value))
-    return value
-
-
-def _typed_io(method):
-    """Turn a stray OSError of a read into ChainFileUnreadable."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except OSError as e:
-            raise exception.ChainFileUnreadable(
-                path=e.filename or self.directory,
-                reason=e.strerror or str(e))
-    return wrapper
-
-
-def _pread_exact(fd, length, offset):
-    """Up to ``length`` bytes at ``offset``; short only at end of file."""
-    parts = []
-    while length > 0:
-        data = os.pread(fd, length, offset)
-        if not data:
-            break
-        parts.append(data)
-        length -= len(data)
-        offset += len(data)
-    return b''.join(parts)
-
-
-def fsync_dir(directory):
-    """fsync a directory, so that renames in it survive a crash."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_unlink_quietly = fileutils.unlink_quietly
-
-
-def write_atomic(directory, name, data):
-    """Replace ``directory/name`` with ``data`` (bytes) atomically.
-
-    Temp file, fsync, rename, fsync of the directory: on failure the old
-    file is intact and the temp file removed.
-    """
-    path = os.path.join(directory, name)
-    tmp = path + _TMP_SUFFIX
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
-                     os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    fsync_dir(directory)
+# Callers outside this refactor (stash, migration, demo, and their tests)
+# still find these here.
+last_lines = chain_reads.last_lines
+ReadResult = chain_reads.ReadResult
+fsync_dir = fileutils.fsync_dir
+write_atomic = fileutils.write_atomic
 
 
 class _Snapshot:
@@ -245,7 +157,7 @@ class _Snapshot:
                                 key=lambda m: _order_key(m.file))
 
 
-class ConsoleLogChain:
+class ConsoleLogChain(chain_reads.ChainReads, chain_history.ChainHistory):
     """The console-log chain in one directory.
 
     :param directory: the instance directory or a stash directory.
@@ -255,8 +167,8 @@ class ConsoleLogChain:
     :param conf: ConfigOpts with our options registered.
     """
 
-    def __init__(self, directory, log_name=None, instance=None, conf=None):
-        self.conf = conf if conf is not None else CONF
+    def __init__(self, directory, log_name=None, instance=None, *, conf):
+        self.conf = conf
         self.directory = os.fspath(directory)
         self.log_name = log_name or self.conf.consolelog.log_name
         if '/' in self.log_name or self.log_name in ('.', '..'):
@@ -271,17 +183,13 @@ class ConsoleLogChain:
         return 'ConsoleLogChain(%r)' % self.directory
 
     @classmethod
-    def for_instance(cls, instance_uuid, conf=CONF):
+    def for_instance(cls, instance_uuid, *, conf):
         """The chain in ``<instances_path>/<uuid>``; validates the uuid.
 
         The directory name is the canonical form of the uuid, never the
         caller's string.
         """
-        if not isinstance(instance_uuid, str) or not (
-                uuidutils.is_uuid_like(instance_uuid)):
-            raise exception.InvalidInput(
-                reason='malformed instance uuid %r' % (instance_uuid,))
-        canonical = str(uuid.UUID(instance_uuid))
+        canonical = names.check_instance_uuid(instance_uuid)
         return cls(os.path.join(conf.consolelog.instances_path, canonical),
                    instance=canonical, conf=conf)
 
@@ -334,7 +242,7 @@ class ConsoleLogChain:
             except OSError as e:
                 raise exception.ChainFileUnreadable(path=path,
                                                     reason=e.strerror)
-            _check_regular(path, st.st_mode)
+            fileutils.check_regular(path, st.st_mode)
             found.append((ChainFile(name, kind_index[0], kind_index[1],
                                     st.st_size, st.st_mtime),
                           (st.st_dev, st.st_ino)))
@@ -357,7 +265,7 @@ class ConsoleLogChain:
         if not stat.S_ISDIR(mode):
             raise exception.InstanceDirNotFound(path=self.directory)
 
-    @_typed_io
+    @chain_reads.typed_io
     def scan(self):
         """ChainFile list, oldest first. Never follows a symlink."""
         return [f for f, _ident in self._list()]
@@ -383,7 +291,7 @@ class ConsoleLogChain:
                                                 reason='a symbolic link')
             raise exception.ChainFileUnreadable(path=path, reason=e.strerror)
         try:
-            _check_regular(path, os.fstat(fd).st_mode)
+            fileutils.check_regular(path, os.fstat(fd).st_mode)
         except BaseException:
             os.close(fd)
             raise
@@ -452,7 +360,7 @@ class ConsoleLogChain:
 
     # -- base offset -----------------------------------------------------
 
-    @_typed_io
+    @chain_reads.typed_io
     def base_offset(self):
         """Stream offset of the first retained byte (0 when never set)."""
         path = self._path(BASE_OFFSET_NAME)
@@ -460,7 +368,7 @@ class ConsoleLogChain:
         if fd is None:
             return 0
         try:
-            text = _pread_exact(fd, 64, 0)
+            text = fileutils.pread_exact(fd, 64, 0)
         finally:
             os.close(fd)
         try:
@@ -474,170 +382,7 @@ class ConsoleLogChain:
 
     def _set_base_offset(self, value):
         write_atomic(self.directory, BASE_OFFSET_NAME,
-                     b'%d\n' % _check_count('base_offset', value))
-
-    # -- reading ---------------------------------------------------------
-
-    def _max_bytes(self, max_bytes):
-        if max_bytes is None:
-            return self.conf.consolelog.max_console_bytes
-        return _check_count('max_bytes', max_bytes)
-
-    @_typed_io
-    def read_tail(self, max_bytes=None, length=None, read_inodes=None):
-        """Last ``max_bytes`` of the stream, then the last ``length`` lines.
-
-        Equal to nova's ``_get_console_output_file`` (then the compute
-        manager's ``length`` cut) on a chain without history. Reads only
-        the tails it returns: I/O is proportional to ``max_bytes``.
-        ``read_inodes``: a set that gets the ``(st_dev, st_ino)`` of every
-        file of the snapshot read, so that a caller merging other files
-        can leave out those it already has (see migration._caught_tail).
-        """
-        max_bytes = self._max_bytes(max_bytes)
-        if length is not None:
-            _check_count('length', length)
-        parts = []
-        with self._snapshot() as snap:
-            if read_inodes is not None:
-                # Only files whose bytes the read can hold: a backup left
-                # out of the stream (behind a gap) was not read.
-                for m in snap.stream():
-                    st = os.fstat(m.fd)
-                    read_inodes.add((st.st_dev, st.st_ino))
-            wanted = max_bytes
-            for m in reversed(snap.stream()):
-                if wanted <= 0:
-                    break
-                n = min(wanted, m.size)
-                parts.append(_pread_exact(m.fd, n, m.size - n))
-                wanted -= n
-        return last_lines(b''.join(reversed(parts)), length)
-
-    @_typed_io
-    def read(self, start, max_bytes=None):
-        """Paged read over the whole stream; returns a ReadResult.
-
-        ``start`` is an absolute stream offset; a negative ``start`` means
-        the last ``-start`` bytes. A start older than the first retained
-        byte is moved up to it and ``truncated`` is True. A start beyond
-        the end (the stream shrank: virtlogd dropped a backup, or a QEMU
-        start truncated the log) gives no data with ``start`` = ``next`` =
-        the current end, so that a polling reader resynchronises instead
-        of waiting forever.
-        """
-        if isinstance(start, bool) or not isinstance(start, int):
-            raise exception.InvalidInput(
-                reason='start must be an integer, not %r' % (start,))
-        max_bytes = self._max_bytes(max_bytes)
-        base = self.base_offset()
-        with self._snapshot() as snap:
-            stream = snap.stream()
-            end = base + sum(m.size for m in stream)
-            asked = end + start if start < 0 else start
-            truncated = max(asked, 0) < base
-            begin = max(asked, base)
-            if begin > end:
-                return ReadResult(b'', end, end, False)
-            parts = []
-            position = base
-            stop = min(end, begin + max_bytes)
-            for m in stream:
-                lo, hi = max(begin, position), min(stop, position + m.size)
-                if lo < hi:
-                    parts.append(_pread_exact(m.fd, hi - lo, lo - position))
-                position += m.size
-        data = b''.join(parts)
-        return ReadResult(data, begin, begin + len(data), truncated)
-
-    @_typed_io
-    def read_chunk(self, name, offset, length):
-        """``(data, eof)``: up to ``length`` bytes of member ``name``.
-
-        ``name`` must be a member's exact name, never a path. ``eof`` is
-        True when the data reaches the file's size at read time (a growing
-        file may have more later). ``length`` is bounded by the caller.
-        """
-        self._check_member_name(name)
-        _check_count('offset', offset)
-        _check_count('length', length)
-        fd = self._open(name)
-        try:
-            size = os.fstat(fd).st_size
-            if offset > size:
-                raise exception.InvalidInput(
-                    reason='offset %d is beyond the end of %s (%d bytes)' % (
-                        offset, name, size))
-            data = _pread_exact(fd, min(length, size - offset), offset)
-        finally:
-            os.close(fd)
-        return data, offset + len(data) >= size
-
-    @_typed_io
-    def describe(self, host, instance_uuid, checksums=False, tail_bytes=0,
-                 stash_id=None, live_names=None):
-        """A ConsoleLogSet of this chain (every member, gaps included).
-
-        ``live_names``: names still being written. Default: ``console.log``
-        of an instance directory (``stash_id`` None), nothing in a stash.
-        No sha256 is computed for a live file. ``tail_bytes`` > 0 gives the
-        files the tails that make up the last ``tail_bytes`` of the listed
-        chain, so that ``ConsoleLogSet.merged_tail`` works without files.
-        """
-        _check_count('tail_bytes', tail_bytes)
-        if live_names is None:
-            live_names = () if stash_id is not None else (self.log_name,)
-        base = self.base_offset()
-        with self._snapshot() as snap:
-            tails = {}
-            wanted = tail_bytes
-            for m in reversed(snap.members):
-                n = min(wanted, m.size)
-                tails[m.file.name] = (
-                    _pread_exact(m.fd, n, m.size - n) if n else b'')
-                wanted -= n
-            files = []
-            for position, m in enumerate(snap.members):
-                live = m.file.name in live_names
-                files.append(cl_objects.ConsoleLogFile(
-                    name=m.file.name, kind=m.file.kind, position=position,
-                    size=m.size, mtime=m.file.mtime, live=live,
-                    sha256=(_sha256_fd(m.fd, m.size)
-                            if checksums and not live else None),
-                    tail=tails[m.file.name] if tail_bytes else None))
-        return cl_objects.ConsoleLogSet(
-            instance_uuid=instance_uuid, host=host, stash_id=stash_id,
-            base_offset=base, files=files)
-
-    # -- importing history -----------------------------------------------
-
-    @_typed_io
-    def history(self):
-        """The history members, oldest first."""
-        return [f for f in self.scan()
-                if f.kind == cl_fields.FileKind.HISTORY]
-
-    def begin_import(self, import_id, files, digests, base_offset=0,
-                     wait=0):
-        """Start (or resume) importing another host's chain as history.
-
-        ``files``: ``[(name, size)]`` of the source chain, oldest first;
-        ``digests``: ``{name: (block_size, [block sha256])}`` from the
-        source. Returns a ``history_import.Import``; see that module.
-        """
-        from nova_consolelog import history_import
-        return history_import.Import(self, import_id, files, digests,
-                                     base_offset=base_offset, wait=wait)
-
-    @_typed_io
-    def remove_partials(self, older_than):
-        """Delete imports abandoned ``older_than`` seconds ago or more.
-
-        Staging files no pull holds, and their progress; see
-        ``history_import.remove_abandoned``.
-        """
-        from nova_consolelog import history_import
-        return history_import.remove_abandoned(self, older_than)
+                     b'%d\n' % names.check_count('base_offset', value))
 
     # -- small state files and names, for history_import -----------------
 
@@ -648,14 +393,7 @@ class ConsoleLogChain:
     def check_member_name(self, name):
         return self._check_member_name(name)
 
-    @staticmethod
-    def check_import_id(import_id):
-        if not isinstance(import_id, str) or not IMPORT_ID_RE.fullmatch(
-                import_id):
-            raise exception.InvalidInput(
-                reason='import id must match %s, got %.80r' % (
-                    IMPORT_ID_RE.pattern, import_id))
-        return import_id
+    check_import_id = staticmethod(names.check_import_id)
 
     def write_state(self, name, data):
         """Replace our state file ``name`` atomically (``write_atomic``)."""
@@ -683,83 +421,6 @@ class ConsoleLogChain:
         """
         return self._snapshot()
 
-    @_typed_io
-    def adopt_as_history(self, paths):
-        """Rename files into this chain as its newest history, oldest first.
-
-        Zero copy, on one filesystem: a file a QEMU still writes into
-        through virtlogd's open descriptor keeps receiving its bytes under
-        its new name, which virtlogd never renames or deletes. Returns the
-        history names given.
-        """
-        names = []
-        for path in paths:
-            name = self._next_history_name()
-            os.rename(path, self._path(name))
-            names.append(name)
-        fsync_dir(self.directory)
-        return names
-
-    def _next_history_name(self):
-        seqs = [f.index for f in self.history()]
-        seq = max(seqs) + 1 if seqs else 1
-        if seq > MAX_HISTORY_SEQ:
-            raise exception.InstallFailed(
-                instance=self.instance,
-                reason='history sequence numbers are exhausted')
-        return '%s%06d' % (HISTORY_PREFIX, seq)
-
-    def _remember_dropped(self, doomed):
-        """Tell the import ledger that retention drops these files.
-
-        An import dropped by retention is still one installed once: a
-        re-run of its pull must not bring it back as the newest history.
-        """
-        from nova_consolelog import history_import
-        inodes = {_inode(self._path(f.name)) for f in doomed} - {None}
-        if inodes:
-            history_import.Ledger(self).mark_dropped(inodes)
-
-    def apply_retention(self, keep=None):
-        """Drop the oldest history beyond the retention limits.
-
-        Limits: ``history_max_files`` and ``history_max_bytes``; the file
-        ``keep`` is never dropped. The dropped bytes are added to the base
-        offset so that stream offsets stay stable. Returns the bytes
-        dropped.
-        """
-        group = self.conf.consolelog
-        history = self.history()
-        total = sum(f.size for f in history)
-        doomed = []
-        while history and history[0].name != keep and (
-                len(history) > group.history_max_files or
-                total > group.history_max_bytes):
-            f = history.pop(0)
-            doomed.append(f)
-            total -= f.size
-        if not doomed:
-            return 0
-        base = self.base_offset()
-        dropped = sum(f.size for f in doomed)
-        self._remember_dropped(doomed)
-        self._set_base_offset(base + dropped)
-        gone = 0
-        try:
-            for f in doomed:
-                os.unlink(self._path(f.name))
-                gone += f.size
-        except OSError as e:
-            LOG.warning('Console-log history retention in %s stopped: %s',
-                        self.directory, e)
-            self._set_base_offset(base + gone)
-        fsync_dir(self.directory)
-        LOG.warning('Dropped %d byte(s) of old console-log history of '
-                    'instance %s (%s): more than %d file(s) or %d byte(s)',
-                    gone, self.instance, ', '.join(f.name for f in doomed),
-                    group.history_max_files, group.history_max_bytes)
-        return gone
-
 
 def _backup_gap(listed):
     """Whether a listing looks taken in the middle of a rollover.
@@ -775,13 +436,6 @@ def _backup_gap(listed):
         return False
     has_log = any(f.kind == cl_fields.FileKind.LOG for f, _ident in listed)
     return not has_log or len(numbers) != max(numbers) + 1
-
-
-def _inode(path):
-    try:
-        return os.lstat(path).st_ino
-    except OSError:
-        return None
 
 
 def _order_key(f):
@@ -802,18 +456,3 @@ def _order_key(f):
     if f.kind == cl_fields.FileKind.BACKUP:
         return (1, f.mtime, -f.index)
     return (1, f.mtime, 1)
-
-
-_check_regular = fileutils.check_regular
-
-
-def _sha256_fd(fd, size):
-    digest = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        data = os.pread(fd, min(_COPY_CHUNK, size - offset), offset)
-        if not data:
-            break
-        digest.update(data)
-        offset += len(data)
-    return digest.hexdigest()

@@ -243,9 +243,11 @@ upgrade_opts = [
     cfg.StrOpt(
         'consolelog',
         help="""
-Version cap for the console-log RPC API, a version such as ``1.0`` or a
-release alias. Set it during a rolling upgrade until every compute host runs
-a release that understands the newer version.
+Version cap for the console-log RPC API: a version such as ``1.0``, or the
+name of a release (``nova-34``, the release built for nova 34) meaning the
+newest version that release speaks. Set it during a rolling upgrade until
+every compute host runs a release that understands the newer version. Any
+other value keeps console-log migration from starting on this host.
 """),
 ]
 
@@ -275,11 +277,23 @@ def list_opts():
     ]
 
 
-def stash_path(conf):
-    """The stash directory, defaulting to one under the instances path."""
+# The stash directory under the instances path when ``stash_path`` is unset.
+STASH_DIR_NAME = '.consolelog-stash'
+
+
+def stash_path(conf, instances_path=None):
+    """The stash directory: ``[consolelog] stash_path`` or its default.
+
+    The default is ``STASH_DIR_NAME`` under ``instances_path`` (the
+    driver passes nova's; default ``[consolelog] instances_path``). The one
+    place that knows the default: every caller asks here.
+    """
     group = conf[GROUP]
-    return group.stash_path or '%s/.consolelog-stash' % (
-        group.instances_path.rstrip('/'))
+    if group.stash_path:
+        return group.stash_path
+    if instances_path is None:
+        instances_path = group.instances_path
+    return '%s/%s' % (instances_path.rstrip('/'), STASH_DIR_NAME)
 
 
 CONF = cfg.CONF

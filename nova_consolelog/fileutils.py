@@ -23,6 +23,8 @@ up to a cap that we choose.
 """
 
 import errno
+import functools
+import hashlib
 import json
 import os
 import stat
@@ -36,6 +38,9 @@ LOG = logging.getLogger(__name__)
 # Our state files are a few KiB; a manifest of a chain with a hash list of
 # every MiB is under 1 KiB per 10 MiB of console output.
 MAX_STATE_BYTES = 1024 * 1024
+
+# Bytes read or copied at a time when a file is hashed or copied.
+COPY_CHUNK = 1024 * 1024
 
 _FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
@@ -112,9 +117,110 @@ def unlink_quietly(path):
         return False
 
 
+def refuse_link(path):
+    """InvalidInput when ``path`` is a symbolic link: never followed.
+
+    Why: a directory an operator names that is a symlink points somewhere
+    nova did not put it; the command line refuses it instead of reading
+    through it.
+    """
+    if os.path.islink(path):
+        raise exception.InvalidInput(
+            reason='%s is a symbolic link; refusing to follow it' % (
+                exception.bounded(path, 200),))
+
+
 def is_real_dir(path):
     """True for a directory that is not a symlink to one."""
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         return False
+
+
+def typed_os_errors(method, make_error):
+    """``method`` with a stray OSError turned into a typed error.
+
+    ``make_error(args, kwargs, error)`` builds the error from the call's
+    arguments and the OSError.
+
+    Why: callers of the chain and the stash handle our typed errors (a
+    read fails cleanly, a migration goes on without its console log); a
+    bare OSError from deep inside would escape as a bug. Each module says
+    which error it raises and with which names.
+    """
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except OSError as e:
+            raise make_error(args, kwargs, e)
+    return wrapper
+
+
+def pread_exact(fd, length, offset):
+    """Up to ``length`` bytes at ``offset``; short only at end of file."""
+    parts = []
+    while length > 0:
+        data = os.pread(fd, length, offset)
+        if not data:
+            break
+        parts.append(data)
+        length -= len(data)
+        offset += len(data)
+    return b''.join(parts)
+
+
+def fsync_dir(directory):
+    """fsync a directory, so that renames in it survive a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(directory, name, data):
+    """Replace ``directory/name`` with ``data`` (bytes) atomically.
+
+    Temp file, fsync, rename, fsync of the directory: on failure the old
+    file is intact and the temp file removed.
+    """
+    path = os.path.join(directory, name)
+    tmp = path + '.tmp'
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                     os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def inode(path):
+    """The inode number of ``path`` (not followed), or None."""
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
+
+
+def sha256_fd(fd, size):
+    """Hex sha256 of the first ``size`` bytes of descriptor ``fd``."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        data = os.pread(fd, min(COPY_CHUNK, size - offset), offset)
+        if not data:
+            break
+        digest.update(data)
+        offset += len(data)
+    return digest.hexdigest()

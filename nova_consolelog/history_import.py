@@ -35,7 +35,7 @@ installed unverified, whatever crashes and whoever else runs. So:
   directory). An import whose ledger entry exists while the staging path no
   longer holds that inode was renamed: a re-run, a retry after a crash
   between the rename and the release, or a concurrent pull finds it
-  installed and only releases the source's stash.
+  installed and only releases the source's stash (``import_ledger``).
 """
 
 import errno
@@ -49,25 +49,15 @@ from oslo_log import log as logging
 
 from nova_consolelog import exception
 from nova_consolelog import fileutils
+from nova_consolelog import import_ledger
+from nova_consolelog import names
 
 LOG = logging.getLogger(__name__)
 
 PARTIAL_PREFIX = '.console.history.partial-'
 SIDECAR_SUFFIX = '.json'
-LEDGER_NAME = '.console.history.ledger'
-# Ledger entries kept: far more than the history files a chain keeps.
-LEDGER_MAX = 256
 # Seconds between two tries of a staging file another pull holds.
 _LOCK_POLL = 0.1
-_READ = 1024 * 1024
-
-
-def _check_count(what, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise exception.InvalidInput(
-            reason='%s must be a non-negative integer, not %.40r' % (
-                what, value))
-    return value
 
 
 _unlink_quietly = fileutils.unlink_quietly
@@ -78,94 +68,6 @@ def digests_id(digests):
     text = json.dumps(sorted((name, bs, list(blocks))
                              for name, (bs, blocks) in digests.items()))
     return hashlib.sha256(text.encode('utf-8')).hexdigest()
-
-
-class Ledger:
-    """Which imports this directory holds (see the module docstring)."""
-
-    def __init__(self, chain):
-        self.chain = chain
-        self.path = chain.path(LEDGER_NAME)
-
-    def load(self):
-        try:
-            data = fileutils.load_json(self.path)
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError, exception.ConsoleLogError) as e:
-            # Refusing to import would lose the history for good; an
-            # unreadable ledger can at worst let an import in twice.
-            LOG.error('Console-log import ledger %s is unreadable (%s); '
-                      'imports are not checked against it', self.path, e)
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def entry(self, import_id):
-        entry = self.load().get(import_id)
-        return entry if isinstance(entry, dict) else None
-
-    def installed(self, import_id):
-        """The history name import ``import_id`` was installed as, or None.
-
-        Installed means renamed into place: the history file the entry
-        names is the staging file's inode (or retention dropped it since).
-        An entry whose file is not there was written by an install that
-        never got to its rename.
-        """
-        entry = self.entry(import_id)
-        if entry is None:
-            return None
-        if entry.get('dropped'):
-            return entry.get('name') or True
-        name = entry.get('name')
-        if not isinstance(name, str):
-            return None
-        try:
-            ino = os.lstat(self.chain.path(name)).st_ino
-        except (OSError, ValueError):
-            return None
-        return name if ino == entry.get('ino') else None
-
-    def forget_inode(self, ino):
-        """Drop entries of a staging file that is being removed."""
-        data = self.load()
-        stale = [k for k, v in data.items()
-                 if isinstance(v, dict) and v.get('ino') == ino and
-                 not v.get('dropped')]
-        for key in stale:
-            del data[key]
-        if stale:
-            self._save(data)
-
-    def mark_dropped(self, inodes):
-        """Retention removed these history inodes: still installed once."""
-        data = self.load()
-        changed = False
-        for entry in data.values():
-            if isinstance(entry, dict) and entry.get('ino') in inodes:
-                entry['dropped'] = True
-                changed = True
-        if changed:
-            self._save(data)
-
-    def _save(self, data):
-        if len(data) > LEDGER_MAX:
-            for key in sorted(data, key=lambda k: data[k].get('time', 0))[
-                    :len(data) - LEDGER_MAX]:
-                del data[key]
-        self.chain.write_state(LEDGER_NAME, json.dumps(
-            data, sort_keys=True).encode('utf-8'))
-
-    def add(self, import_id, **entry):
-        data = self.load()
-        entry['time'] = time.time()
-        data[import_id] = entry
-        self._save(data)
-
-    def remove(self, import_id):
-        data = self.load()
-        if data.pop(import_id, None) is not None:
-            self._save(data)
 
 
 class Import:
@@ -184,7 +86,7 @@ class Import:
     def __init__(self, chain, import_id, files, digests, base_offset=0,
                  wait=0):
         chain.check_import_id(import_id)
-        _check_count('base_offset', base_offset)
+        names.check_count('base_offset', base_offset)
         self.chain = chain
         self.import_id = import_id
         self.base_offset = base_offset
@@ -193,7 +95,7 @@ class Import:
         self.size = sum(size for _name, size in self.files)
         self.staging = chain.path(PARTIAL_PREFIX + import_id)
         self.sidecar = self.staging + SIDECAR_SUFFIX
-        self.ledger = Ledger(chain)
+        self.ledger = import_ledger.Ledger(chain)
         self._layout = {}
         position = 0
         for name, size in self.files:
@@ -224,7 +126,7 @@ class Import:
         seen = set()
         for name, size in files:
             self.chain.check_member_name(name)
-            _check_count('size of %s' % name, size)
+            names.check_count('size of %s' % name, size)
             if name in seen:
                 raise exception.InvalidInput(
                     reason='%s is listed twice' % name)
@@ -242,7 +144,7 @@ class Import:
             except (KeyError, TypeError, ValueError):
                 raise exception.InvalidInput(
                     reason='no hash list for %s' % name)
-            _check_count('block size of %s' % name, block_size)
+            names.check_count('block size of %s' % name, block_size)
             if block_size < 1 or not isinstance(blocks, (list, tuple)) or (
                     len(blocks) != (size + block_size - 1) // block_size):
                 raise exception.InvalidInput(
@@ -412,7 +314,7 @@ class Import:
         Unchecked until ``verify``: the bytes may come from anybody.
         """
         position, size, first = self._range(name)
-        _check_count('offset', offset)
+        names.check_count('offset', offset)
         if offset + len(data) > size:
             raise exception.InvalidInput(
                 reason='%d byte(s) at %d do not fit in %s (%d bytes)' % (
@@ -447,7 +349,7 @@ class Import:
         them on disk before the rename).
         """
         _position, size, _first = self._range(name)
-        _check_count('upto', upto)
+        names.check_count('upto', upto)
         if upto > size:
             raise exception.InvalidInput(
                 reason='%s has only %d bytes, not %d' % (name, size, upto))
@@ -533,7 +435,7 @@ class Import:
     def _read_digest(self, fd, offset, length):
         digest = hashlib.sha256()
         while length > 0:
-            data = os.pread(fd, min(_READ, length), offset)
+            data = os.pread(fd, min(fileutils.COPY_CHUNK, length), offset)
             if not data:
                 break
             digest.update(data)
@@ -671,14 +573,14 @@ def remove_abandoned(chain, older_than):
     A staging file another pull holds (its flock) is left alone. Returns
     the names removed.
     """
-    _check_count('older_than', older_than)
+    names.check_count('older_than', older_than)
     try:
-        names = os.listdir(chain.directory)
+        listed = os.listdir(chain.directory)
     except (FileNotFoundError, NotADirectoryError):
         raise exception.InstanceDirNotFound(path=chain.directory)
     removed = []
     now = time.time()
-    for name in sorted(names):
+    for name in sorted(listed):
         if not name.startswith(PARTIAL_PREFIX):
             continue
         path = chain.path(name)
@@ -710,10 +612,10 @@ def remove_abandoned(chain, older_than):
             # An install that wrote its ledger entry and died before the
             # rename: the entry must go with the file, or the import would
             # pass for installed.
-            Ledger(chain).forget_inode(st.st_ino)
+            import_ledger.Ledger(chain).forget_inode(st.st_ino)
             if _unlink_quietly(path):
                 removed.append(name)
-            if name + SIDECAR_SUFFIX not in names and _unlink_quietly(
+            if name + SIDECAR_SUFFIX not in listed and _unlink_quietly(
                     path + SIDECAR_SUFFIX):
                 removed.append(name + SIDECAR_SUFFIX)
         finally:

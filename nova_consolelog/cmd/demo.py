@@ -22,7 +22,7 @@ import re
 import sys
 
 from nova_consolelog.cmd import main as cl_main
-from nova_consolelog.cmd import status as cl_status
+from nova_consolelog.cmd import status_text
 from nova_consolelog import demo as cl_demo
 
 # What nova's console output API strips before returning the text: control
@@ -105,7 +105,7 @@ def format_report(report):
     add('Hand-over (%s): %.3f s, %s/s' % (
         'install the moved chain as history' if report.shared
         else 'stash, pull, install, release',
-        report.handover_seconds, cl_status.format_size(rate)))
+        report.handover_seconds, status_text.format_size(rate)))
     if report.transport_url.startswith('fake:'):
         add('  (fake:// spends about 50 ms per call; --transport-url '
             'rabbit://... measures a real broker)')

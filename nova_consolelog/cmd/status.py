@@ -35,6 +35,10 @@ is part of the output: an unreadable, oversize or odd file, a symlinked
 directory); 2 for bad input (a malformed uuid, an instances path that does
 not exist, ``--instance`` naming a symlinked directory); 3 with
 ``--instance`` when this host holds nothing for that instance.
+
+This module gathers the instance side (chains, partial imports) and runs
+the command; ``status_stashes`` gathers the stash side (stashes, pins,
+hand-over records), ``status_text`` prints the result for humans.
 """
 
 import fcntl
@@ -46,13 +50,13 @@ from oslo_utils import uuidutils
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog.cmd import main as cl_main
+from nova_consolelog.cmd import status_stashes
+from nova_consolelog.cmd import status_text
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import fileutils
-from nova_consolelog import migration as cl_migration
 from nova_consolelog import names
 from nova_consolelog.objects import fields as cl_fields
-from nova_consolelog import stash as cl_stash
 
 
 def add_parser(subparsers):
@@ -86,17 +90,11 @@ def _new_entry():
             'handovers': [], 'partial_imports': [], 'errors': []}
 
 
-def _refuse_link(path):
-    if os.path.islink(path):
-        raise exception.InvalidInput(
-            reason='%s is a symbolic link; refusing to follow it' % path)
-
-
 def _instance_dirs(instances_path, only, entry):
     """Instance directories to look into; symlinked ones never followed."""
     if only is not None:
         path = os.path.join(instances_path, only)
-        _refuse_link(path)
+        fileutils.refuse_link(path)
         return [only] if fileutils.is_real_dir(path) else []
     found = []
     for name in sorted(os.listdir(instances_path)):
@@ -172,166 +170,6 @@ def _held(path):
     return False
 
 
-def _why(record, expiry):
-    """What an unfinished hand-over waits for, in words."""
-    state = record.get('state')
-    if record.get('role') == 'destination':
-        if state == 'installed':
-            return ('history installed here; the release of the source\'s '
-                    'stash is owed and asked again by every periodic run')
-        if state == 'pulling':
-            left = max(0, expiry - record.get('age', 0))
-            return ('the import from %s is owed: retried by every periodic '
-                    'run for %s more, then given up' % (
-                        record.get('peer'), _age(left)))
-        return 'the migration is running'
-    if state == 'stashed':
-        return 'waiting for %s to collect and release the stash' % (
-            record.get('peer'),)
-    return 'the migration is running'
-
-
-def _pins(stash_root, instance_uuid, now):
-    """Pins of live chains for pulls by hand: {uuid: [pin]}."""
-    root = cl_stash.pin_root(stash_root)
-    found = {}
-    try:
-        uuids = [instance_uuid] if instance_uuid else os.listdir(root)
-    except FileNotFoundError:
-        return found
-    for inst in uuids:
-        parent = os.path.join(root, inst)
-        if not fileutils.is_real_dir(parent):
-            continue
-        for name in sorted(os.listdir(parent)):
-            path = os.path.join(parent, name)
-            if fileutils.is_real_dir(path):
-                found.setdefault(inst, []).append(
-                    {'stash_id': name,
-                     'age': now - os.lstat(path).st_mtime})
-    return found
-
-
-def _handover_records(stash_root):
-    """``(host, HandoverRecord)`` of every host keeping records here.
-
-    The migration steps keep one directory of records per host under
-    ``<stash root>/.handover/`` (on a shared instance path both hosts share
-    the stash root); only ``<uuid>.json`` files there are records (the
-    hand-over lock is an flock on the instances directory, not a file).
-    """
-    top = os.path.join(stash_root, cl_migration.RECORDS_DIR)
-    try:
-        hosts = sorted(os.listdir(top))
-    except FileNotFoundError:
-        return []
-    found = []
-    for host in hosts:
-        directory = os.path.join(top, host)
-        if os.path.isdir(directory) and not os.path.islink(directory):
-            found.extend((host, r) for r in
-                         cl_migration.HandoverRecord.all(directory))
-    return found
-
-
-def _stashes(stash_root, instance_uuid, conf, entry):
-    """The stashes under ``stash_root``, oldest first; problems noted.
-
-    Why not ``Stash.list``: it opens every manifest with a plain open(),
-    which blocks for ever on a FIFO and reads a file of any size whole.
-    Each manifest is read here with ``fileutils`` first; a stash whose
-    manifest is a FIFO, a symlink, a device or oversize, or whose
-    directory is a symlink, is reported as unreadable instead.
-    """
-    if instance_uuid is not None:
-        uuids = [instance_uuid]
-    else:
-        try:
-            uuids = sorted(n for n in os.listdir(stash_root)
-                           if _canonical_uuid(n))
-        except FileNotFoundError:
-            return []
-    found = []
-    for inst in uuids:
-        parent = os.path.join(stash_root, inst)
-        if os.path.islink(parent):
-            if instance_uuid is not None:
-                _refuse_link(parent)
-            entry(inst)['errors'].append(
-                'stash directory %s is a symbolic link: not followed' %
-                parent)
-            continue
-        if not fileutils.is_real_dir(parent):
-            continue
-        for stash_id in sorted(os.listdir(parent)):
-            if not cl_stash.STASH_ID_RE.fullmatch(stash_id):
-                continue
-            path = os.path.join(parent, stash_id)
-            if os.path.islink(path):
-                entry(inst)['errors'].append(
-                    'stash %s is a symbolic link: not followed' % stash_id)
-                continue
-            if not fileutils.is_real_dir(path):
-                continue
-            try:
-                manifest = fileutils.load_json(os.path.join(
-                    path, cl_stash.MANIFEST))
-            except (FileNotFoundError, ValueError):
-                manifest = None  # Stash.load reads what the files say
-            except (exception.ConsoleLogError, OSError) as err:
-                entry(inst)['errors'].append(
-                    'stash %s unreadable: manifest: %s' % (stash_id, err))
-                continue
-            try:
-                if _usable(manifest, stash_id):
-                    stash = cl_stash.Stash(stash_root, inst, stash_id,
-                                           manifest, conf=conf)
-                else:
-                    stash = cl_stash.Stash.load(inst, stash_id,
-                                                root=stash_root, conf=conf)
-            except exception.StashNotFound:
-                continue  # released meanwhile
-            except (exception.ConsoleLogError, OSError) as err:
-                entry(inst)['errors'].append('stash %s unreadable: %s' % (
-                    stash_id, err))
-                continue
-            found.append(stash)
-    return sorted(found, key=lambda s: (s.created, s.stash_id))
-
-
-def _canonical_uuid(name):
-    try:
-        return names.check_instance_uuid(name) == name
-    except exception.InvalidInput:
-        return False
-
-
-def _usable(manifest, stash_id):
-    """Whether ``manifest`` is a stash manifest status can show as is."""
-    if not isinstance(manifest, dict) or manifest.get(
-            'stash_id') != stash_id:
-        return False
-    try:
-        float(manifest['created'])
-        str(manifest['state'])
-        list(manifest.get('live_names', ()))
-    except (KeyError, TypeError, ValueError):
-        return False
-    return True
-
-
-def _stash_state(stash, expiry):
-    files = stash.chain.scan()
-    age = stash.age()
-    return {'stash_id': stash.stash_id, 'age': age,
-            'state': stash.state, 'expired': age >= expiry,
-            'destination': stash.manifest.get('destination'),
-            'hash_lists': bool(stash.manifest.get('block_size')),
-            'files': len(files), 'bytes': sum(f.size for f in files),
-            'names': [f.name for f in files],
-            'live_names': list(stash.live_names or ())}
-
-
 def collect(conf, instance_uuid=None, now=None):
     """The console-log state of this host, as plain data.
 
@@ -364,7 +202,8 @@ def collect(conf, instance_uuid=None, now=None):
         except (exception.ConsoleLogError, OSError) as err:
             e['errors'].append(str(err))
     try:
-        stashes = _stashes(stash_root, instance_uuid, conf, entry)
+        stashes = status_stashes.stashes(stash_root, instance_uuid, conf,
+                                         entry)
     except exception.InvalidInput:
         raise
     except (exception.ConsoleLogError, OSError) as err:
@@ -374,12 +213,12 @@ def collect(conf, instance_uuid=None, now=None):
     for stash in stashes:
         e = entry(stash.instance_uuid)
         try:
-            e['stashes'].append(_stash_state(
+            e['stashes'].append(status_stashes.stash_state(
                 stash, conf.consolelog.stash_expiry))
         except (exception.ConsoleLogError, OSError) as err:
             e['errors'].append('stash %s unreadable: %s' % (stash.stash_id,
                                                             err))
-    for host, record in _handover_records(stash_root):
+    for host, record in status_stashes.handover_records(stash_root):
         if instance_uuid is not None and record.instance_uuid != (
                 instance_uuid):
             continue
@@ -396,82 +235,14 @@ def collect(conf, instance_uuid=None, now=None):
         if data:
             data = dict(data, age=now - data.get('created', now),
                         recorded_by=host)
-            data['why'] = _why(data, conf.consolelog.stash_expiry)
+            data['why'] = status_stashes.why(data,
+                                             conf.consolelog.stash_expiry)
             entry(record.instance_uuid)['handovers'].append(data)
-    for inst, pins in _pins(stash_root, instance_uuid, now).items():
+    pins_of = status_stashes.pins(stash_root, instance_uuid, now)
+    for inst, pins in pins_of.items():
         entry(inst)['pins'] = pins
     return {'instances_path': instances_path, 'stash_path': stash_root,
             'instances': instances}
-
-
-def format_size(n):
-    """``n`` bytes for humans: 512 B, 2.0 MiB."""
-    if n < 1024:
-        return '%d B' % n
-    for unit in ('KiB', 'MiB', 'GiB'):
-        n /= 1024.0
-        if n < 1024 or unit == 'GiB':
-            return '%.1f %s' % (n, unit)
-
-
-def _age(seconds):
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return '%ds' % seconds
-    if seconds < 7200:
-        return '%dm' % (seconds // 60)
-    if seconds < 172800:
-        return '%dh' % (seconds // 3600)
-    return '%dd' % (seconds // 86400)
-
-
-def format_text(state):
-    """The state as text lines, one block per instance."""
-    out = ['instances path: %s' % state['instances_path'],
-           'stash path:     %s' % state['stash_path']]
-    if not state['instances']:
-        out.append('no console-log state on this host')
-    for uuid in sorted(state['instances']):
-        e = state['instances'][uuid]
-        out.append('')
-        out.append('instance %s' % uuid)
-        if e['chain']:
-            out.append('  history: %d file(s), %s; virtlogd files: %d, %s' % (
-                e['history_files'], format_size(e['history_bytes']),
-                e['log_files'], format_size(e['log_bytes'])))
-            for f in e['chain']:
-                out.append('    %-24s %-8s %s' % (f['name'], f['kind'],
-                                                  format_size(f['size'])))
-        for h in e['handovers']:
-            out.append('  hand-over recorded by %s: %s, peer %s, state %s, '
-                       '%s old' % (h['recorded_by'], h.get('role'),
-                                   h.get('peer'), h.get('state'),
-                                   _age(h['age'])))
-            out.append('    why: %s' % h['why'])
-        for s in e['stashes']:
-            out.append('  stash %s: %d file(s), %s, %s old, %s%s%s' % (
-                s['stash_id'], s['files'], format_size(s['bytes']),
-                _age(s['age']), s['state'],
-                ', for %s' % s['destination'] if s.get('destination')
-                else '',
-                ' (expired: deleted by the next periodic run)'
-                if s['expired'] else ''))
-        for p in e.get('pins', ()):
-            out.append('  pin %s (a pull by hand), %s old: released by the '
-                       'pull, or removed after twice pull_timeout' % (
-                           p['stash_id'], _age(p['age'])))
-        for p in e['partial_imports']:
-            total = ('of %s' % format_size(p['total_bytes'])
-                     if p['total_bytes'] is not None else '')
-            out.append('  partial import %s: %s written %s, %s old, %s' % (
-                p['import_id'], format_size(p['verified_bytes']), total,
-                _age(p['age']),
-                'a pull is running' if p.get('held') else
-                'resumed by the next pull of that source; removed when '
-                'untouched for stash_expiry'))
-        for err in e['errors']:
-            out.append('  ERROR: %s' % err)
-    return out
 
 
 def run(args, conf):
@@ -479,7 +250,7 @@ def run(args, conf):
     if args.format == 'json':
         print(json.dumps(state, indent=2, sort_keys=True))
     else:
-        print('\n'.join(format_text(state)))
+        print('\n'.join(status_text.format_text(state)))
     if any(e['errors'] for e in state['instances'].values()):
         return cl_main.EXIT_FAILED
     if args.instance is not None and not state['instances']:

@@ -54,7 +54,23 @@ def _ours(objclass):
 
 
 class ConsoleLogObjectRegistry(ovo_base.VersionedObjectRegistry):
-    """Registry of nova-consolelog's versioned objects."""
+    """Registry of nova-consolelog's versioned objects.
+
+    oslo.versionedobjects keeps one class table for every registry in a
+    process: ``obj_classes()`` of ours also lists nova's and os-vif's
+    objects (inside nova-compute), some under the same names. Use
+    ``console_log_classes()`` for ours alone.
+    """
+
+    @classmethod
+    def console_log_classes(cls):
+        """``{name: [class, ...]}`` of our namespace only, newest first."""
+        ours = {}
+        for name, classes in cls.obj_classes().items():
+            mine = [c for c in classes if _ours(c)]
+            if mine:
+                ours[name] = mine
+        return ours
 
 
 class ConsoleLogObject(ovo_base.VersionedObject,
@@ -85,9 +101,8 @@ class ConsoleLogObject(ovo_base.VersionedObject,
             raise exception.InvalidInput(
                 reason='malformed console-log object: name and version '
                        'must be strings')
-        classes = [c for c in
-                   ovo_base.VersionedObjectRegistry.obj_classes().get(
-                       objname, ()) if _ours(c)]
+        classes = ConsoleLogObjectRegistry.console_log_classes().get(
+            objname, [])
         if not classes:
             raise exception.InvalidInput(
                 reason='unknown console-log object %s' % (

@@ -21,18 +21,21 @@ version the peer's dispatcher does not know — becomes
 """
 
 import functools
+import re
 
 from oslo_log import log as logging
 import oslo_messaging
 
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
-from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import transport as cl_transport
 
 LOG = logging.getLogger(__name__)
 
 NAMESPACE = 'consolelog'
+
+_VERSION_RE = re.compile(r'[0-9]{1,3}\.[0-9]{1,3}')
 
 # The errors by which a peer (or our own version cap) says it does not
 # offer a call; RemoteError carries the dispatcher's class name when the
@@ -44,6 +47,24 @@ _UNSUPPORTED_NAMES = ('UnsupportedVersion', 'NoSuchMethod',
                       'RPCVersionCapError')
 
 
+def _lacks_call(error, only=None):
+    """The name of what ``error`` says the peer lacks, or None.
+
+    The one test of "the peer (or our cap) does not offer this call":
+    ``error`` is one of oslo.messaging's classes for it, or a RemoteError
+    carrying one of their names (the dispatcher's module is not importable
+    on our side). ``only`` narrows it to those class names.
+    """
+    names = _UNSUPPORTED_NAMES if only is None else only
+    if isinstance(error, _UNSUPPORTED):
+        name = next(c.__name__ for c in _UNSUPPORTED if isinstance(error, c))
+    elif isinstance(error, oslo_messaging.RemoteError):
+        name = error.exc_type
+    else:
+        return None
+    return name if name in names else None
+
+
 def _peer_support(what):
     """Turn "peer lacks this call" into PeerUnsupported(host, what)."""
     def decorator(fn):
@@ -51,13 +72,14 @@ def _peer_support(what):
         def wrapper(self, ctxt, host, *args, **kwargs):
             try:
                 return fn(self, ctxt, host, *args, **kwargs)
-            except _UNSUPPORTED as e:
-                raise exception.PeerUnsupported(
-                    host=host, what='%s (%s)' % (what, e)) from e
-            except oslo_messaging.RemoteError as e:
-                if e.exc_type in _UNSUPPORTED_NAMES:
+            except (_UNSUPPORTED + (oslo_messaging.RemoteError,)) as e:
+                lacking = _lacks_call(e)
+                if lacking is not None:
+                    # A local class says more than its name (the version).
+                    detail = lacking if isinstance(
+                        e, oslo_messaging.RemoteError) else e
                     raise exception.PeerUnsupported(
-                        host=host, what='%s (%s)' % (what, e.exc_type)) from e
+                        host=host, what='%s (%s)' % (what, detail)) from e
                 typed = _typed_error(e)
                 if typed is None:
                     raise
@@ -100,19 +122,26 @@ class ConsoleLogAPI:
             every bulk message; release_console_log_stash takes
             ``transfer_token`` and ``puller_host`` and refuses releases
             without them
+
+    1.0 to 1.2 were steps of development and never part of a release; we
+    keep them (rather than folding everything into a new 1.0) because
+    folding would change the wire under hosts that run those builds, and
+    the negotiation down to 1.0 stays tested against them.
+
+    ``VERSION_ALIASES``, as in nova: ``[upgrade_levels] consolelog`` takes
+    a version or the name of a release, meaning "the newest version that
+    release speaks". During a rolling upgrade an operator caps the client
+    at the release the oldest compute host runs, without having to know
+    our version numbers. nova-consolelog is released with nova and named
+    after the nova major version it is built for (``nova-34``: built and
+    tested against nova 34.0.0). Only releases get a name: there is none
+    for 1.0 to 1.2, which a cap reaches by number.
     """
 
     VERSION = '1.3'
 
-    # ``[upgrade_levels] consolelog`` takes a version or one of these
-    # names, each the newest version of a step of this API (this project
-    # has no named releases yet): during a rolling upgrade, cap the client
-    # at what the oldest compute host understands.
     VERSION_ALIASES = {
-        'initial': '1.0',
-        'compression': '1.1',
-        'bulk': '1.2',
-        'transfer': '1.3',
+        'nova-34': '1.3',
     }
 
     def __init__(self, conf, transport=None, transport_url=None):
@@ -121,8 +150,8 @@ class ConsoleLogAPI:
         Uses ``transport`` (for example nova's), or one built from
         ``transport_url`` / ``conf``'s ``[DEFAULT] transport_url``. The
         bulk channel (``bulk_url``) uses the broker of that transport and
-        its TLS settings (``bulk_ssl``; see ``bulk.kombu_url`` and
-        ``bulk.kombu_ssl``); None when it is not ``rabbit://`` or
+        its TLS settings (``bulk_ssl``; see ``broker.kombu_url`` and
+        ``broker.kombu_ssl``); None when it is not ``rabbit://`` or
         ``[consolelog] bulk_transfer`` is off.
         """
         self.conf = conf
@@ -133,10 +162,9 @@ class ConsoleLogAPI:
         self.bulk_url = None
         self.bulk_ssl = False
         if conf.consolelog.bulk_transfer:
-            self.bulk_url = cl_bulk.kombu_url(conf, transport_url, given)
-            self.bulk_ssl = cl_bulk.kombu_ssl(conf, transport_url, given)
-        cap = conf.upgrade_levels.consolelog
-        self.version_cap = self.VERSION_ALIASES.get(cap, cap)
+            self.bulk_url = broker.kombu_url(conf, transport_url, given)
+            self.bulk_ssl = broker.kombu_ssl(conf, transport_url, given)
+        self.version_cap = self.resolve_cap(conf.upgrade_levels.consolelog)
         target = oslo_messaging.Target(
             topic=conf.consolelog.topic, namespace=NAMESPACE,
             version='1.0')
@@ -148,6 +176,25 @@ class ConsoleLogAPI:
         self._only_1_0 = set()
         # Hosts that do not speak 1.2 (no bulk channel).
         self._pre_1_2 = set()
+
+    @classmethod
+    def resolve_cap(cls, cap):
+        """The version ``[upgrade_levels] consolelog`` = ``cap`` means.
+
+        None (no cap) stays None. A release name becomes its version; any
+        other value must be a version ``X.Y``, or the client is refused
+        with InvalidInput (oslo.messaging would fail only at the first
+        call, with an error that does not name the option).
+        """
+        if cap is None:
+            return None
+        cap = cls.VERSION_ALIASES.get(cap, cap)
+        if not (isinstance(cap, str) and _VERSION_RE.fullmatch(cap)):
+            raise exception.InvalidInput(
+                reason='[upgrade_levels] consolelog must be a version such '
+                       'as 1.0 or one of %s, not %.40r' % (
+                           ', '.join(sorted(cls.VERSION_ALIASES)), cap))
+        return cap
 
     def can_send_version(self, version):
         return self.client.can_send_version(version)
@@ -191,11 +238,10 @@ class ConsoleLogAPI:
                     compression=(cl_fields.Compression.ZLIB if compress
                                  else cl_fields.Compression.NONE),
                     **kwargs)
-            except oslo_messaging.RemoteError as e:
-                if e.exc_type != 'UnsupportedVersion':
+            except (oslo_messaging.RemoteError,
+                    oslo_messaging.UnsupportedVersion) as e:
+                if not _lacks_call(e, only=('UnsupportedVersion',)):
                     raise
-            except oslo_messaging.UnsupportedVersion:
-                pass
             # The peer runs an older release: speak 1.0 to it from now on.
             LOG.info('Host %s does not speak console-log RPC 1.1; reading '
                      'uncompressed 1.0 chunks', host)
@@ -247,11 +293,8 @@ class ConsoleLogAPI:
         try:
             return self._prepare(host, version, timeout).call(
                 ctxt, 'send_console_log_range', **kwargs)
-        except _UNSUPPORTED:
-            self._pre_1_2.add(host)
-            raise
-        except oslo_messaging.RemoteError as e:
-            if e.exc_type in _UNSUPPORTED_NAMES:
+        except Exception as e:
+            if _lacks_call(e):
                 self._pre_1_2.add(host)
             raise
 

@@ -24,11 +24,9 @@ changes nothing.
 
 import functools
 import inspect
-import re
 
 from oslo_log import log as logging
 import oslo_messaging
-from oslo_utils import uuidutils
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
@@ -37,6 +35,7 @@ from nova_consolelog import names
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 from nova_consolelog import stash as cl_stash
 
 LOG = logging.getLogger(__name__)
@@ -48,7 +47,6 @@ MAX_READ = 8 * 1024 * 1024
 MAX_WINDOW = 64 * 1024 * 1024
 
 _expected = oslo_messaging.expected_exceptions(exception.ConsoleLogError)
-_TOKEN_RE = re.compile(r'[0-9a-f]{32}')
 
 
 def _rpc(method):
@@ -73,50 +71,11 @@ def _invalid(reason):
     return exception.InvalidInput(reason=reason)
 
 
-def _check_int(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid('%s must be an integer, not %s' % (
-            name, type(value).__name__))
-    if not low <= value <= high:
-        raise _invalid('%s=%d is outside [%d, %d]' % (name, value, low,
-                                                      high))
-    return value
-
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise _invalid('%s must be true or false, not %s' % (
-            name, type(value).__name__))
-    return value
-
-
-def _check_uuid(instance_uuid):
-    if not isinstance(instance_uuid, str) or len(instance_uuid) > 64 or \
-            not uuidutils.is_uuid_like(instance_uuid):
-        raise _invalid('instance_uuid %.80r is not a uuid' % (
-            instance_uuid,))
-    return instance_uuid
-
-
-def _check_host(host):
-    return names.check_host_name(host)
-
-
-def _check_token(token):
-    if not isinstance(token, str) or not _TOKEN_RE.fullmatch(token):
-        raise _invalid('a token is 32 lowercase hex digits')
-    return token
-
-
 def _check_stash_id(stash_id, required=False):
+    """A stash id, or None where the call allows none (the live chain)."""
     if stash_id is None and not required:
         return None
-    if not isinstance(stash_id, str):
-        raise _invalid('stash_id must be a string, not %s' % (
-            type(stash_id).__name__))
-    if not cl_stash.STASH_ID_RE.fullmatch(stash_id):
-        raise _invalid('stash_id %.80r is not a stash id' % (stash_id,))
-    return stash_id
+    return names.check_stash_id(stash_id)
 
 
 class ConsoleLogManager:
@@ -127,7 +86,7 @@ class ConsoleLogManager:
     :param bulk_url: kombu URL of the broker for the bulk channel (RPC
         1.2), or None when the transport has none (``fake://``); the server
         sets it from its transport (``set_bulk_channel``).
-    :param bulk_ssl: kombu's ``ssl`` for that broker (``bulk.kombu_ssl``).
+    :param bulk_ssl: kombu's ``ssl`` for that broker (``broker.kombu_ssl``).
 
     Only the methods marked ``oslo_messaging.expose`` are callable over RPC
     (the server uses ``ExplicitRPCAccessPolicy``): oslo.messaging would
@@ -213,7 +172,7 @@ class ConsoleLogManager:
             live_names=stash.live_names)
 
     def _check_tail(self, tail_bytes):
-        return _check_int('tail_bytes', tail_bytes, 0, MAX_READ)
+        return names.check_int('tail_bytes', tail_bytes, 0, MAX_READ)
 
     @staticmethod
     def _compatible(console_log_set):
@@ -235,9 +194,9 @@ class ConsoleLogManager:
         ``checksums`` adds the sha256 of every file no longer written to;
         ``tail_bytes`` adds each file's last bytes for a merged read.
         """
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id)
-        _check_bool('checksums', checksums)
+        names.check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
         with self._lock(shared=True):
             if stash_id is not None:
@@ -253,8 +212,8 @@ class ConsoleLogManager:
     def list_console_log_stashes(self, ctxt, instance_uuid, checksums=False,
                                  tail_bytes=0):
         """ConsoleLogSet of every stash of the instance, oldest first."""
-        _check_uuid(instance_uuid)
-        _check_bool('checksums', checksums)
+        names.check_instance_uuid(instance_uuid)
+        names.check_bool('checksums', checksums)
         self._check_tail(tail_bytes)
         with self._lock(shared=True):
             stashes = cl_stash.Stash.list(
@@ -264,12 +223,12 @@ class ConsoleLogManager:
 
     def _check_read(self, instance_uuid, stash_id, name, offset, length,
                     compression, max_length):
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id)
         if not isinstance(name, str) or len(name) > 64:
             raise _invalid('name must be a file name')
-        _check_int('offset', offset, 0, 2 ** 63 - 1)
-        _check_int('length', length, 1, max_length)
+        names.check_int('offset', offset, 0, 2 ** 63 - 1)
+        names.check_int('length', length, 1, max_length)
         if compression is not None and (
                 compression not in cl_fields.Compression.ALL):
             raise _invalid('unknown compression %.40r' % (compression,))
@@ -323,7 +282,7 @@ class ConsoleLogManager:
         if compression is None:
             raise _invalid('compression is required')
         if request_token is not None:
-            _check_token(request_token)
+            names.check_token(request_token)
         cl_bulk.check_queue_name(reply_queue)
         group = self._conf.consolelog
         if self._bulk_url is None or not group.bulk_transfer:
@@ -350,7 +309,7 @@ class ConsoleLogManager:
                 chunk = cl_objects.ConsoleLogChunk.from_bytes(
                     data,
                     compress=compression == cl_fields.Compression.ZLIB)
-                yield (cl_bulk.chunk_headers(
+                yield (frames.chunk_headers(
                     name, position, len(data), chunk.sha256,
                     chunk.compression, eof, **binding), chunk.data)
                 summary['chunks'] += 1
@@ -380,9 +339,9 @@ class ConsoleLogManager:
         ``stash_id`` None the live chain is pinned first: the set's
         ``stash_id`` names the pin, read and released like a stash.
         """
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id)
-        _check_host(puller_host)
+        names.check_host_name(puller_host)
         stash_root = self._stash_root()
         group = self._conf.consolelog
         cl_stash.expire(2 * group.pull_timeout,
@@ -429,7 +388,7 @@ class ConsoleLogManager:
         and the stash stays: no byte is dropped on the word of a caller
         that does not have it.
         """
-        _check_uuid(instance_uuid)
+        names.check_instance_uuid(instance_uuid)
         _check_stash_id(stash_id, required=True)
         if not isinstance(sha256s, dict) or len(sha256s) > 4096 or not all(
                 isinstance(k, str) and isinstance(v, str)
@@ -439,8 +398,8 @@ class ConsoleLogManager:
             raise exception.HandoverRefused(
                 stash_id=stash_id, instance=instance_uuid,
                 reason='a release needs the token of a transfer (RPC 1.3)')
-        _check_token(transfer_token)
-        _check_host(puller_host)
+        names.check_token(transfer_token)
+        names.check_host_name(puller_host)
         with self._lock():
             stash = self._stash(instance_uuid, stash_id)
             stash.check_release(puller_host, transfer_token, sha256s)

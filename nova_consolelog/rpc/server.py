@@ -23,7 +23,7 @@ import oslo_messaging
 
 from nova_consolelog import names
 from nova_consolelog.rpc import api as cl_api
-from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import transport as cl_transport
 
@@ -40,8 +40,8 @@ class ConsoleLogServer:
     :param endpoint: the endpoint object; a ConsoleLogManager by default.
 
     The endpoint's bulk channel (RPC 1.2) publishes to the broker of the
-    transport, with its TLS settings (see ``bulk.kombu_url`` and
-    ``bulk.kombu_ssl``).
+    transport, with its TLS settings (see ``broker.kombu_url`` and
+    ``broker.kombu_ssl``).
     """
 
     def __init__(self, conf, host, transport=None, transport_url=None,
@@ -59,8 +59,8 @@ class ConsoleLogServer:
         self.endpoint = endpoint or cl_manager.ConsoleLogManager(conf, host)
         set_bulk = getattr(self.endpoint, 'set_bulk_channel', None)
         if set_bulk is not None and self.endpoint.bulk_channel[0] is None:
-            set_bulk(cl_bulk.kombu_url(conf, transport_url, given),
-                     cl_bulk.kombu_ssl(conf, transport_url, given))
+            set_bulk(broker.kombu_url(conf, transport_url, given),
+                     broker.kombu_ssl(conf, transport_url, given))
         target = oslo_messaging.Target(topic=conf.consolelog.topic,
                                        server=host)
         # Only methods marked oslo_messaging.expose are dispatched: the

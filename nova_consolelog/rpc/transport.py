@@ -12,40 +12,27 @@
 
 """Transport, serializer and remote-error rules shared by client and server.
 
-Why a helper: oslo.messaging 18 registers its tracing and metrics option
-groups only on the global ``cfg.CONF``; a transport built on a private
-``cfg.ConfigOpts()`` (our command line, tests, two "hosts" in one process)
-fails with ``NoSuchOptError`` on the first call unless they are registered
-on that ConfigOpts too. And remote exceptions only come back typed when
-their module is in ``allowed_remote_exmods`` — otherwise a caller gets a
-``RemoteError`` and cannot tell "unknown stash" from "bug".
+Why a helper: oslo.messaging registers some option groups it reads (in 18:
+tracing and metrics) only on the global ``cfg.CONF``; a transport built on
+a private ``cfg.ConfigOpts()`` (our command line, tests, two "hosts" in one
+process) fails with ``NoSuchOptError`` on the first call unless they are
+registered on that ConfigOpts too. And remote exceptions only come back
+typed when their module is in ``allowed_remote_exmods`` — otherwise a
+caller gets a ``RemoteError`` and cannot tell "unknown stash" from "bug".
+
+Only oslo.messaging's public API is used. ``oslo_messaging.opts.list_opts``
+does not list every group a release reads (18.3 leaves tracing and metrics
+out); ``oslo_messaging.conffixture.ConfFixture``, which oslo.messaging
+documents as the interface for its options, registers on the ConfigOpts it
+is given exactly the groups that release reads, whatever they are called
+and wherever they live. We use its constructor only (it registers; the
+fixture's overrides happen in ``setUp``, which we never call).
 """
 
-import importlib
-
 import oslo_messaging
+from oslo_messaging import conffixture
 
 from nova_consolelog.objects import base as obj_base
-
-# (module, attribute, group) of the option lists oslo.messaging reads from
-# groups it registers only on the global CONF. They live in private modules
-# that only some releases have (and that have moved before): look them up
-# by name, and skip what a release does not have — it does not read it.
-_PRIVATE_OPTION_GROUPS = (
-    ('oslo_messaging._tracing.client', 'oslo_messaging_tracing',
-     'oslo_messaging_tracing'),
-    ('oslo_messaging._metrics.client', 'oslo_messaging_metrics',
-     'oslo_messaging_metrics'),
-)
-
-
-def _private_option_groups():
-    for module_name, attribute, group in _PRIVATE_OPTION_GROUPS:
-        try:
-            opts = getattr(importlib.import_module(module_name), attribute)
-        except (ImportError, AttributeError):
-            continue
-        yield opts, group
 
 
 # Modules whose exceptions a caller gets back as their own class. The
@@ -66,8 +53,7 @@ def register_messaging_opts(conf):
     inside nova-compute.
     """
     oslo_messaging.set_transport_defaults('nova')
-    for opts, group in _private_option_groups():
-        conf.register_opts(opts, group=group)
+    conffixture.ConfFixture(conf)
 
 
 def get_transport(conf, transport_url=None):

@@ -66,10 +66,11 @@ import kombu
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+from nova_consolelog.transfer import bulk_path
 
 from tests.bench import bench_transfer as bt
+from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.unit import test_rpc
 
 MiB = 1024 * 1024
 INSTANCES = 40
@@ -375,7 +376,7 @@ def _stash_all(src, round_no, hosts):
         host = hosts[i % len(hosts)]
         instance = str(uuid.uuid4())
         files = bt.chain_files(CHAIN_SIZE, 'random', _seed(round_no, i))
-        directory = test_rpc.write_chain(src.conf, instance, files)
+        directory = test_fixtures.write_chain(src.conf, instance, files)
         stash = cl_stash.Stash.create(
             instance, cl_chain.ConsoleLogChain(directory, conf=src.conf),
             root=src.conf.consolelog.stash_path, conf=src.conf,
@@ -388,7 +389,7 @@ def _verify(root, topic, src, round_no, jobs, replies):
     """Bytes installed and identical to the source's, every instance."""
     verified = 0
     for host, host_jobs in jobs.items():
-        conf = test_rpc.make_conf(root, host, topic)
+        conf = test_fixtures.make_conf(root, host, topic)
         for instance, stash_id, i in host_jobs:
             got = replies[host]['pulls'].get(instance, {'error': 'no reply'})
             if 'error' in got:
@@ -397,7 +398,7 @@ def _verify(root, topic, src, round_no, jobs, replies):
             if got['bytes'] != CHAIN_SIZE or not got['released']:
                 raise RuntimeError('drain: pull of %s by %s: %s' % (
                     instance, host, got))
-            expected = test_rpc.chain_bytes(bt.chain_files(
+            expected = test_fixtures.chain_bytes(bt.chain_files(
                 CHAIN_SIZE, 'random', _seed(round_no, i)))
             chain = cl_chain.ConsoleLogChain.for_instance(instance,
                                                           conf=conf)
@@ -444,7 +445,7 @@ def run():
         sinks = []
         for _ in hosts:
             sinks.append(Proc('sink_main', bt.KOMBU_URL,
-                              transfer.BULK_PREFETCH))
+                              bulk_path.BULK_PREFETCH))
             procs.append(sinks[-1])
         pub = Proc('source_main', bt.KOMBU_URL, PUBLISHERS, MiB,
                    CHAIN_SIZE // MiB)

@@ -31,13 +31,12 @@ Raw kombu is the best plain kombu can do with the bulk channel's own
 settings (rpc.bulk): an exclusive, auto-delete, non-durable queue on the
 default exchange, transient messages (delivery_mode 1) of ``chunk_size``
 bytes, the consumer acking each message with our prefetch
-(``transfer.BULK_PREFETCH``), no publisher confirms. Its publisher is a
-process of its own, started before any timer; for rows 1 and 2 it is
+(``transfer.bulk_path.BULK_PREFETCH``), no publisher confirms. Its publisher
+is a process of its own, started before any timer; for rows 1 and 2 it is
 connected before the timer starts (the pull's own connection set-up is
-inside its time), for row 3 both connections are made inside the timer,
-the publisher's in parallel with the consumer's. A durable queue with
-persistent messages (RabbitMQ writes them to disk) is printed for
-information only.
+inside its time), for row 3 both connections are made inside the timer, the
+publisher's in parallel with the consumer's. A durable queue with persistent
+messages (RabbitMQ writes them to disk) is printed for information only.
 
 Runs of a row and of its baseline alternate, so both see the same noise
 from whatever else runs on the host; rates are medians with their range.
@@ -71,9 +70,10 @@ from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+from nova_consolelog.transfer import bulk_path
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.unit import test_rpc
 
 MiB = 1024 * 1024
 SIZE = 64 * MiB
@@ -249,7 +249,7 @@ def raw_kombu(pub, total, size, kind, setup=False, durable=False):
         queue.declare()
         consumer = kombu.Consumer(
             channel, queues=[queue], callbacks=[on_message], accept=None,
-            prefetch_count=transfer.BULK_PREFETCH, auto_declare=False)
+            prefetch_count=bulk_path.BULK_PREFETCH, auto_declare=False)
         consumer.consume()
         return conn, queue, consumer
 
@@ -296,7 +296,7 @@ def probe_main(root, url, topic):
     reply) every INTERVAL seconds for SECONDS and answers ``ok`` with the
     latencies in ms.
     """
-    conf = test_rpc.make_conf(root, 'probe', topic)
+    conf = test_fixtures.make_conf(root, 'probe', topic)
     transport = cl_transport.get_transport(conf, url)
     target = oslo_messaging.Target(topic=topic, server='probe')
     server = oslo_messaging.get_rpc_server(transport, target,
@@ -520,9 +520,9 @@ def _signal_exit(signum, frame):
 
 def puller(root, topic, host='dst', **overrides):
     """``(conf, rpcapi)`` of a destination with the default settings."""
-    conf = test_rpc.make_conf(root, host, topic, chunk_size=MiB,
-                              rpc_timeout=60, pull_timeout=600,
-                              history_max_bytes=1024 * MiB, **overrides)
+    conf = test_fixtures.make_conf(root, host, topic, chunk_size=MiB,
+                                   rpc_timeout=60, pull_timeout=600,
+                                   history_max_bytes=1024 * MiB, **overrides)
     return conf, cl_api.ConsoleLogAPI(conf, transport_url=base.TRANSPORT_URL)
 
 
@@ -535,7 +535,7 @@ def _fresh_chain(conf, instance):
 
 def make_stash(src, instance, files):
     """Write the chain on the source and stash it; (stash id, seconds)."""
-    directory = test_rpc.write_chain(src.conf, instance, files)
+    directory = test_fixtures.write_chain(src.conf, instance, files)
     started = time.perf_counter()
     stash_id = cl_stash.Stash.create(
         instance, cl_chain.ConsoleLogChain(directory, conf=src.conf),
@@ -569,7 +569,7 @@ def our_pull(conf, rpcapi, src, instance, files, meter=None, stashed=None):
         raise RuntimeError('pull of %s: %s' % (instance, result))
     with open(os.path.join(chain.directory, chain.history()[-1].name),
               'rb') as f:
-        if f.read() != test_rpc.chain_bytes(files):
+        if f.read() != test_fixtures.chain_bytes(files):
             raise RuntimeError('pull of %s: installed bytes differ' % (
                 instance,))
     return result, elapsed
@@ -693,7 +693,7 @@ def run():
     root = tempfile.mkdtemp(prefix='consolelog-bench-')
     topic = 'consolelog-bench-%s' % uuid.uuid4().hex
     children = []
-    # The defaults on both ends (test_rpc.make_conf sets tiny chunks).
+    # The defaults on both ends (test_fixtures.make_conf sets tiny chunks).
     src = base.HostProcess(root, 'src', topic, overrides={
         'chunk_size': MiB, 'bulk_window': 8 * MiB})
     try:
@@ -724,7 +724,7 @@ def _run(root, topic, src, pub, probe):
           'in flight, prefetch %d, bulk_compression %s; source and '
           'destination in separate processes, raw kombu publisher in a '
           'third' % (chunk // 1024, group.bulk_window // MiB,
-                     transfer.BULK_WINDOWS, transfer.BULK_PREFETCH,
+                     bulk_path.BULK_WINDOWS, bulk_path.BULK_PREFETCH,
                      group.bulk_compression), flush=True)
 
     # Rows 1 and 2: throughput.

@@ -164,7 +164,7 @@ class ConsoleLogMigrationTest(base.E2ETestCase):
     def check_final_log(self, host, uuid):
         """Every counter exactly once, in order, in the merged read."""
         directory = os.path.join(host.instances_path, uuid)
-        merged = cl_chain.ConsoleLogChain(directory).read_tail(
+        merged = cl_chain.ConsoleLogChain(directory, conf=host.conf).read_tail(
             MERGED_READ_BYTES)
         values = guest.counters(merged)
         LOG.info('%s final on %s: merged log %d..%d, %d lines checked',

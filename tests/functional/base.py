@@ -33,7 +33,7 @@ from oslotest import base as test_base
 
 from nova_consolelog.rpc import api as cl_api
 
-from tests.unit import test_rpc
+from tests import fixtures as test_fixtures
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -65,8 +65,8 @@ class HostProcess:
                  transport_url=None):
         self.name = name
         self.transport_url = transport_url or TRANSPORT_URL
-        self.conf = test_rpc.make_conf(root, name, topic,
-                                       **(overrides or {}))
+        self.conf = test_fixtures.make_conf(root, name, topic,
+                                            **(overrides or {}))
         group = self.conf.consolelog
         self.config_file = os.path.join(root, name, 'consolelog.conf')
         with open(self.config_file, 'w') as f:
@@ -156,7 +156,8 @@ class FunctionalTestCase(test_base.BaseTestCase):
 
     def client(self, name='dst', transport_url=None, **overrides):
         """ConfigOpts and a client of host name (this process)."""
-        conf = test_rpc.make_conf(self.root, name, self.topic, **overrides)
+        conf = test_fixtures.make_conf(self.root, name, self.topic,
+                                       **overrides)
         rpcapi = cl_api.ConsoleLogAPI(
             conf, transport_url=transport_url or TRANSPORT_URL)
         self.addCleanup(rpcapi.transport.cleanup)

@@ -37,19 +37,20 @@ import signal
 import sys
 import threading
 
-from oslo_config import cfg
 
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog.handover import record as cl_record
 from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog import migration
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
-from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+from nova_consolelog.transfer import job as transfer_job
+
+from tests import fixtures as test_fixtures
 
 DEST_POINTS = ('opened', 'mid-file', 'checkpoint', 'verified', 'ledger',
                'renamed', 'installed', 'release-before', 'release-after')
@@ -132,7 +133,7 @@ def arm_destination(trap):
     # The staged file fsynced and checked on disk against the hash lists.
     _after(history_import.Import, 'verify', trap, 'verified')
     # The ledger names the import; the staging file is not renamed yet.
-    _after(history_import.Ledger, 'add', trap, 'ledger')
+    _after(import_ledger.Ledger, 'add', trap, 'ledger')
     # The staging file is history now; no release has been asked.
     _after(os, 'rename', trap, 'renamed', when=_is_install_rename)
     # The hand-over record says 'installed' (migration path only).
@@ -161,16 +162,12 @@ def announce_lock_waits():
 
 
 def _conf(config_file):
-    conf = cfg.ConfigOpts()
-    cl_conf.register_opts(conf)
-    cl_transport.register_messaging_opts(conf)
-    conf([], project='nova', default_config_files=[config_file],
-         default_config_dirs=[])
-    return conf
+    return test_fixtures.new_conf(config_file, messaging=True,
+                                  project='nova')
 
 
 def run_destination(args):
-    transfer._CHECKPOINT_BYTES = CHECKPOINT_BYTES
+    transfer_job.CHECKPOINT_BYTES = CHECKPOINT_BYTES
     trap = Trap(args.point or args.pause_at, pause=bool(args.pause_at))
     arm_destination(trap)
     announce_lock_waits()

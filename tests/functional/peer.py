@@ -25,12 +25,12 @@ import signal
 import sys
 import threading
 
-from oslo_config import cfg
 import oslo_messaging
 
-from nova_consolelog import conf as cl_conf
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
+
+from tests import fixtures as test_fixtures
 
 
 class OldManager(cl_manager.ConsoleLogManager):
@@ -77,9 +77,7 @@ def main(argv):
     parser.add_argument('--host', required=True)
     parser.add_argument('--transport-url', required=True)
     args = parser.parse_args(argv)
-    conf = cfg.ConfigOpts()
-    cl_conf.register_opts(conf)
-    conf([], default_config_files=[args.config_file])
+    conf = test_fixtures.new_conf(args.config_file)
     server = cl_server.ConsoleLogServer(
         conf, args.host, transport_url=args.transport_url,
         endpoint=MODES[args.mode](conf, args.host))

@@ -28,21 +28,23 @@ import kombu
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
+from nova_consolelog.transfer import bulk_path
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import test_pull
-from tests.unit import test_rpc
-from tests.unit import test_transfer
 
 MiB = test_pull.MiB
 random_bytes = test_pull.random_bytes
 text_bytes = test_pull.text_bytes
 
 
-class RangeCounter(test_transfer.FaultyAPI):
+class RangeCounter(test_fixtures.FaultyAPI):
     """The real client, counting chunk reads and bulk window calls."""
 
     def __init__(self, api, faults=None):
@@ -121,9 +123,9 @@ class BulkTestCase(test_pull.PullTestCase):
     def assertQueuesGone(self):
         """Every bulk queue this test declared is gone from the broker."""
         self.assertNotEqual([], self.queues)
-        url = cl_bulk.kombu_url(test_rpc.make_conf(self.root, 'probe',
-                                                   self.topic),
-                                base.TRANSPORT_URL)
+        url = broker.kombu_url(test_fixtures.make_conf(self.root, 'probe',
+                                                       self.topic),
+                               base.TRANSPORT_URL)
         with kombu.Connection(url) as conn:
             for name in self.queues:
                 channel = conn.channel()
@@ -151,7 +153,7 @@ class TestBulkPull(BulkTestCase):
         conf, rpcapi = self.client(chunk_size=MiB, bulk_window=2 * MiB)
         api = RangeCounter(rpcapi)
         result, chain = self.pull_exact(conf, api, instance, stash_id, files)
-        expected = test_rpc.chain_bytes(files)
+        expected = test_fixtures.chain_bytes(files)
         self.assertEqual(len(expected), result.bytes)
         # Every byte came over the bulk channel, none by chunk call.
         self.assertEqual(len(expected), result.bulk_bytes)
@@ -172,7 +174,7 @@ class TestBulkPull(BulkTestCase):
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, api, 'src', instance,
                                stash_id=stash_id, chain=chain)
-        expected = test_rpc.chain_bytes(files)
+        expected = test_fixtures.chain_bytes(files)
         self.assertEqual(expected, self.history(chain))
         self.assertEqual(len(expected), result.bulk_bytes)
         self.assertEqual({}, dict(api.calls))
@@ -195,7 +197,7 @@ class TestBulkPull(BulkTestCase):
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, api, 'src', instance,
                                stash_id=stash_id, chain=chain)
-        self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         self.assertEqual({}, dict(api.calls))
         self.assertEqual(4 * MiB, result.bulk_bytes)
         # The source cut each window to its 512 KiB; we asked for the rest.
@@ -208,7 +210,7 @@ class TestBulkPull(BulkTestCase):
         conf, rpcapi = self.client(chunk_size=MiB)
         api = RangeCounter(rpcapi)
         damaged = {('console.log.1', 2 * MiB), ('console.log.0', 0)}
-        real = cl_bulk.decode_chunk
+        real = frames.decode_chunk
 
         def damaging(headers, body):
             name, offset, raw, sha256, eof = real(headers, body)
@@ -219,12 +221,12 @@ class TestBulkPull(BulkTestCase):
                 raw = bytes(raw)
             return name, offset, raw, sha256, eof
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_consolelog.rpc.bulk.decode_chunk', damaging))
+            'nova_consolelog.rpc.frames.decode_chunk', damaging))
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, api, 'src', instance,
                                stash_id=stash_id, chain=chain)
         self.assertEqual(set(), damaged)
-        expected = test_rpc.chain_bytes(files)
+        expected = test_fixtures.chain_bytes(files)
         self.assertEqual(expected, self.history(chain))
         # Exactly the two blocks holding the damaged chunks failed their
         # check on disk and were read again by chunk call.
@@ -239,7 +241,7 @@ class TestBulkPull(BulkTestCase):
         self.src = self.start_host('src', script='v1.1', chunk_size=MiB)
         instance = test_pull.uuid.uuid4().hex
         instance = str(test_pull.uuid.UUID(instance))
-        test_rpc.write_chain(self.src.conf, instance, files)
+        test_fixtures.write_chain(self.src.conf, instance, files)
         conf, rpcapi = self.client(chunk_size=MiB)
         self.assertTrue(rpcapi.bulk_supported('src'))
         api = RangeCounter(rpcapi)
@@ -250,7 +252,7 @@ class TestBulkPull(BulkTestCase):
             chain = cl_chain.ConsoleLogChain(directory, instance=instance,
                                              conf=conf)
             # A 1.1 source cannot pin its live chain: pull a stash of it.
-            test_rpc.write_chain(self.src.conf, instance, files)
+            test_fixtures.write_chain(self.src.conf, instance, files)
             stash_id = cl_stash.Stash.create(
                 instance, cl_chain.ConsoleLogChain.for_instance(
                     instance, conf=self.src.conf),
@@ -258,7 +260,7 @@ class TestBulkPull(BulkTestCase):
                 conf=self.src.conf).stash_id
             result = transfer.pull(conf, api, 'src', instance,
                                    stash_id=stash_id, chain=chain)
-            self.assertEqual(test_rpc.chain_bytes(files),
+            self.assertEqual(test_fixtures.chain_bytes(files),
                              self.history(chain))
             self.assertEqual(sum(len(d) for d in files.values()),
                              result.bytes)
@@ -266,7 +268,7 @@ class TestBulkPull(BulkTestCase):
             asked.append(len(api.windows))
         # The windows in flight were refused by version; the peer is then
         # known as pre-1.2 and not asked again.
-        self.assertIn(asked[0], (1, transfer.BULK_WINDOWS))
+        self.assertIn(asked[0], (1, bulk_path.BULK_WINDOWS))
         self.assertEqual(asked[0], asked[1])
         self.assertFalse(rpcapi.bulk_supported('src'))
         self.assertGreater(sum(api.calls.values()), 0)
@@ -280,9 +282,9 @@ class TestBulkPull(BulkTestCase):
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, api, 'src', instance,
                                stash_id=stash_id, chain=chain)
-        self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         self.assertEqual(0, result.bulk_bytes)
-        self.assertIn(len(api.windows), (1, transfer.BULK_WINDOWS))
+        self.assertIn(len(api.windows), (1, bulk_path.BULK_WINDOWS))
         self.assertTrue(result.released)
         self.assertQueuesGone()
 
@@ -300,7 +302,8 @@ class TestBulkPull(BulkTestCase):
         self.assertEqual(tls.ca_file, rpcapi.bulk_ssl['ca_certs'])
         result, chain = self.pull_exact(conf, rpcapi, instance, stash_id,
                                         files)
-        self.assertEqual(len(test_rpc.chain_bytes(files)), result.bulk_bytes)
+        self.assertEqual(len(test_fixtures.chain_bytes(files)),
+                         result.bulk_bytes)
         self.assertTrue(result.released)
 
     def test_failed_pull_leaves_no_queue(self):
@@ -325,7 +328,7 @@ class TestBulkPull(BulkTestCase):
                                stash_id=stash_id, chain=chain)
         self.assertLessEqual(result.bytes, 12 * MiB)
         self.assertEqual(result.bytes, result.bulk_bytes)
-        self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         self.assertQueuesGone()
 
 
@@ -344,7 +347,7 @@ class TestBulkFaults(BulkTestCase):
                                stash_id=stash_id, chain=chain,
                                progress=restart.progress)
         restart.join()
-        self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         # The bulk channel carried the start and was lost with the broker;
         # chunk calls brought the rest, through the restarted broker.
         total = sum(len(d) for d in files.values())

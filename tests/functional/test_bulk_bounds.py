@@ -23,11 +23,13 @@ import os
 import time
 
 from nova_consolelog import exception
+from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import test_pull
-from tests.unit import test_rpc
 
 MiB = 1024 * 1024
 
@@ -45,7 +47,7 @@ class CountingChunks:
         while offset < self.total:
             raw = os.urandom(min(self.size, self.total - offset))
             self.taken += 1
-            yield (cl_bulk.chunk_headers(
+            yield (frames.chunk_headers(
                 'console.log.0', offset, len(raw),
                 hashlib.sha256(raw).hexdigest(), 'none', False), raw)
             offset += len(raw)
@@ -55,8 +57,8 @@ class PublisherBoundsTest(base.FunctionalTestCase):
 
     def setUp(self):
         super().setUp()
-        conf = test_rpc.make_conf(self.root, 'probe', self.topic)
-        self.url = cl_bulk.kombu_url(conf, base.TRANSPORT_URL)
+        conf = test_fixtures.make_conf(self.root, 'probe', self.topic)
+        self.url = broker.kombu_url(conf, base.TRANSPORT_URL)
         self.publisher = cl_bulk.Publisher(self.url)
         self.addCleanup(self.publisher.close)
 
@@ -87,11 +89,11 @@ class PublisherBoundsTest(base.FunctionalTestCase):
             self.publisher.publish(receiver.queue_name, iter(chunks))
             got = self.receive_all(receiver, 6)
         self.assertEqual(6, chunks.taken)
-        offsets = [cl_bulk.decode_chunk(h, b)[1] for h, b in got]
+        offsets = [frames.decode_chunk(h, b)[1] for h, b in got]
         # In order, the confirmed first message included.
         self.assertEqual([i * MiB for i in range(6)], offsets)
         for headers, body in got:
-            _n, _o, raw, sha256, _e = cl_bulk.decode_chunk(headers, body)
+            _n, _o, raw, sha256, _e = frames.decode_chunk(headers, body)
             self.assertEqual(hashlib.sha256(raw).hexdigest(), sha256)
 
     def test_queue_gone_between_windows(self):
@@ -131,7 +133,7 @@ class SourceBoundsTest(test_pull.PullTestCase):
                               queue, timeout=60)
         self.assertIn('does not exist', str(e))
         # The endpoint still serves a good window afterwards.
-        with cl_bulk.Receiver(cl_bulk.kombu_url(_conf, base.TRANSPORT_URL),
+        with cl_bulk.Receiver(broker.kombu_url(_conf, base.TRANSPORT_URL),
                               16) as receiver:
             summary = api.send_range({}, 'src', instance, 'console.log.0',
                                      0, MiB, receiver.queue_name,

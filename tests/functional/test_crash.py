@@ -49,13 +49,14 @@ from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog.handover import record as cl_record
 from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog import migration
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import test_pull
-from tests.unit import test_rpc
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -203,7 +204,7 @@ class CrashTestCase(test_pull.PullTestCase):
 
     def setUp(self):
         super().setUp()
-        self.expected = test_rpc.chain_bytes(self.FILES)
+        self.expected = test_fixtures.chain_bytes(self.FILES)
 
     def start_source(self, point=None, **overrides):
         settings = dict(self.SOURCE)
@@ -218,7 +219,8 @@ class CrashTestCase(test_pull.PullTestCase):
         """Source (a stash of FILES), destination conf, client, chain."""
         src = self.start_source(source_point)
         self.instance = str(uuid.uuid4())
-        directory = test_rpc.write_chain(src.conf, self.instance, self.FILES)
+        directory = test_fixtures.write_chain(src.conf, self.instance,
+                                              self.FILES)
         self.stash_id = cl_stash.Stash.create(
             self.instance, cl_chain.ConsoleLogChain(directory, conf=src.conf),
             root=src.conf.consolelog.stash_path, conf=src.conf).stash_id
@@ -252,7 +254,7 @@ class CrashTestCase(test_pull.PullTestCase):
                       if n.startswith(history_import.PARTIAL_PREFIX))
 
     def ledger(self):
-        return history_import.Ledger(self.chain).load()
+        return import_ledger.Ledger(self.chain).load()
 
     def check_after_crash(self):
         """Once and exact, or absent with the stash intact. Which one."""
@@ -850,7 +852,7 @@ class TestRotationRace(CrashTestCase):
     def test_live_pull_races_rotation(self):
         src = self.start_source()
         instance = str(uuid.uuid4())
-        directory = test_rpc.write_chain(src.conf, instance, {})
+        directory = test_fixtures.write_chain(src.conf, instance, {})
         self.rotator = Rotator(directory)
         self.rotator.fill()
         clients = [self.client('dst', chunk_size=64 * KiB,

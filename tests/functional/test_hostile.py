@@ -58,10 +58,10 @@ from nova_consolelog.rpc import server as cl_server
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import hostile
 from tests.functional import test_pull
-from tests.unit import test_rpc
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -127,14 +127,15 @@ class HostileTestCase(base.FunctionalTestCase):
         with open(self.secret, 'wb') as f:
             f.write(self.secret_mark + b'\n' + b'x' * 1000)
         self.uuid = str(uuid.uuid4())
-        self.files = test_rpc.sample_chain()
-        self.dir = test_rpc.write_chain(conf, self.uuid, self.files)
+        self.files = test_fixtures.sample_chain()
+        self.dir = test_fixtures.write_chain(conf, self.uuid, self.files)
         self.other = str(uuid.uuid4())
         self.other_mark = b'HOSTILE-OTHER-%s' % uuid.uuid4().hex.encode()
         self.other_files = {
             'console.log.0': self.other_mark + b'\n' * 5000,
             'console.log': self.other_mark + b' live\n' * 100}
-        other_dir = test_rpc.write_chain(conf, self.other, self.other_files)
+        other_dir = test_fixtures.write_chain(conf, self.other,
+                                              self.other_files)
         self.stash_id = cl_stash.Stash.create(
             self.other, cl_chain.ConsoleLogChain(other_dir, conf=conf),
             root=self.stash_root, conf=conf).stash_id
@@ -240,8 +241,8 @@ class HostileTestCase(base.FunctionalTestCase):
 
     def new_instance(self, files=None):
         instance = str(uuid.uuid4())
-        directory = test_rpc.write_chain(self.src.conf, instance,
-                                         files or {'console.log': b'ok\n'})
+        directory = test_fixtures.write_chain(
+            self.src.conf, instance, files or {'console.log': b'ok\n'})
         return instance, directory
 
     def outside_chain(self, name):
@@ -279,7 +280,7 @@ class TestOnlyDocumentedCalls(HostileTestCase):
         dispatcher and its access policy, and ask it about every attribute
         of every endpoint in our namespace.
         """
-        conf = test_rpc.make_conf(self.root, 'probe', self.topic)
+        conf = test_fixtures.make_conf(self.root, 'probe', self.topic)
         transport = oslo_messaging.get_rpc_transport(conf, url='fake://')
         self.addCleanup(transport.cleanup)
         server = cl_server.ConsoleLogServer(conf, 'probe',
@@ -1204,7 +1205,8 @@ class TestFrameInjection(test_pull.PullTestCase):
         for name in ('console.log.1', 'console.log.0', 'console.log'):
             with open(os.path.join(source, name), 'rb') as f:
                 self.source_bytes += f.read()
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.source_bytes)
+        self.assertEqual(test_fixtures.chain_bytes(self.files),
+                         self.source_bytes)
 
     def attack(self, forge):
         """Run ``forge(request)`` for every bulk request of the victim."""
@@ -1399,7 +1401,7 @@ class TestFrameInjection(test_pull.PullTestCase):
         self.start()
         other = str(uuid.uuid4())
         other_mark = b'HOSTILE-OTHER-%s' % uuid.uuid4().hex.encode()
-        test_rpc.write_chain(self.src.conf, other, {
+        test_fixtures.write_chain(self.src.conf, other, {
             name: (other_mark + b'\n' * len(data))[:len(data)]
             for name, data in self.files.items()})
         raw = hostile.RawClient(self.topic)

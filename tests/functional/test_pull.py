@@ -30,9 +30,8 @@ from nova_consolelog import exception
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.unit import test_rpc
-from tests.unit import test_transfer
 
 MiB = 1024 * 1024
 
@@ -104,7 +103,7 @@ class PullTestCase(base.FunctionalTestCase):
     def make_source(self, files, host='src', stash=True, **overrides):
         self.src = self.start_host(host, **overrides)
         instance = str(uuid.uuid4())
-        directory = test_rpc.write_chain(self.src.conf, instance, files)
+        directory = test_fixtures.write_chain(self.src.conf, instance, files)
         stash_id = None
         if stash:
             stash_id = cl_stash.Stash.create(
@@ -127,7 +126,7 @@ class PullTestCase(base.FunctionalTestCase):
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, api, 'src', instance, stash_id=stash_id,
                                chain=chain, **kwargs)
-        self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         return result, chain
 
     def history(self, chain):
@@ -154,7 +153,7 @@ class TestPull(PullTestCase):
                                    bulk_transfer=False)
         result, chain = self.pull_exact(conf, rpcapi, instance, stash_id,
                                         files)
-        expected = test_rpc.chain_bytes(files)
+        expected = test_fixtures.chain_bytes(files)
         self.assertEqual(len(expected), result.bytes)
         self.assertTrue(result.released)
         self.assertLess(result.wire_bytes, result.bytes)
@@ -171,7 +170,7 @@ class TestPull(PullTestCase):
             instance = str(uuid.uuid4())
             files = {'console.log.0': random_bytes(200 * 1024 + i, i),
                      'console.log': text_bytes(100 * 1024, i)}
-            test_rpc.write_chain(self.src.conf, instance, files)
+            test_fixtures.write_chain(self.src.conf, instance, files)
             jobs[instance] = (files, self.dest_chain(conf, instance))
         errors = []
 
@@ -188,7 +187,7 @@ class TestPull(PullTestCase):
             t.join(120)
         self.assertEqual([], errors)
         for instance, (files, chain) in jobs.items():
-            self.assertEqual(test_rpc.chain_bytes(files),
+            self.assertEqual(test_fixtures.chain_bytes(files),
                              self.history(chain))
 
     def test_corrupted_in_flight(self):
@@ -198,13 +197,13 @@ class TestPull(PullTestCase):
         # The chunk path (RPC 1.1); test_bulk damages bulk messages.
         conf, rpcapi = self.client(chunk_size=128 * 1024,
                                    bulk_transfer=False)
-        api = test_transfer.FaultyAPI(rpcapi, {
-            ('console.log.0', 256 * 1024): test_transfer.corrupt,
-            ('console.log', 0): test_transfer.corrupt})
+        api = test_fixtures.FaultyAPI(rpcapi, {
+            ('console.log.0', 256 * 1024): test_fixtures.corrupt,
+            ('console.log', 0): test_fixtures.corrupt})
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, api, 'src', instance, stash_id=stash_id,
                                chain=chain)
-        self.assertEqual(test_rpc.chain_bytes(files), self.history(chain))
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         self.assertEqual(2, api.calls[('console.log.0', 256 * 1024)])
         self.assertEqual(2, api.calls[('console.log', 0)])
         self.assertTrue(result.released)
@@ -266,7 +265,7 @@ class TestFaults(PullTestCase):
                                stash_id=stash_id, chain=chain)
         total = sum(len(d) for d in self.FILES.values())
         self.assertLessEqual(result.bytes, total - 4 * MiB)
-        self.assertEqual(test_rpc.chain_bytes(self.FILES),
+        self.assertEqual(test_fixtures.chain_bytes(self.FILES),
                          self.history(chain))
         self.assertTrue(result.released)
 
@@ -286,7 +285,7 @@ class TestFaults(PullTestCase):
         conf, rpcapi = self.client(rpc_timeout=10, chunk_size=MiB)
         transfer.pull(conf, rpcapi, 'src', instance, stash_id=stash_id,
                       chain=chain)
-        self.assertEqual(test_rpc.chain_bytes(self.FILES),
+        self.assertEqual(test_fixtures.chain_bytes(self.FILES),
                          self.history(chain))
 
     def test_rabbitmq_restarted_mid_pull(self):
@@ -308,5 +307,5 @@ class TestFaults(PullTestCase):
         # of those that had, after the restart.)
         self.assertLess(restart.done_when_back,
                         sum(len(d) for d in self.FILES.values()))
-        self.assertEqual(test_rpc.chain_bytes(self.FILES),
+        self.assertEqual(test_fixtures.chain_bytes(self.FILES),
                          self.history(chain))

@@ -32,10 +32,9 @@ from nova_consolelog.rpc import api as cl_api
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import test_pull
-from tests.unit import test_rpc
-from tests.unit import test_rpc_manager
 
 MiB = 1024 * 1024
 
@@ -47,8 +46,9 @@ class TestBadInputOverRPC(base.FunctionalTestCase):
         super().setUp()
         self.src = self.start_host('src')
         self.uuid = str(uuid.uuid4())
-        self.files = test_rpc.sample_chain()
-        self.dir = test_rpc.write_chain(self.src.conf, self.uuid, self.files)
+        self.files = test_fixtures.sample_chain()
+        self.dir = test_fixtures.write_chain(self.src.conf, self.uuid,
+                                             self.files)
         self.secret = os.path.join(self.root, 'secret')
         with open(self.secret, 'wb') as f:
             f.write(b'must never be read')
@@ -94,13 +94,13 @@ class TestBadInputOverRPC(base.FunctionalTestCase):
             (exception.InvalidInput, api.release, u, '../../etc', {}),
             (exception.StashNotFound, api.describe, u, 'nosuchstash'),
         ]
-        before = test_rpc_manager.tree(self.root)
+        before = test_fixtures.tree(self.root)
         for error, method, *args in cases:
             e = self.assertRaises(error, method, {}, 'src', *args)
             # The class crossed the broker: not a RemoteError string.
             self.assertTrue(type(e).__name__.endswith('_Remote'), e)
             self.assertNotIn('must never be read', str(e))
-        self.assertEqual(before, test_rpc_manager.tree(self.root))
+        self.assertEqual(before, test_fixtures.tree(self.root))
         self.assertGreaterEqual(len(cases), 12)
 
     def test_typed_errors_on_a_foreign_transport(self):
@@ -129,14 +129,14 @@ class TestVersionSkew(test_pull.PullTestCase):
         # A stash: an older source cannot pin its live chain, whose files
         # it still writes, so only stashes are pulled from it.
         instance = str(uuid.uuid4())
-        directory = test_rpc.write_chain(host.conf, instance, self.FILES)
+        directory = test_fixtures.write_chain(host.conf, instance, self.FILES)
         stash_id = cl_stash.Stash.create(
             instance, cl_chain.ConsoleLogChain(directory, conf=host.conf),
             root=host.conf.consolelog.stash_path, conf=host.conf).stash_id
         chain = self.dest_chain(conf, instance)
         result = transfer.pull(conf, rpcapi, host.name, instance,
                                stash_id=stash_id, chain=chain)
-        self.assertEqual(test_rpc.chain_bytes(self.FILES),
+        self.assertEqual(test_fixtures.chain_bytes(self.FILES),
                          self.history(chain))
         return result
 
@@ -151,7 +151,7 @@ class TestVersionSkew(test_pull.PullTestCase):
     def test_capped_client_new_server(self):
         new = self.start_host('new')
         conf, rpcapi = self.client()
-        conf.set_override('consolelog', 'initial', group='upgrade_levels')
+        conf.set_override('consolelog', '1.0', group='upgrade_levels')
         capped = cl_api.ConsoleLogAPI(conf, transport=rpcapi.transport)
         result = self._pull(new, conf, capped)
         self.assertEqual(result.bytes, result.wire_bytes)
@@ -165,7 +165,7 @@ class TestVersionSkew(test_pull.PullTestCase):
         broken = self.start_host('broken', script='no-chunks')
         conf, rpcapi = self.client()
         instance = str(uuid.uuid4())
-        test_rpc.write_chain(broken.conf, instance, self.FILES)
+        test_fixtures.write_chain(broken.conf, instance, self.FILES)
         chain = self.dest_chain(conf, instance)
         self.assertRaises(exception.PeerUnsupported, transfer.pull, conf,
                           rpcapi, 'broken', instance, chain=chain)
@@ -194,7 +194,7 @@ class TestCommandLine(test_pull.PullTestCase):
                             'console.history.000001')
         with open(path, 'rb') as f:
             self.assertEqual(
-                hashlib.sha256(test_rpc.chain_bytes(files)).hexdigest(),
+                hashlib.sha256(test_fixtures.chain_bytes(files)).hexdigest(),
                 hashlib.sha256(f.read()).hexdigest())
 
     def test_pull_command_bad_uuid(self):

@@ -17,73 +17,17 @@ import hashlib
 import os
 from unittest import mock
 
-import fixtures
-from oslo_config import cfg
-from oslo_config import fixture as config_fixture
 from oslotest import base
 
 from nova_consolelog import chain as cl_chain
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 
-UUID = '6f0a4b6e-1d1c-4c55-9a3a-3a3e0b0c6f11'
+from tests import fixtures as test_fixtures
+
+UUID = test_fixtures.UUID
 
 
-# mtime of console.log in chains written by ChainTestCase.write.
-VIRTLOGD_EPOCH = 1_700_000_000
-
-
-class ChainTestCase(base.BaseTestCase):
-    """A temporary directory and a private configuration."""
-
-    def setUp(self):
-        super().setUp()
-        self.root = self.useFixture(fixtures.TempDir()).path
-        conf = cfg.ConfigOpts()
-        cl_conf.register_opts(conf)
-        self.conf = self.useFixture(config_fixture.Config(conf)).conf
-        self.conf.set_override('instances_path', self.root, 'consolelog')
-        self.dir = os.path.join(self.root, UUID)
-        os.mkdir(self.dir)
-        self.chain = cl_chain.ConsoleLogChain(self.dir, conf=self.conf)
-
-    def write(self, name, data, directory=None, chain=None):
-        """Write a chain file with the mtime virtlogd would have left.
-
-        A chain written by one virtlogd has its files' last writes in
-        rotation order (``.N`` oldest … ``.0``, then ``console.log``),
-        whatever order a test creates them in.
-        """
-        path = os.path.join(directory or self.dir, name)
-        with open(path, 'wb') as f:
-            f.write(data)
-        kind_index = (chain or self.chain).classify(name)
-        if kind_index and kind_index[0] == 'backup':
-            stamp = VIRTLOGD_EPOCH - 1 - kind_index[1]
-            os.utime(path, (stamp, stamp))
-        elif kind_index and kind_index[0] == 'log':
-            os.utime(path, (VIRTLOGD_EPOCH, VIRTLOGD_EPOCH))
-
-    def state(self, directory=None):
-        """Everything in a directory: names, contents, modes."""
-        directory = directory or self.dir
-        result = {}
-        for name in sorted(os.listdir(directory)):
-            path = os.path.join(directory, name)
-            st = os.lstat(path)
-            if os.path.islink(path):
-                result[name] = ('link', os.readlink(path))
-            elif os.path.isdir(path):
-                result[name] = ('dir', self.state(path))
-            elif os.path.isfile(path):
-                with open(path, 'rb') as f:
-                    result[name] = ('file', f.read(), st.st_mode)
-            else:
-                result[name] = ('other', st.st_mode)
-        return result
-
-
-class TestScan(ChainTestCase):
+class TestScan(test_fixtures.ChainTestCase):
 
     def test_order_history_backups_log(self):
         for name in ('console.log', 'console.log.0', 'console.log.2',
@@ -156,7 +100,7 @@ class TestScan(ChainTestCase):
         self.assertEqual(b'', self.chain.read_tail())
 
 
-class TestForInstance(ChainTestCase):
+class TestForInstance(test_fixtures.ChainTestCase):
 
     def test_path(self):
         chain = cl_chain.ConsoleLogChain.for_instance(UUID, conf=self.conf)
@@ -178,7 +122,7 @@ class TestForInstance(ChainTestCase):
         self.assertEqual(before, self.state(self.root))
 
 
-class TestReadTail(ChainTestCase):
+class TestReadTail(test_fixtures.ChainTestCase):
 
     def test_merge_order(self):
         self.write('console.history.000001', b'h1\n')
@@ -253,7 +197,7 @@ class TestReadTail(ChainTestCase):
         self.assertEqual(before, self.state())
 
 
-class TestUnsafeMembers(ChainTestCase):
+class TestUnsafeMembers(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()
@@ -322,7 +266,7 @@ class TestUnsafeMembers(ChainTestCase):
         self.assertRaises(exception.ChainFileUnreadable, self.chain.read, 0)
 
 
-class TestRead(ChainTestCase):
+class TestRead(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()
@@ -392,7 +336,7 @@ class TestRead(ChainTestCase):
         self.assertEqual(before, self.state())
 
 
-class TestDescribe(ChainTestCase):
+class TestDescribe(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()
@@ -447,7 +391,7 @@ class TestDescribe(ChainTestCase):
                           UUID, tail_bytes=-1)
 
 
-class TestReadChunk(ChainTestCase):
+class TestReadChunk(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()

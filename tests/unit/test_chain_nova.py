@@ -32,7 +32,7 @@ import os
 import random
 import shutil
 
-from tests.unit import test_chain
+from tests import fixtures as test_fixtures
 
 
 def nova_last_bytes(path, num):
@@ -67,7 +67,7 @@ def nova_tail_log(log, length):
     return b'\n'.join(log.split(b'\n')[-length:])
 
 
-class TestAgainstNova(test_chain.ChainTestCase):
+class TestAgainstNova(test_fixtures.ChainTestCase):
 
     CASES = 600
 

@@ -19,7 +19,7 @@ from unittest import mock
 
 from nova_consolelog import chain as cl_chain
 
-from tests.unit import test_chain
+from tests import fixtures as test_fixtures
 
 MAX_BACKUPS = 3
 LINE = b'%09d\n'
@@ -79,7 +79,7 @@ def counters(data):
     return [int(line) for line in lines]
 
 
-class TestRolloverDuringRead(test_chain.ChainTestCase):
+class TestRolloverDuringRead(test_fixtures.ChainTestCase):
 
     def test_readers_never_duplicate(self):
         writer = VirtlogdLike(self.dir, duration=1.5)
@@ -123,7 +123,7 @@ class TestRolloverDuringRead(test_chain.ChainTestCase):
         self.assertGreater(spanning, len(results) // 4)
 
 
-class TestReadBetweenTheRenamesOfARollover(test_chain.ChainTestCase):
+class TestReadBetweenTheRenamesOfARollover(test_fixtures.ChainTestCase):
     """A listing taken between ``.0`` -> ``.1`` and the base -> ``.0``.
 
     The backup numbers then have a gap, behind which nova's read stops: a

@@ -18,13 +18,13 @@ import os
 import threading
 
 import fixtures
-from oslo_config import cfg
 from oslotest import base
 
 from nova_consolelog.cmd import main as cl_main
 from nova_consolelog.cmd import serve as cl_serve
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
+
+from tests import fixtures as test_fixtures
 
 
 class ServeCommandTest(base.BaseTestCase):
@@ -82,9 +82,7 @@ class ServeCommandTest(base.BaseTestCase):
                            transport='bogus://x')
 
     def test_good_host_serves(self):
-        conf = cfg.ConfigOpts()
-        cl_conf.register_opts(conf)
-        conf([], default_config_files=[self.config_file])
+        conf = test_fixtures.new_conf(self.config_file)
         stop = threading.Event()
         stop.set()
         out = io.StringIO()
@@ -97,9 +95,7 @@ class ServeCommandTest(base.BaseTestCase):
         self.assertIn('serving compute-1.example.org', out.getvalue())
 
     def test_check_used_directly(self):
-        conf = cfg.ConfigOpts()
-        cl_conf.register_opts(conf)
-        conf([], default_config_files=[self.config_file])
+        conf = test_fixtures.new_conf(self.config_file)
         args = argparse.Namespace(host='*', transport_url='fake://')
         self.assertRaises(exception.InvalidInput, cl_serve.serve, args,
                           conf, stop_event=threading.Event())

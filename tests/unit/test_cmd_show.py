@@ -23,12 +23,12 @@ import fixtures
 from nova_consolelog import chain as cl_chain
 from nova_consolelog.cmd import main as cl_main
 
-from tests.unit import test_chain
+from tests import fixtures as test_fixtures
 
-UUID = test_chain.UUID
+UUID = test_fixtures.UUID
 
 
-class TestShow(test_chain.ChainTestCase):
+class TestShow(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()

@@ -18,7 +18,6 @@ import os
 import sys
 
 import fixtures
-from oslo_config import cfg
 from oslotest import base
 
 from nova_consolelog import chain as cl_chain
@@ -26,6 +25,8 @@ from nova_consolelog.cmd import main as cl_main
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import migration
 from nova_consolelog import stash as cl_stash
+
+from tests import fixtures as test_fixtures
 
 UUID_A = '11111111-2222-4333-8444-555555555555'
 UUID_B = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee'
@@ -42,9 +43,7 @@ class StatusTest(base.BaseTestCase):
         self.config_file = os.path.join(self.root, 'nova.conf')
         with open(self.config_file, 'w') as f:
             f.write('[consolelog]\ninstances_path = %s\n' % self.instances)
-        self.conf = cfg.ConfigOpts()
-        cl_conf.register_opts(self.conf)
-        self.conf([], default_config_files=[self.config_file])
+        self.conf = test_fixtures.new_conf(self.config_file)
         self.stash_root = cl_conf.stash_path(self.conf)
 
     def write(self, uuid, name, data):

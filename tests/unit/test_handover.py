@@ -25,13 +25,13 @@ from nova_consolelog.handover import record as cl_record
 from nova_consolelog import history_import
 from nova_consolelog import migration
 
-from tests.unit import test_chain
+from tests import fixtures as test_fixtures
 
-UUID = test_chain.UUID
+UUID = test_fixtures.UUID
 HOUR = 3600
 
 
-class TestRecordStates(test_chain.ChainTestCase):
+class TestRecordStates(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()
@@ -90,7 +90,7 @@ class TestRecordStates(test_chain.ChainTestCase):
         self.assertFalse(os.path.exists(self.record.path))
 
 
-class HandoverTestCase(test_chain.ChainTestCase):
+class HandoverTestCase(test_fixtures.ChainTestCase):
     """A host's ConsoleLogMigration over the temporary instances path."""
 
     def setUp(self):

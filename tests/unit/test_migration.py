@@ -31,7 +31,7 @@ from nova_consolelog import exception
 from nova_consolelog.handover import catching
 from nova_consolelog import migration
 
-from tests.unit import test_rpc
+from tests import fixtures as test_fixtures
 
 
 def lines(first, last, host):
@@ -84,7 +84,7 @@ class MigrationTestBase(test_base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.hosts = self.useFixture(test_rpc.Hosts())
+        self.hosts = self.useFixture(test_fixtures.Hosts())
         self.uuid = str(uuid.uuid4())
         overrides = {}
         if self.shared:

@@ -75,3 +75,57 @@ class StashIdTest(base.BaseTestCase):
                       'a.b', None, 7, b'abc'):
             self.assertRaises(exception.InvalidInput,
                               names.check_stash_id, value)
+
+
+class TokenTest(base.BaseTestCase):
+
+    def test_accepted(self):
+        token = uuid.uuid4().hex
+        self.assertTrue(names.is_token(token))
+        self.assertEqual(token, names.check_token(token))
+
+    def test_refused(self):
+        for value in (None, 7, b'0' * 32, '0' * 31, '0' * 33, 'A' * 32,
+                      '0' * 32 + '\n', 'g' * 32):
+            self.assertFalse(names.is_token(value), value)
+            self.assertRaises(exception.InvalidInput, names.check_token,
+                              value)
+
+
+class ImportIdTest(base.BaseTestCase):
+
+    def test_accepted(self):
+        self.assertEqual('pull-0a_Z', names.check_import_id('pull-0a_Z'))
+
+    def test_refused(self):
+        for value in (None, '', '../x', 'a' * 65, 'a\n', 'a b'):
+            self.assertRaises(exception.InvalidInput, names.check_import_id,
+                              value)
+
+
+class NumberTest(base.BaseTestCase):
+
+    def test_count(self):
+        self.assertEqual(0, names.check_count('n', 0))
+        self.assertEqual(2 ** 70, names.check_count('n', 2 ** 70))
+        for bad in (-1, True, False, 1.0, '1', None, [1]):
+            self.assertRaises(exception.InvalidInput, names.check_count,
+                              'n', bad)
+
+    def test_int_in_range(self):
+        self.assertEqual(5, names.check_int('n', 5, 0, 5))
+        for bad in (-1, 6, True, 5.0, '5', None):
+            self.assertRaises(exception.InvalidInput, names.check_int,
+                              'n', bad, 0, 5)
+
+    def test_bool(self):
+        self.assertIs(True, names.check_bool('b', True))
+        self.assertIs(False, names.check_bool('b', False))
+        for bad in (0, 1, 'true', None):
+            self.assertRaises(exception.InvalidInput, names.check_bool,
+                              'b', bad)
+
+    def test_refusal_bounded(self):
+        e = self.assertRaises(exception.InvalidInput, names.check_count,
+                              'n', ['x' * 10 ** 6])
+        self.assertLess(len(str(e)), 200)

@@ -16,6 +16,7 @@ import os
 import zlib
 
 from oslo_serialization import jsonutils
+from oslo_versionedobjects import base as ovo_base
 from oslo_versionedobjects import exception as ovo_exc
 from oslo_versionedobjects import fixture
 from oslotest import base as test_base
@@ -61,11 +62,33 @@ class TestObjectVersions(test_base.BaseTestCase):
 
     def test_versions(self):
         checker = fixture.ObjectVersionChecker(
-            base.ConsoleLogObjectRegistry.obj_classes())
+            base.ConsoleLogObjectRegistry.console_log_classes())
         expected, actual = checker.test_hashes(object_data)
         self.assertEqual(expected, actual,
                          'Some objects changed; bump their version and '
                          'update object_data')
+
+    def test_registry_filtered_by_namespace(self):
+        # The class table is shared with every other registry: another
+        # project's object of the same name must not be listed as ours.
+        table = ovo_base.VersionedObjectRegistry.obj_classes()
+
+        class ConsoleLogChunk(ovo_base.VersionedObject):
+            OBJ_PROJECT_NAMESPACE = 'someone_else'
+            VERSION = '9.0'
+            fields = {}
+
+        before = list(table['ConsoleLogChunk'])
+        ovo_base.VersionedObjectRegistry.register(ConsoleLogChunk)
+        self.addCleanup(table['ConsoleLogChunk'].__setitem__,
+                        slice(None), before)
+        self.assertIn(ConsoleLogChunk, table['ConsoleLogChunk'])
+        ours = base.ConsoleLogObjectRegistry.console_log_classes()
+        self.assertEqual(before, ours['ConsoleLogChunk'])
+        self.assertNotIn(ConsoleLogChunk, ours['ConsoleLogChunk'])
+        self.assertIs(console_log.ConsoleLogChunk,
+                      base.ConsoleLogObject.obj_class_from_name(
+                          'ConsoleLogChunk', '1.1'))
 
     def test_own_namespace(self):
         primitive = _chunk(b'x').obj_to_primitive()

@@ -20,154 +20,33 @@ RabbitMQ. Every call costs about 50 ms here: keep call counts low.
 """
 
 import hashlib
-import os
-import random
-import shutil
-import tempfile
 import uuid
 
-import fixtures
-from oslo_config import cfg
 import oslo_messaging
 from oslotest import base as test_base
 
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import api as cl_api
-from nova_consolelog.rpc import manager as cl_manager
-from nova_consolelog.rpc import server as cl_server
-from nova_consolelog.rpc import transport as cl_transport
 
-TEXT = b''.join(b'[%8d] login: guest on ttyS0 \x1b[0m\r\n' % i
-                for i in range(3000))
-
-
-def make_conf(root, host, topic, **overrides):
-    """A private ConfigOpts for one host with its own directories."""
-    conf = cfg.ConfigOpts()
-    cl_conf.register_opts(conf)
-    cl_transport.register_messaging_opts(conf)
-    conf([], project='nova', default_config_files=[], default_config_dirs=[])
-    instances = os.path.join(root, host, 'instances')
-    os.makedirs(instances, exist_ok=True)
-    settings = dict(instances_path=instances,
-                    stash_path=os.path.join(instances, '.consolelog-stash'),
-                    topic=topic, chunk_size=4096, rpc_timeout=10,
-                    pull_timeout=60, pull_retries=3)
-    settings.update(overrides)
-    for name, value in settings.items():
-        conf.set_override(name, value, group='consolelog')
-    return conf
-
-
-def write_chain(conf, instance_uuid, files):
-    """Write ``{name: bytes}`` into the instance directory; its path."""
-    path = os.path.join(conf.consolelog.instances_path, instance_uuid)
-    os.makedirs(path, exist_ok=True)
-    for name, data in files.items():
-        with open(os.path.join(path, name), 'wb') as f:
-            f.write(data)
-    return path
-
-
-def sample_chain(seed=0):
-    """A chain with history, a gap-free set of backups and binary bytes."""
-    rnd = random.Random(seed)
-    return {
-        'console.history.000001': bytes(range(256)) * 20 + b'\xff\xfe',
-        'console.log.1': bytes(rnd.getrandbits(8) for _ in range(9000)),
-        'console.log.0': TEXT[:20000],
-        'console.log': b'\x00tail\xc3\x28' + TEXT[:5000],
-    }
-
-
-def chain_bytes(files):
-    order = sorted(files, key=_order)
-    return b''.join(files[n] for n in order)
-
-
-def _order(name):
-    if name.startswith('console.history.'):
-        return (0, int(name.rsplit('.', 1)[1]))
-    if name == 'console.log':
-        return (2, 0)
-    return (1, -int(name.rsplit('.', 1)[1]))
-
-
-class Hosts(fixtures.Fixture):
-    """Endpoints on fake:// as named hosts in this process."""
-
-    def __init__(self, transport_url='fake://'):
-        self.transport_url = transport_url
-
-    def _setUp(self):
-        self.root = tempfile.mkdtemp(prefix='consolelog-rpc-')
-        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
-        self.topic = 'consolelog-test-%s' % uuid.uuid4().hex
-        self.servers = {}
-
-    def conf(self, host, **overrides):
-        return make_conf(self.root, host, self.topic, **overrides)
-
-    def start(self, host, endpoint_cls=cl_manager.ConsoleLogManager,
-              **overrides):
-        conf = self.conf(host, **overrides)
-        server = cl_server.ConsoleLogServer(
-            conf, host, transport_url=self.transport_url,
-            endpoint=endpoint_cls(conf, host))
-        server.start()
-        self.addCleanup(server.stop)
-        self.servers[host] = server
-        return conf
-
-    def client(self, host, **overrides):
-        conf = self.conf(host, **overrides)
-        rpcapi = cl_api.ConsoleLogAPI(conf, transport_url=self.transport_url)
-        self.addCleanup(rpcapi.transport.cleanup)
-        return conf, rpcapi
-
-
-class OldManager(cl_manager.ConsoleLogManager):
-    """An endpoint of a release that speaks only 1.0."""
-
-    target = oslo_messaging.Target(version='1.0', namespace='consolelog')
-
-    @oslo_messaging.expose
-    def read_console_log_chunk(self, ctxt, instance_uuid, name, offset,
-                               length, stash_id=None):
-        return super().read_console_log_chunk(
-            ctxt, instance_uuid, name, offset, length, stash_id=stash_id)
-
-
-class ManagerWithoutStashes:
-    """An endpoint lacking a method its version claims (a broken peer)."""
-
-    target = cl_manager.ConsoleLogManager.target
-
-    def __init__(self, conf, host):
-        self._manager = cl_manager.ConsoleLogManager(conf, host)
-
-    @oslo_messaging.expose
-    def describe_console_log(self, ctxt, **kwargs):
-        return self._manager.describe_console_log(ctxt, **kwargs)
+from tests import fixtures as test_fixtures
 
 
 class TestConsoleLogRPC(test_base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.hosts = self.useFixture(Hosts())
+        self.hosts = self.useFixture(test_fixtures.Hosts())
         self.uuid = str(uuid.uuid4())
-        self.files = sample_chain()
+        self.files = test_fixtures.sample_chain()
         src = self.hosts.start('src')
-        write_chain(src, self.uuid, self.files)
+        test_fixtures.write_chain(src, self.uuid, self.files)
         _conf, self.rpcapi = self.hosts.client('dst')
 
     def test_describe_with_tails_and_checksums(self):
         remote = self.rpcapi.describe({}, 'src', self.uuid, checksums=True,
                                       tail_bytes=30000)
-        self.assertEqual(sorted(self.files, key=_order),
+        self.assertEqual(sorted(self.files, key=test_fixtures._order),
                          [f.name for f in remote.files])
         self.assertEqual([len(self.files[f.name]) for f in remote.files],
                          [f.size for f in remote.files])
@@ -177,7 +56,7 @@ class TestConsoleLogRPC(test_base.BaseTestCase):
         backup = remote.files[1]
         self.assertEqual(hashlib.sha256(self.files[backup.name]).hexdigest(),
                          backup.sha256)
-        self.assertEqual(chain_bytes(self.files)[-30000:],
+        self.assertEqual(test_fixtures.chain_bytes(self.files)[-30000:],
                          remote.merged_tail(30000))
 
     def test_read_chunk_compressed_text(self):
@@ -203,7 +82,7 @@ class TestConsoleLogRPC(test_base.BaseTestCase):
 
     def test_client_capped_at_1_0(self):
         conf, rpcapi = self.hosts.client('dst2')
-        conf.set_override('consolelog', 'initial', group='upgrade_levels')
+        conf.set_override('consolelog', '1.0', group='upgrade_levels')
         rpcapi = cl_api.ConsoleLogAPI(conf, transport=rpcapi.transport)
         self.assertEqual('1.0', rpcapi.version_cap)
         self.assertFalse(rpcapi.can_send_version('1.1'))
@@ -215,8 +94,8 @@ class TestConsoleLogRPC(test_base.BaseTestCase):
         self.assertEqual(self.files['console.log.0'][:4096], chunk.data)
 
     def test_server_speaking_only_1_0(self):
-        old = self.hosts.start('old', endpoint_cls=OldManager)
-        write_chain(old, self.uuid, self.files)
+        old = self.hosts.start('old', endpoint_cls=test_fixtures.OldManager)
+        test_fixtures.write_chain(old, self.uuid, self.files)
         chunk = self.rpcapi.read_chunk({}, 'old', self.uuid, 'console.log.0',
                                        0, 4096)
         self.assertEqual(cl_fields.Compression.NONE, chunk.compression)
@@ -225,7 +104,8 @@ class TestConsoleLogRPC(test_base.BaseTestCase):
         self.assertIn('old', self.rpcapi._only_1_0)
 
     def test_server_lacking_a_method(self):
-        self.hosts.start('broken', endpoint_cls=ManagerWithoutStashes)
+        self.hosts.start('broken',
+                         endpoint_cls=test_fixtures.ManagerWithoutStashes)
         self.assertRaises(exception.PeerUnsupported,
                           self.rpcapi.list_stashes, {}, 'broken', self.uuid)
 
@@ -272,3 +152,30 @@ class TestRemoteErrors(test_base.BaseTestCase):
         for name in ('KeyError', 'ConsoleLogErrorX', 'LOG', None):
             self.assertRaises(oslo_messaging.RemoteError, self._call,
                               oslo_messaging.RemoteError(name, 'x', []))
+
+
+class TestLacksCall(test_base.BaseTestCase):
+    """The one test of "the peer does not offer this call"."""
+
+    def test_local_and_remote_forms(self):
+        lacks = cl_api._lacks_call
+        self.assertEqual('UnsupportedVersion', lacks(
+            oslo_messaging.UnsupportedVersion('1.3', method='x')))
+        self.assertEqual('RPCVersionCapError', lacks(
+            oslo_messaging.RPCVersionCapError(version='1.3',
+                                              version_cap='1.0')))
+        self.assertEqual('NoSuchMethod', lacks(
+            oslo_messaging.RemoteError('NoSuchMethod', 'x')))
+        self.assertIsNone(lacks(oslo_messaging.RemoteError('KeyError', 'x')))
+        self.assertIsNone(lacks(oslo_messaging.MessagingTimeout('x')))
+        self.assertIsNone(lacks(ValueError('NoSuchMethod')))
+
+    def test_narrowed(self):
+        lacks = cl_api._lacks_call
+        only = ('UnsupportedVersion',)
+        self.assertEqual('UnsupportedVersion', lacks(
+            oslo_messaging.RemoteError('UnsupportedVersion', 'x'), only=only))
+        self.assertIsNone(lacks(
+            oslo_messaging.RemoteError('NoSuchMethod', 'x'), only=only))
+        self.assertIsNone(lacks(
+            oslo_messaging.NoSuchMethod('x'), only=only))

@@ -20,13 +20,11 @@ on RabbitMQ in tests/functional/test_bulk.py.
 import hashlib
 import os
 import shutil
-import ssl
 import tempfile
 import uuid
 import zlib
 
 import fixtures
-from oslo_config import cfg
 import oslo_messaging
 from oslotest import base as test_base
 
@@ -35,13 +33,11 @@ from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 from nova_consolelog.rpc import manager as cl_manager
-from nova_consolelog.rpc import server as cl_server
 from nova_consolelog import transfer
 
-from tests.unit import test_rpc
-from tests.unit import test_rpc_manager
-from tests.unit import test_transfer
+from tests import fixtures as test_fixtures
 
 
 class Manager11(cl_manager.ConsoleLogManager):
@@ -50,7 +46,7 @@ class Manager11(cl_manager.ConsoleLogManager):
     target = oslo_messaging.Target(version='1.1', namespace='consolelog')
 
 
-class CountingAPI(test_transfer.FaultyAPI):
+class CountingAPI(test_fixtures.FaultyAPI):
     """The real client, also counting bulk window calls."""
 
     def __init__(self, api):
@@ -62,127 +58,18 @@ class CountingAPI(test_transfer.FaultyAPI):
         return self.api.send_range(*args, **kwargs)
 
 
-class TestKombuURL(test_base.BaseTestCase):
-
-    def setUp(self):
-        super().setUp()
-        self.conf = cfg.ConfigOpts()
-        self.conf([])
-
-    def test_rabbit(self):
-        self.assertEqual(
-            'amqp://guest:gu%40est@127.0.0.1:5672/%2F',
-            cl_bulk.kombu_url(self.conf,
-                              'rabbit://guest:gu%40est@127.0.0.1:5672/'))
-
-    def test_hosts_and_virtual_host(self):
-        self.assertEqual(
-            'amqp://u:p@a:5672/nova;amqp://u:p@[fd00::1]:5673/nova',
-            cl_bulk.kombu_url(self.conf,
-                              'rabbit://u:p@a,u:p@[fd00::1]:5673/nova'))
-
-    def test_other_drivers_have_none(self):
-        for url in ('fake://', 'kafka://k:9092/', 'not a url'):
-            self.assertIsNone(cl_bulk.kombu_url(self.conf, url))
-
-    def test_url_of_a_shared_transport(self):
-        # Inside nova-compute our conf is private; nova's transport carries
-        # nova's CONF with its transport_url.
-        nova_conf = cfg.ConfigOpts()
-        nova_conf([])
-        self.assertIsNone(cl_bulk.kombu_url(nova_conf))
-        nova_conf.set_override('transport_url', 'rabbit://n:5672/nova')
-
-        class Transport:
-            conf = nova_conf
-        self.assertEqual('amqp://n:5672/nova',
-                         cl_bulk.kombu_url(self.conf, transport=Transport()))
-        self.assertEqual('amqp://o:5672/%2F',
-                         cl_bulk.kombu_url(self.conf, 'rabbit://o:5672/',
-                                           Transport()))
-
-    def test_default_transport_url(self):
-        # Parsing registers oslo.messaging's [DEFAULT] transport_url.
-        self.assertIsNone(cl_bulk.kombu_url(self.conf))
-        self.conf.set_override('transport_url', 'rabbit://h:5672/')
-        self.assertEqual('amqp://h:5672/%2F', cl_bulk.kombu_url(self.conf))
-
-
-class TestKombuSSL(test_base.BaseTestCase):
-    """TLS for the bulk channel, from where oslo.messaging takes it."""
-
-    def setUp(self):
-        super().setUp()
-        self.conf = test_rpc.make_conf(self.useFixture(
-            fixtures.TempDir()).path, 'h', 'topic')
-        # Building a rabbit transport registers [oslo_messaging_rabbit] on
-        # its configuration, as in nova-compute; it does not connect.
-        # (Parsing registers [DEFAULT] transport_url.)
-        oslo_messaging.TransportURL.parse(self.conf)
-        self.conf.set_override('transport_url',
-                               'rabbit://u:p@broker.example.org:5671/')
-        self.transport = oslo_messaging.get_rpc_transport(self.conf)
-        self.addCleanup(self.transport.cleanup)
-
-    def test_off_by_default(self):
-        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
-                                               transport=self.transport))
-        self.assertIs(False, cl_bulk.kombu_ssl(self.conf, 'fake://'))
-
-    def test_from_oslo_messaging_rabbit(self):
-        for name, value in (('ssl', True), ('ssl_ca_file', '/etc/ca.pem'),
-                            ('ssl_cert_file', '/etc/c.pem'),
-                            ('ssl_key_file', '/etc/k.pem'),
-                            ('ssl_version', 'TLSv1_2')):
-            self.conf.set_override(name, value, 'oslo_messaging_rabbit')
-        self.assertEqual(
-            {'ca_certs': '/etc/ca.pem', 'cert_reqs': ssl.CERT_REQUIRED,
-             'certfile': '/etc/c.pem', 'keyfile': '/etc/k.pem',
-             'server_hostname': 'broker.example.org',
-             'ssl_version': ssl.PROTOCOL_TLSv1_2},
-            cl_bulk.kombu_ssl(self.conf, 'rabbit://u:p@broker.example.org/'))
-
-    def test_transport_url_query_wins(self):
-        self.conf.set_override('ssl', False, 'oslo_messaging_rabbit')
-        self.assertEqual(
-            {'ca_certs': '/q/ca.pem', 'cert_reqs': ssl.CERT_REQUIRED,
-             'server_hostname': None},
-            cl_bulk.kombu_ssl(self.conf, 'rabbit://a:5671,b:5671/'
-                              '?ssl=1&ssl_ca_file=/q/ca.pem'))
-        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
-        self.assertIs(False, cl_bulk.kombu_ssl(self.conf,
-                                               'rabbit://a:5671/?ssl=0'))
-
-    def test_without_a_ca_python_defaults(self):
-        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
-        self.assertIs(True, cl_bulk.kombu_ssl(self.conf,
-                                              transport=self.transport))
-
-    def test_client_and_endpoint_take_it(self):
-        self.conf.set_override('ssl', True, 'oslo_messaging_rabbit')
-        self.conf.set_override('ssl_ca_file', '/etc/ca.pem',
-                               'oslo_messaging_rabbit')
-        rpcapi = cl_api.ConsoleLogAPI(self.conf, transport=self.transport)
-        self.assertEqual('amqp://u:p@broker.example.org:5671/%2F',
-                         rpcapi.bulk_url)
-        self.assertEqual('/etc/ca.pem', rpcapi.bulk_ssl['ca_certs'])
-        server = cl_server.ConsoleLogServer(self.conf, 'h',
-                                            transport=self.transport)
-        self.assertEqual(rpcapi.bulk_ssl, server.endpoint.bulk_channel[1])
-
-
 class TestMessages(test_base.BaseTestCase):
 
     def _headers(self, raw, compression='none', **overrides):
-        headers = cl_bulk.chunk_headers('console.log.0', 4096, len(raw),
-                                        hashlib.sha256(raw).hexdigest(),
-                                        compression, False)
+        headers = frames.chunk_headers('console.log.0', 4096, len(raw),
+                                       hashlib.sha256(raw).hexdigest(),
+                                       compression, False)
         headers.update(overrides)
         return headers
 
     def test_round_trip(self):
         raw = b'login: \x00\xff' * 100
-        name, offset, data, sha256, eof = cl_bulk.decode_chunk(
+        name, offset, data, sha256, eof = frames.decode_chunk(
             self._headers(raw, 'zlib'), zlib.compress(raw, 1))
         self.assertEqual(('console.log.0', 4096, raw, False),
                          (name, offset, data, eof))
@@ -200,7 +87,7 @@ class TestMessages(test_base.BaseTestCase):
                 (self._headers(raw, length=4), raw),
                 (self._headers(raw, 'lz4'), raw),
                 (self._headers(raw, 'zlib'), raw)):
-            self.assertRaises(ValueError, cl_bulk.decode_chunk, headers,
+            self.assertRaises(ValueError, frames.decode_chunk, headers,
                               body)
 
     def test_queue_names(self):
@@ -214,7 +101,7 @@ class TestMessages(test_base.BaseTestCase):
                               cl_bulk.check_queue_name, bad)
 
 
-class TestSendRange(test_rpc_manager.ManagerTestCase):
+class TestSendRange(test_fixtures.ManagerTestCase):
     """send_console_log_range refuses bad input and publishes nothing."""
 
     def setUp(self):
@@ -241,8 +128,8 @@ class TestSendRange(test_rpc_manager.ManagerTestCase):
                                             self.published])
         got = b''
         for _queue, headers, body in self.published:
-            name, offset, raw, sha256, _eof = cl_bulk.decode_chunk(headers,
-                                                                   body)
+            name, offset, raw, sha256, _eof = frames.decode_chunk(headers,
+                                                                  body)
             self.assertEqual(100 + len(got), offset)
             self.assertEqual(hashlib.sha256(raw).hexdigest(), sha256)
             got += raw
@@ -258,13 +145,13 @@ class TestSendRange(test_rpc_manager.ManagerTestCase):
         self.assertEqual(cl_fields.Compression.ZLIB,
                          self.published[0][1]['data_compression'])
         self.assertEqual(data, b''.join(
-            cl_bulk.decode_chunk(h, b)[2] for _q, h, b in self.published))
+            frames.decode_chunk(h, b)[2] for _q, h, b in self.published))
 
     def test_window_cut_to_bulk_window(self):
         self.conf.set_override('bulk_window', 64 * 1024, group='consolelog')
         self.conf.set_override('chunk_size', 64 * 1024, group='consolelog')
         big = os.urandom(200 * 1024)
-        test_rpc.write_chain(self.conf, self.uuid, {'console.log.2': big})
+        test_fixtures.write_chain(self.conf, self.uuid, {'console.log.2': big})
         summary = self._send(self.uuid, None, 'console.log.2', 0,
                              cl_manager.MAX_WINDOW, self.queue, 'none')
         self.assertEqual({'chunks': 1, 'bytes': 64 * 1024, 'eof': False},
@@ -305,20 +192,34 @@ class TestNegotiation(test_base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.hosts = self.useFixture(test_rpc.Hosts())
+        self.hosts = self.useFixture(test_fixtures.Hosts())
         self.uuid = str(uuid.uuid4())
-        self.files = test_rpc.sample_chain()
+        self.files = test_fixtures.sample_chain()
 
     def test_version_history(self):
         self.assertEqual('1.3', cl_api.ConsoleLogAPI.VERSION)
-        self.assertEqual('1.2', cl_api.ConsoleLogAPI.VERSION_ALIASES['bulk'])
-        self.assertEqual('1.3',
-                         cl_api.ConsoleLogAPI.VERSION_ALIASES['transfer'])
+        # Aliases are release names (as nova's), each naming a version
+        # this client knows.
+        self.assertEqual({'nova-34': '1.3'},
+                         cl_api.ConsoleLogAPI.VERSION_ALIASES)
         self.assertEqual('1.3', cl_manager.ConsoleLogManager.target.version)
+
+    def test_cap_resolved_or_refused(self):
+        resolve = cl_api.ConsoleLogAPI.resolve_cap
+        self.assertIsNone(resolve(None))
+        self.assertEqual('1.3', resolve('nova-34'))
+        self.assertEqual('1.0', resolve('1.0'))
+        for bad in ('initial', 'bulk', '1', '1.0.0', '1.x', ' 1.0', '1.0\n',
+                    ''):
+            self.assertRaises(exception.InvalidInput, resolve, bad)
+        conf = self.hosts.conf('capped-badly')
+        conf.set_override('consolelog', 'transfer', group='upgrade_levels')
+        self.assertRaises(exception.InvalidInput, cl_api.ConsoleLogAPI,
+                          conf, transport_url='fake://')
 
     def test_fake_transport_has_no_bulk_channel(self):
         src = self.hosts.start('src')
-        test_rpc.write_chain(src, self.uuid, self.files)
+        test_fixtures.write_chain(src, self.uuid, self.files)
         conf, rpcapi = self.hosts.client('dst')
         self.assertIsNone(rpcapi.bulk_url)
         self.assertFalse(rpcapi.bulk_supported('src'))
@@ -329,12 +230,12 @@ class TestNegotiation(test_base.BaseTestCase):
         result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)
         self.assertEqual(0, api.windows)
         self.assertEqual(0, result.bulk_bytes)
-        self.assertEqual(test_rpc.chain_bytes(self.files),
+        self.assertEqual(test_fixtures.chain_bytes(self.files),
                          self._history(chain))
 
     def test_bulk_off_or_capped(self):
         _conf, rpcapi = self.hosts.client('dst')
-        for cap, enabled in (('compression', True), ('1.1', True),
+        for cap, enabled in (('1.1', True),
                              (None, False)):
             conf = self.hosts.conf('dst-%s' % cap,
                                    bulk_transfer=enabled)
@@ -363,7 +264,7 @@ class TestNegotiation(test_base.BaseTestCase):
 
     def test_unreachable_bulk_broker_falls_back(self):
         src = self.hosts.start('src')
-        test_rpc.write_chain(src, self.uuid, self.files)
+        test_fixtures.write_chain(src, self.uuid, self.files)
         conf, rpcapi = self.hosts.client('dst')
         # A broker that refuses connections: the queue cannot be declared.
         rpcapi.bulk_url = 'amqp://guest:guest@127.0.0.1:1/'
@@ -372,7 +273,7 @@ class TestNegotiation(test_base.BaseTestCase):
         result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)
         self.assertEqual(0, api.windows)
         self.assertEqual(0, result.bulk_bytes)
-        self.assertEqual(test_rpc.chain_bytes(self.files),
+        self.assertEqual(test_fixtures.chain_bytes(self.files),
                          self._history(chain))
 
     def _chain(self, conf):

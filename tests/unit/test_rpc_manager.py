@@ -17,12 +17,8 @@ inputs travel over RabbitMQ in the functional tests.
 """
 
 import os
-import shutil
-import tempfile
 import uuid
 
-import oslo_messaging
-from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
@@ -31,65 +27,10 @@ from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog import stash as cl_stash
 
-from tests.unit import test_rpc
+from tests import fixtures as test_fixtures
 
 
-def tree(root):
-    """Every path under root with its size and content: a change detector."""
-    result = {}
-    for base, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(base, name)
-            st = os.lstat(path)
-            content = None
-            if os.path.isfile(path) and not os.path.islink(path):
-                with open(path, 'rb') as f:
-                    content = f.read()
-            result[path] = (st.st_mode, st.st_size, content)
-    return result
-
-
-class ManagerTestCase(test_base.BaseTestCase):
-    """An endpoint on a chain in a temp dir, and a change detector."""
-
-    def setUp(self):
-        super().setUp()
-        self.root = tempfile.mkdtemp(prefix='consolelog-mgr-')
-        self.addCleanup(shutil.rmtree, self.root, ignore_errors=True)
-        self.conf = test_rpc.make_conf(self.root, 'src', 'topic')
-        self.uuid = str(uuid.uuid4())
-        self.files = test_rpc.sample_chain()
-        self.dir = test_rpc.write_chain(self.conf, self.uuid, self.files)
-        self.secret = os.path.join(self.root, 'secret')
-        with open(self.secret, 'wb') as f:
-            f.write(b'secret bytes outside the chain')
-        self.manager = cl_manager.ConsoleLogManager(self.conf, 'src')
-
-    def _stash(self):
-        other = str(uuid.uuid4())
-        chain_dir = test_rpc.write_chain(self.conf, other, {
-            'console.log.0': b'old', 'console.log': b'new'})
-        stash = cl_stash.Stash.create(
-            other, cl_chain.ConsoleLogChain(chain_dir, conf=self.conf),
-            root=self.conf.consolelog.stash_path,
-            conf=self.conf)
-        return other, stash
-
-    def _call(self, method, *args, **kwargs):
-        # The endpoint marks our errors as expected for oslo.messaging's
-        # dispatcher (no traceback logged); a direct call unwraps them.
-        try:
-            return getattr(self.manager, method)({}, *args, **kwargs)
-        except oslo_messaging.ExpectedException as e:
-            raise e.exc_info[1]
-
-    def assertRejected(self, error, method, *args, **kwargs):
-        before = tree(self.root)
-        self.assertRaises(error, self._call, method, *args, **kwargs)
-        self.assertEqual(before, tree(self.root))
-
-
-class TestManager(ManagerTestCase):
+class TestManager(test_fixtures.ManagerTestCase):
 
     def test_read_chunk(self):
         chunk = self.manager.read_console_log_chunk(
@@ -220,7 +161,7 @@ class TestManager(ManagerTestCase):
 
     def test_transfer_granted_to_the_destination_only(self):
         other = str(uuid.uuid4())
-        chain_dir = test_rpc.write_chain(self.conf, other, {
+        chain_dir = test_fixtures.write_chain(self.conf, other, {
             'console.log': b'bytes'})
         stash = cl_stash.Stash.create(
             other, cl_chain.ConsoleLogChain(chain_dir, conf=self.conf),
@@ -250,7 +191,7 @@ class TestManager(ManagerTestCase):
             {}, self.uuid, puller_host='dst')
         self.assertTrue(remote.stash_id.startswith(cl_stash.PIN_PREFIX))
         # The pin keeps its sizes while the live file grows.
-        test_rpc.write_chain(self.conf, self.uuid, {
+        test_fixtures.write_chain(self.conf, self.uuid, {
             'console.log': self.files['console.log'] + b'more'})
         live = [f for f in remote.files if f.name == 'console.log'][0]
         chunk = self.manager.read_console_log_chunk(

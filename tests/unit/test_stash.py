@@ -30,17 +30,16 @@ from nova_consolelog.stash import install as cl_install
 from nova_consolelog.stash import moves as cl_moves
 from nova_consolelog.stash import store as cl_store
 
-from tests.unit import test_chain
-from tests.unit import test_chain_import
+from tests import fixtures as test_fixtures
 
-UUID = test_chain.UUID
+UUID = test_fixtures.UUID
 OTHER = '0c6b5a2e-8e7b-4f1e-9b8f-3f0e2d7c1a90'
 CHAIN = {'console.history.000001': b'history\n',
          'console.log.2': b'two\n', 'console.log.0': b'zero\n',
          'console.log': b'live\n', cl_chain.BASE_OFFSET_NAME: b'100\n'}
 
 
-class StashTestCase(test_chain.ChainTestCase):
+class StashTestCase(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()
@@ -193,8 +192,9 @@ class TestCreate(StashTestCase):
 def faulty_os(faulty):
     """``faulty`` as the ``os`` of the stash modules and of the chain."""
     stack = contextlib.ExitStack()
-    for module in (cl_moves, cl_store, cl_install, cl_chain):
+    for module in (cl_moves, cl_store, cl_install):
         stack.enter_context(mock.patch.object(module, 'os', faulty))
+    stack.enter_context(test_fixtures.chain_os(faulty))
     return stack
 
 
@@ -373,7 +373,7 @@ class TestFaultAtEveryStep(StashTestCase):
         while True:
             step += 1
             self._fresh_chain()
-            faulty = test_chain_import.FaultyOS(step)
+            faulty = test_fixtures.FaultyOS(step)
             with faulty_os(faulty):
                 try:
                     stash = self.create(stash_id='s')
@@ -406,7 +406,7 @@ class TestFaultAtEveryStep(StashTestCase):
             self._fresh_chain()
             stash = self.create(stash_id='s')
             in_stash = self.state(stash.path)
-            faulty = test_chain_import.FaultyOS(step)
+            faulty = test_fixtures.FaultyOS(step)
             with faulty_os(faulty):
                 try:
                     stash.restore(self.dir)

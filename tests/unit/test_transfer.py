@@ -17,7 +17,6 @@ timeout on one particular call) are injected by wrapping the client.
 Small chunks (4 KiB) keep files multi-chunk while call counts stay low.
 """
 
-import collections
 import hashlib
 import os
 import threading
@@ -25,75 +24,27 @@ from unittest import mock
 import uuid
 
 import fixtures
-import oslo_messaging
 from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import hashlist
-from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
-from tests.unit import test_rpc
-
-
-class FaultyAPI:
-    """The real client, with a fault on the first read of chosen chunks.
-
-    faults maps (name, offset) to a function taking the real chunk
-    (or None before the call) and returning a chunk or raising.
-    """
-
-    def __init__(self, api, faults=None, times=1):
-        self.api = api
-        self.faults = faults or {}
-        self.times = times
-        self.calls = collections.Counter()
-        self.bytes = 0
-        self.lock = threading.Lock()
-
-    def __getattr__(self, name):
-        return getattr(self.api, name)
-
-    def read_chunk(self, ctxt, host, instance_uuid, name, offset, length,
-                   **kwargs):
-        with self.lock:
-            self.calls[(name, offset)] += 1
-            count = self.calls[(name, offset)]
-        fault = self.faults.get((name, offset))
-        if fault is not None and count <= self.times:
-            return fault(lambda: self.api.read_chunk(
-                ctxt, host, instance_uuid, name, offset, length, **kwargs))
-        chunk = self.api.read_chunk(ctxt, host, instance_uuid, name, offset,
-                                    length, **kwargs)
-        with self.lock:
-            self.bytes += len(chunk.raw_data())
-        return chunk
-
-
-def corrupt(call):
-    chunk = call()
-    raw = bytearray(chunk.raw_data())
-    raw[len(raw) // 2] ^= 0xff
-    chunk.data = bytes(raw)
-    chunk.compression = 'none'
-    return chunk
-
-
-def time_out(call):
-    raise oslo_messaging.MessagingTimeout('injected')
+from tests import fixtures as test_fixtures
 
 
 class TestPull(test_base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.hosts = self.useFixture(test_rpc.Hosts())
+        self.hosts = self.useFixture(test_fixtures.Hosts())
         self.uuid = str(uuid.uuid4())
-        self.files = test_rpc.sample_chain()
+        self.files = test_fixtures.sample_chain()
         self.src = self.hosts.start('src')
-        test_rpc.write_chain(self.src, self.uuid, self.files)
+        test_fixtures.write_chain(self.src, self.uuid, self.files)
         self.conf, self.rpcapi = self.hosts.client(
             'dst', pull_retries=2, pull_window=4)
         self.chain = cl_chain.ConsoleLogChain.for_instance(self.uuid,
@@ -114,7 +65,7 @@ class TestPull(test_base.BaseTestCase):
         result = transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
                                chain=self.chain,
                                progress=lambda d, t: seen.append((d, t)))
-        expected = test_rpc.chain_bytes(self.files)
+        expected = test_fixtures.chain_bytes(self.files)
         self.assertEqual(expected, self.history())
         self.assertEqual(len(expected), result.bytes)
         self.assertEqual(4, result.files)
@@ -136,10 +87,11 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual(expected[-1000:], self.chain.read_tail(1000))
 
     def test_corrupted_chunk_is_fetched_again(self):
-        api = FaultyAPI(self.rpcapi, {('console.log.1', 4096): corrupt})
+        api = test_fixtures.FaultyAPI(
+            self.rpcapi, {('console.log.1', 4096): test_fixtures.corrupt})
         result = transfer.pull(self.conf, api, 'src', self.uuid,
                                chain=self.chain)
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
         # The block holding the damaged chunk failed its check on disk and
         # was read again (the whole file: it is one block).
         self.assertEqual(2, api.calls[('console.log.1', 4096)])
@@ -148,9 +100,10 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual('console.history.000001', result.installed)
 
     def test_timeout_is_retried(self):
-        api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out})
+        api = test_fixtures.FaultyAPI(
+            self.rpcapi, {('console.log.0', 8192): test_fixtures.time_out})
         transfer.pull(self.conf, api, 'src', self.uuid, chain=self.chain)
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
         self.assertEqual(2, api.calls[('console.log.0', 8192)])
 
     def _stash_on_source(self, files=None):
@@ -162,8 +115,9 @@ class TestPull(test_base.BaseTestCase):
 
     def test_gives_up_then_resumes(self):
         stash = self._stash_on_source()
-        api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out},
-                        times=10)
+        api = test_fixtures.FaultyAPI(
+            self.rpcapi, {('console.log.0', 8192): test_fixtures.time_out},
+            times=10)
         self.assertRaises(exception.TransferFailed, transfer.pull,
                           self.conf, api, 'src', self.uuid,
                           stash_id=stash.stash_id, chain=self.chain)
@@ -171,10 +125,10 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual(b'', self.history())
         # The files before the faulty one are written and kept: a new pull
         # fetches only the rest, and checks all of it on disk.
-        api = FaultyAPI(self.rpcapi)
+        api = test_fixtures.FaultyAPI(self.rpcapi)
         result = transfer.pull(self.conf, api, 'src', self.uuid,
                                stash_id=stash.stash_id, chain=self.chain)
-        expected = test_rpc.chain_bytes(self.files)
+        expected = test_fixtures.chain_bytes(self.files)
         self.assertEqual(expected, self.history())
         already = (len(self.files['console.history.000001']) +
                    len(self.files['console.log.1']))
@@ -186,8 +140,9 @@ class TestPull(test_base.BaseTestCase):
     def test_resumed_part_changed_on_disk_is_fetched_again(self):
         """A byte of the resumed part that changed is never installed."""
         stash = self._stash_on_source()
-        api = FaultyAPI(self.rpcapi, {('console.log.0', 8192): time_out},
-                        times=10)
+        api = test_fixtures.FaultyAPI(
+            self.rpcapi, {('console.log.0', 8192): test_fixtures.time_out},
+            times=10)
         self.assertRaises(exception.TransferFailed, transfer.pull,
                           self.conf, api, 'src', self.uuid,
                           stash_id=stash.stash_id, chain=self.chain)
@@ -197,10 +152,10 @@ class TestPull(test_base.BaseTestCase):
             byte = f.read(1)
             f.seek(100)
             f.write(bytes([byte[0] ^ 0xff]))
-        api = FaultyAPI(self.rpcapi)
+        api = test_fixtures.FaultyAPI(self.rpcapi)
         transfer.pull(self.conf, api, 'src', self.uuid,
                       stash_id=stash.stash_id, chain=self.chain)
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
         self.assertEqual(1, api.calls[('console.history.000001', 0)])
 
     def test_stash_changed_after_it_was_made_is_never_installed(self):
@@ -241,7 +196,7 @@ class TestPull(test_base.BaseTestCase):
                                                  read_chunk))
         transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
                       chain=self.chain)
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
 
     def test_two_pulls_of_one_stash_at_once_install_it_once(self):
         stash = self._stash_on_source()
@@ -260,11 +215,12 @@ class TestPull(test_base.BaseTestCase):
         for t in threads:
             t.join(60)
         self.assertEqual([], errors)
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
         self.assertEqual(1, len(self.chain.history()))
         # One fetched the bytes, the other found them installed.
-        self.assertEqual(sorted([0, len(test_rpc.chain_bytes(self.files))]),
-                         sorted(r.bytes for r in results))
+        self.assertEqual(
+            sorted([0, len(test_fixtures.chain_bytes(self.files))]),
+            sorted(r.bytes for r in results))
         self.assertEqual([], self.leftovers())
         self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
                           self.uuid, stash.stash_id,
@@ -292,10 +248,10 @@ class TestPull(test_base.BaseTestCase):
         # The ledger names the import, but the staging file is still there
         # under its inode: the next pull installs it, fetching nothing.
         self.assertIn(transfer.import_id_for('src', stash.stash_id),
-                      history_import.Ledger(self.chain).load())
+                      import_ledger.Ledger(self.chain).load())
         again = transfer.pull(self.conf, self.rpcapi, 'src', self.uuid,
                               stash_id=stash.stash_id, chain=self.chain)
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
         self.assertEqual(1, len(self.chain.history()))
         self.assertEqual(0, again.bytes)
         self.assertTrue(again.released)
@@ -310,7 +266,7 @@ class TestPull(test_base.BaseTestCase):
         self.assertEqual(0, again.bytes)
         self.assertEqual(first.installed, again.installed)
         self.assertTrue(again.released)
-        self.assertEqual(test_rpc.chain_bytes(self.files), self.history())
+        self.assertEqual(test_fixtures.chain_bytes(self.files), self.history())
         self.assertEqual(1, len(self.chain.history()))
 
     def test_unknown_instance_is_typed(self):
@@ -321,8 +277,10 @@ class TestPull(test_base.BaseTestCase):
                           self.conf, self.rpcapi, 'src', other, chain=chain)
 
     def test_peer_without_the_rpc(self):
-        self.hosts.start('broken', endpoint_cls=test_rpc.ManagerWithoutStashes)
-        test_rpc.write_chain(self.hosts.conf('broken'), self.uuid, self.files)
+        self.hosts.start('broken',
+                         endpoint_cls=test_fixtures.ManagerWithoutStashes)
+        test_fixtures.write_chain(self.hosts.conf('broken'), self.uuid,
+                                  self.files)
         self.assertRaises(exception.PeerUnsupported, transfer.pull,
                           self.conf, self.rpcapi, 'broken', self.uuid,
                           chain=self.chain)
@@ -332,7 +290,7 @@ class TestPull(test_base.BaseTestCase):
         other = str(uuid.uuid4())
         files = {'console.log.0': os.urandom(5000),
                  'console.log': b'last line\n'}
-        src_dir = test_rpc.write_chain(self.src, other, files)
+        src_dir = test_fixtures.write_chain(self.src, other, files)
         stash = cl_stash.Stash.create(
             other, cl_chain.ConsoleLogChain(src_dir, conf=self.src),
             root=self.src.consolelog.stash_path,
@@ -356,7 +314,8 @@ class TestPull(test_base.BaseTestCase):
 
     def test_empty_stash_installs_nothing_and_is_released(self):
         other = str(uuid.uuid4())
-        src_dir = test_rpc.write_chain(self.src, other, {'console.log': b''})
+        src_dir = test_fixtures.write_chain(self.src, other,
+                                            {'console.log': b''})
         stash = cl_stash.Stash.create(
             other, cl_chain.ConsoleLogChain(src_dir, conf=self.src),
             root=self.src.consolelog.stash_path, conf=self.src)

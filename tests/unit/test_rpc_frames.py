@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Bounds of the bulk channel's frames: sizes, names, bindings."""
+"""Bounds of rpc.frames (sizes, names, bindings) and rpc.bulk queue names."""
 
 import hashlib
 import resource
@@ -21,6 +21,7 @@ from oslotest import base as test_base
 
 from nova_consolelog import exception
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import frames
 
 MiB = 1024 * 1024
 TOKEN = uuid.uuid4().hex
@@ -28,9 +29,9 @@ UUID = '3f0e8fb1-1a2b-4c3d-8e9f-0a1b2c3d4e5f'
 
 
 def _headers(raw, compression='none', **overrides):
-    headers = cl_bulk.chunk_headers('console.log.0', 4096, len(raw),
-                                    hashlib.sha256(raw).hexdigest(),
-                                    compression, False)
+    headers = frames.chunk_headers('console.log.0', 4096, len(raw),
+                                   hashlib.sha256(raw).hexdigest(),
+                                   compression, False)
     headers.update(overrides)
     return headers
 
@@ -48,7 +49,7 @@ class DecompressionBoundTest(test_base.BaseTestCase):
                         [bomb.flush()])
         self.assertLess(len(body), MiB)
         before = _max_rss_mib()
-        e = self.assertRaises(ValueError, cl_bulk.decode_chunk,
+        e = self.assertRaises(ValueError, frames.decode_chunk,
                               _headers(b'x' * 1024, 'zlib'), body)
         self.assertIn('inflates past', str(e))
         # Peak memory of the process did not grow by the bomb's size.
@@ -58,54 +59,54 @@ class DecompressionBoundTest(test_base.BaseTestCase):
         bomb = zlib.compressobj(9)
         body = b''.join([bomb.compress(b'\0' * MiB) for _ in range(64)] +
                         [bomb.flush()])
-        headers = _headers(b'', 'zlib', length=cl_bulk.MAX_CHUNK)
-        self.assertRaises(ValueError, cl_bulk.decode_chunk, headers, body)
+        headers = _headers(b'', 'zlib', length=frames.MAX_CHUNK)
+        self.assertRaises(ValueError, frames.decode_chunk, headers, body)
 
     def test_exact_length_accepted(self):
         raw = b'login: ' * 1000
-        got = cl_bulk.decode_chunk(_headers(raw, 'zlib'),
-                                   zlib.compress(raw, 1))
+        got = frames.decode_chunk(_headers(raw, 'zlib'),
+                                  zlib.compress(raw, 1))
         self.assertEqual(raw, got[2])
 
     def test_empty_chunk(self):
-        got = cl_bulk.decode_chunk(_headers(b'', 'zlib'), zlib.compress(b''))
+        got = frames.decode_chunk(_headers(b'', 'zlib'), zlib.compress(b''))
         self.assertEqual(b'', got[2])
 
     def test_truncated_stream(self):
         raw = bytes(range(256)) * 100
         body = zlib.compress(raw, 1)
-        self.assertRaises(ValueError, cl_bulk.decode_chunk,
+        self.assertRaises(ValueError, frames.decode_chunk,
                           _headers(raw, 'zlib'), body[:-6])
 
     def test_short_output(self):
         raw = b'abc' * 100
-        self.assertRaises(ValueError, cl_bulk.decode_chunk,
+        self.assertRaises(ValueError, frames.decode_chunk,
                           _headers(raw, 'zlib', length=len(raw) + 1),
                           zlib.compress(raw))
 
     def test_trailing_data_after_the_stream(self):
         raw = b'abc' * 100
-        self.assertRaises(ValueError, cl_bulk.decode_chunk,
+        self.assertRaises(ValueError, frames.decode_chunk,
                           _headers(raw, 'zlib'),
                           zlib.compress(raw) + b'more')
 
     def test_declared_length_above_cap(self):
         raw = b'a'
-        self.assertRaises(ValueError, cl_bulk.parse_headers,
-                          _headers(raw, length=cl_bulk.MAX_CHUNK + 1))
-        self.assertEqual(cl_bulk.MAX_CHUNK, cl_bulk.parse_headers(
-            _headers(raw, length=cl_bulk.MAX_CHUNK))[2])
+        self.assertRaises(ValueError, frames.parse_headers,
+                          _headers(raw, length=frames.MAX_CHUNK + 1))
+        self.assertEqual(frames.MAX_CHUNK, frames.parse_headers(
+            _headers(raw, length=frames.MAX_CHUNK))[2])
 
     def test_body_above_cap(self):
-        body = b'\0' * (cl_bulk.MAX_CHUNK + 1)
+        body = b'\0' * (frames.MAX_CHUNK + 1)
         for compression in ('none', 'zlib'):
             e = self.assertRaises(
-                ValueError, cl_bulk.decode_chunk,
-                _headers(b'', compression, length=cl_bulk.MAX_CHUNK), body)
+                ValueError, frames.decode_chunk,
+                _headers(b'', compression, length=frames.MAX_CHUNK), body)
             self.assertIn('more than', str(e))
 
     def test_body_not_bytes(self):
-        self.assertRaises(ValueError, cl_bulk.decode_chunk,
+        self.assertRaises(ValueError, frames.decode_chunk,
                           _headers(b'abc'), 'abc')
 
 
@@ -113,7 +114,7 @@ class HeaderBoundTest(test_base.BaseTestCase):
 
     def test_parse_headers_keeps_its_result(self):
         self.assertEqual(('console.log.0', 4096, 3),
-                         cl_bulk.parse_headers(_headers(b'abc')))
+                         frames.parse_headers(_headers(b'abc')))
 
     def test_malformed(self):
         raw = b'abc'
@@ -124,24 +125,24 @@ class HeaderBoundTest(test_base.BaseTestCase):
                           {'offset': -1}, {'offset': True},
                           {'offset': 1.0}, {'length': -1},
                           {'length': False}, {'length': 2 ** 64}):
-            self.assertRaises(ValueError, cl_bulk.parse_headers,
+            self.assertRaises(ValueError, frames.parse_headers,
                               _headers(raw, **overrides))
         for headers in (None, [], 'name', {'name': 'a'}):
-            self.assertRaises(ValueError, cl_bulk.parse_headers, headers)
+            self.assertRaises(ValueError, frames.parse_headers, headers)
 
     def test_limits_accepted(self):
         h = _headers(b'', name='n' * 64, offset=2 ** 63 - 1, length=0)
         self.assertEqual(('n' * 64, 2 ** 63 - 1, 0),
-                         cl_bulk.parse_headers(h))
+                         frames.parse_headers(h))
 
     def test_error_echo_bounded(self):
-        e = self.assertRaises(ValueError, cl_bulk.parse_headers,
+        e = self.assertRaises(ValueError, frames.parse_headers,
                               _headers(b'', name='x' * (20 * MiB)))
         self.assertLess(len(str(e)), 400)
-        e = self.assertRaises(ValueError, cl_bulk.decode_chunk,
+        e = self.assertRaises(ValueError, frames.decode_chunk,
                               _headers(b'', sha256='s' * MiB), b'')
         self.assertLess(len(str(e)), 400)
-        e = self.assertRaises(ValueError, cl_bulk.decode_chunk,
+        e = self.assertRaises(ValueError, frames.decode_chunk,
                               _headers(b'', 'z' * MiB), b'')
         self.assertLess(len(str(e)), 400)
 
@@ -149,31 +150,31 @@ class HeaderBoundTest(test_base.BaseTestCase):
 class FrameBindingTest(test_base.BaseTestCase):
 
     def test_headers_without_token_unchanged(self):
-        headers = cl_bulk.chunk_headers('n', 0, 1, 's', 'none', True)
+        headers = frames.chunk_headers('n', 0, 1, 's', 'none', True)
         self.assertEqual({'name', 'offset', 'length', 'sha256',
                           'data_compression', 'eof'}, set(headers))
-        self.assertEqual((None, None, None), cl_bulk.frame_binding(headers))
+        self.assertEqual((None, None, None), frames.frame_binding(headers))
 
     def test_round_trip(self):
-        headers = cl_bulk.chunk_headers('n', 0, 1, 's', 'none', True,
-                                        token=TOKEN, instance_uuid=UUID,
-                                        stash_id='stash-1')
+        headers = frames.chunk_headers('n', 0, 1, 's', 'none', True,
+                                       token=TOKEN, instance_uuid=UUID,
+                                       stash_id='stash-1')
         self.assertEqual((TOKEN, UUID, 'stash-1'),
-                         cl_bulk.frame_binding(headers))
-        self.assertEqual(('n', 0, 1), cl_bulk.parse_headers(headers))
+                         frames.frame_binding(headers))
+        self.assertEqual(('n', 0, 1), frames.parse_headers(headers))
 
     def test_live_chain_has_stash_id_none(self):
-        headers = cl_bulk.chunk_headers('n', 0, 1, 's', 'none', True,
-                                        token=TOKEN, instance_uuid=UUID)
+        headers = frames.chunk_headers('n', 0, 1, 's', 'none', True,
+                                       token=TOKEN, instance_uuid=UUID)
         self.assertIn('stash_id', headers)
         self.assertIsNone(headers['stash_id'])
         self.assertEqual((TOKEN, UUID, None),
-                         cl_bulk.frame_binding(headers))
+                         frames.frame_binding(headers))
 
     def test_malformed(self):
-        good = cl_bulk.chunk_headers('n', 0, 1, 's', 'none', True,
-                                     token=TOKEN, instance_uuid=UUID,
-                                     stash_id='s1')
+        good = frames.chunk_headers('n', 0, 1, 's', 'none', True,
+                                    token=TOKEN, instance_uuid=UUID,
+                                    stash_id='s1')
         for key, bad in (('token', None), ('token', TOKEN.upper()),
                          ('token', TOKEN + '\n'), ('token', TOKEN[:-1]),
                          ('token', 5), ('token', TOKEN.encode()),
@@ -182,11 +183,11 @@ class FrameBindingTest(test_base.BaseTestCase):
                          ('instance_uuid', 'u' * 65), ('stash_id', 7),
                          ('stash_id', {'a': 1}), ('stash_id', 's' * MiB)):
             headers = dict(good, **{key: bad})
-            e = self.assertRaises(ValueError, cl_bulk.frame_binding,
+            e = self.assertRaises(ValueError, frames.frame_binding,
                                   headers)
             self.assertLess(len(str(e)), 300)
         for headers in (None, [], 'token'):
-            self.assertRaises(ValueError, cl_bulk.frame_binding, headers)
+            self.assertRaises(ValueError, frames.frame_binding, headers)
 
 
 class QueueNameTest(test_base.BaseTestCase):

@@ -12,21 +12,18 @@
 
 """Importing another host's chain as history: resume, retention, faults."""
 
-import contextlib
 import errno
 import hashlib
 import logging
 import os
-from unittest import mock
 
 import fixtures
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
-from nova_consolelog import fileutils
-from nova_consolelog import history_import
+from nova_consolelog import import_ledger
 
-from tests.unit import test_chain
+from tests import fixtures as test_fixtures
 
 SOURCE = [('console.log.1', b'first file\n'), ('console.log.0', b'second\n'),
           ('console.log', b'third, the live one\n')]
@@ -47,16 +44,7 @@ def digests_for(files, data=None):
         return {}
 
 
-@contextlib.contextmanager
-def faulty_os(faulty):
-    """Every module that touches an import's files gets ``faulty``."""
-    with mock.patch.object(cl_chain, 'os', faulty), \
-            mock.patch.object(history_import, 'os', faulty), \
-            mock.patch.object(fileutils, 'os', faulty):
-        yield
-
-
-class ImportTestCase(test_chain.ChainTestCase):
+class ImportTestCase(test_fixtures.ChainTestCase):
 
     def setUp(self):
         super().setUp()
@@ -98,7 +86,7 @@ class TestImport(ImportTestCase):
                          self.visible()[0])
         self.assertEqual(500, self.chain.base_offset())
         # The ledger remembers the import: it is never installed twice.
-        self.assertEqual([history_import.LEDGER_NAME,
+        self.assertEqual([import_ledger.LEDGER_NAME,
                           'console.history.000001',
                           cl_chain.BASE_OFFSET_NAME], sorted(
                               os.listdir(self.dir)))
@@ -318,32 +306,6 @@ class TestRetention(ImportTestCase):
         self.assertEqual(before, self.chain.read(6, 2))
 
 
-class FaultyOS:
-    """``os`` for the chain module, failing the n-th call of ``names``."""
-
-    NAMES = ('open', 'write', 'pwrite', 'fsync', 'rename', 'unlink',
-             'listdir', 'lstat', 'fstat', 'ftruncate', 'pread')
-
-    def __init__(self, fail_at, error=errno.EIO):
-        self.fail_at = fail_at
-        self.error = error
-        self.calls = 0
-        self.failed = None
-
-    def __getattr__(self, name):
-        real = getattr(os, name)
-        if name not in self.NAMES:
-            return real
-
-        def call(*args, **kwargs):
-            self.calls += 1
-            if self.calls == self.fail_at:
-                self.failed = name
-                raise OSError(self.error, os.strerror(self.error))
-            return real(*args, **kwargs)
-        return call
-
-
 class TestInterruptedInstall(ImportTestCase):
 
     def _prepare(self, had_history):
@@ -365,8 +327,8 @@ class TestInterruptedInstall(ImportTestCase):
             step += 1
             imp = self._prepare(had_history)
             before = self.visible()
-            faulty = FaultyOS(step)
-            with faulty_os(faulty):
+            faulty = test_fixtures.FaultyOS(step)
+            with test_fixtures.faulty_os(faulty):
                 try:
                     imp.commit()
                     committed = True
@@ -415,7 +377,7 @@ class TestInterruptedInstall(ImportTestCase):
         self.write('console.history.000001', b'old\n')
         before = self.visible()
         imp = self.begin('mig', FILES)
-        with faulty_os(FaultyOS(1, errno.ENOSPC)):
+        with test_fixtures.faulty_os(test_fixtures.FaultyOS(1, errno.ENOSPC)):
             self.assertRaises(exception.InstallFailed, imp.write,
                               'console.log.1', 0, b'first')
         self.assertEqual(before, self.visible())
@@ -428,7 +390,7 @@ class TestInterruptedInstall(ImportTestCase):
         imp = self.begin('mig', FILES)
         self.pull(imp, chunk=100)
 
-        class NoSpace(FaultyOS):
+        class NoSpace(test_fixtures.FaultyOS):
             def __getattr__(self, name):
                 if name == 'fsync':
                     def fail(fd):
@@ -436,7 +398,7 @@ class TestInterruptedInstall(ImportTestCase):
                     return fail
                 return getattr(os, name)
 
-        with faulty_os(NoSpace(0)):
+        with test_fixtures.faulty_os(NoSpace(0)):
             self.assertRaises(exception.InstallFailed, imp.commit)
         self.assertEqual(before, self.visible())
         self.assertEqual(['console.history.000001'],
@@ -453,9 +415,9 @@ class TestFaultAnywhereThenResume(ImportTestCase):
                 os.unlink(os.path.join(self.dir, name))
             self.write('console.history.000001', b'old\n')
             before = self.visible()
-            faulty = FaultyOS(step)
+            faulty = test_fixtures.FaultyOS(step)
             imp = None
-            with faulty_os(faulty):
+            with test_fixtures.faulty_os(faulty):
                 try:
                     imp = self.begin('mig', FILES)
                     self.pull(imp, chunk=7)
@@ -477,7 +439,7 @@ class TestFaultAnywhereThenResume(ImportTestCase):
                              self.chain.read_tail(), where)
             leftovers = [n for n in os.listdir(self.dir)
                          if n.startswith('.') and
-                         n != history_import.LEDGER_NAME]
+                         n != import_ledger.LEDGER_NAME]
             if leftovers:
                 # Only a progress file whose removal failed after the
                 # install (logged); housekeeping removes it.
