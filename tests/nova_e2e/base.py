@@ -345,6 +345,13 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
             self.fail('nova api-paste.ini not found at %s: run these tests '
                       'with tox -e nova-e2e' %
                       os.environ['OS_WSGI__API_PASTE_CONFIG'])
+        # A compute's stop runs nova's graceful shutdown in the background
+        # (its cleanup_host takes a while on a real driver) and that ends in
+        # shutdown_all_executors(), which ServiceFixture neutralises only
+        # while the service's fixture lives: for the whole test here (nova's
+        # IsolatedExecutorFixture cleans the executors up).
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.thread_pool_factory.shutdown_all_executors', lambda: None))
         # Registered first, so run last: after nova's services stopped.
         self.addCleanup(self._remove_instances)
         for name in self.cluster.hosts:
