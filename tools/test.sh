@@ -6,17 +6,18 @@
 # Sets up this machine (Debian packages from bindep.txt, .venv with tox,
 # RabbitMQ started if it is not running), runs the tox environments (by
 # default every suite: style, unit, functional on RabbitMQ, end-to-end on
-# real libvirtd + QEMU, nova's own functional harness, docs and release
-# notes built with warnings as errors), then prints one
+# real libvirtd + QEMU, nova's own functional harness, nova's services on
+# real libvirtd + QEMU, docs and release notes built with warnings as
+# errors), then prints one
 # closing line "N passed, N failed, N skipped" summed over every suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-default_envs=pep8,py3,functional,e2e,nova-functional,docs,releasenotes
+default_envs=pep8,py3,functional,e2e,nova-functional,nova-e2e,docs,releasenotes
 envs="${1:-$default_envs}"
 
 profiles=(test functional)
-case ",$envs," in *,e2e,*) profiles+=(e2e) ;; esac
+case ",$envs," in *,e2e,*|*,nova-e2e,*) profiles+=(e2e) ;; esac
 tools/setup-host.sh "${profiles[@]}" || exit 1
 
 log=$(mktemp /tmp/nova-consolelog-test.XXXXXX)

@@ -28,7 +28,11 @@
   flags) and the periodic reaper undefines it once nova's database shows
   the instance elsewhere and the console log has been handed over. The
   stash lives outside the instance directory, so nothing of nova's cleanup
-  can delete it.
+  can delete it. nova calls no ``cleanup()`` after a live migration on a
+  shared instance path, so ``post_live_migration`` already records the
+  domain for the reaper; until it goes, ``list_instances`` and
+  ``list_instance_uuids`` leave it out (nova's periodic tasks would count
+  it as an instance of this host).
 * ``post_live_migration_at_destination``: pull the stash from the source.
 * ``rollback_live_migration_at_source`` / ``..._at_destination``: put a
   stash back.
@@ -63,6 +67,9 @@ class LiveMigrationHooks:
 
     def pre_live_migration(self, context, instance, block_device_info,
                            network_info, disk_info, migrate_data):
+        # The instance comes back: the incoming domain replaces the one
+        # left defined here when it went away.
+        self._forget_left_defined(instance.uuid)
         result = super().pre_live_migration(
             context, instance, block_device_info, network_info, disk_info,
             migrate_data)
@@ -87,6 +94,15 @@ class LiveMigrationHooks:
         except Exception as e:
             LOG.warning('Cannot look up the source domain: %s', e,
                         instance=instance)
+        if domain is not None:
+            # libvirt kept the domain (our flags). Recorded here, not only
+            # in cleanup(): on a shared instance path nova calls none.
+            try:
+                self._mark_left_defined(instance.uuid)
+            except OSError as e:
+                LOG.warning('Cannot record the source domain as left for '
+                            'the reaper (%s); it stays defined until '
+                            'removed by hand.', e, instance=instance)
         self.consolelog.post_live_migration_at_source(
             instance.uuid, dest, self._shared_path(migrate_data),
             domain=domain)
@@ -130,8 +146,51 @@ class LiveMigrationHooks:
     # a resize source, a stopped instance — are nova's business.
 
     def _left_defined_marker(self, instance_uuid):
+        # Per host: on a shared instance path the stash root is shared.
         return os.path.join(self.consolelog.stash_root, LEFT_DEFINED_DIR,
-                            instance_uuid)
+                            self.consolelog.host, instance_uuid)
+
+    def _left_defined(self):
+        """UUIDs of the domains this host left defined for the reaper."""
+        if self.consolelog is None:
+            return set()
+        try:
+            return set(os.listdir(os.path.dirname(
+                self._left_defined_marker('x'))))
+        except OSError:
+            return set()
+
+    def _forget_left_defined(self, instance_uuid):
+        if self.consolelog is None:
+            return
+        try:
+            os.unlink(self._left_defined_marker(instance_uuid))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            LOG.warning('Cannot drop the left-defined record of instance '
+                        '%s: %s', instance_uuid, e)
+
+    def _guests(self):
+        """nova's guests of this host without the shut-off leftovers.
+
+        A migrated source domain left defined for the reaper is no
+        instance of this host: listed, nova's periodic tasks would count it
+        ("found 0 instances in the database and 1 instances on the
+        hypervisor") and its clean-ups would consider it.
+        """
+        guests = self._host.list_guests(only_running=False)
+        leftovers = self._left_defined()
+        if not leftovers:
+            return guests
+        return [g for g in guests
+                if g.uuid not in leftovers or g.is_active()]
+
+    def list_instances(self):
+        return [guest.name for guest in self._guests()]
+
+    def list_instance_uuids(self):
+        return [guest.uuid for guest in self._guests()]
 
     def _mark_left_defined(self, instance_uuid):
         path = self._left_defined_marker(instance_uuid)

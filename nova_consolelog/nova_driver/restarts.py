@@ -43,6 +43,8 @@ class NewQemuHooks:
         # finish and revert of a cold migration, a host's boot.
         if power_on or pause:
             self._keep_console(instance)
+        # This host runs the instance again: its domain is no leftover.
+        self._forget_left_defined(instance.uuid)
         return super()._create_guest(
             context, xml, instance, power_on=power_on, pause=pause,
             post_xml_callback=post_xml_callback)

@@ -75,14 +75,22 @@ FLOPPY_SIZE = 1474560  # SeaBIOS derives the floppy geometry from the size
 LINE_RE = re.compile(rb'cnt (\d{8})\r?\n')
 
 
-def build_boot_image(directory):
-    """Assemble the boot sector into a 1.44 MB floppy image; its path."""
+def build_boot_image(directory, lines_per_tick=16):
+    """Assemble the boot sector into a 1.44 MB floppy image; its path.
+
+    ``lines_per_tick`` (1-255) sets the pace: about 18.2 times that many
+    lines a second.
+    """
+    if not 1 <= lines_per_tick <= 255:
+        raise ValueError('lines_per_tick must be 1-255, not %r'
+                         % lines_per_tick)
     src = os.path.join(directory, 'boot.S')
     obj = os.path.join(directory, 'boot.o')
     raw = os.path.join(directory, 'boot.bin')
     img = os.path.join(directory, 'boot.img')
     with open(src, 'w') as f:
-        f.write(BOOT_SECTOR_ASM)
+        f.write(BOOT_SECTOR_ASM.replace(
+            'mov $16, %cx', 'mov $%d, %%cx' % lines_per_tick))
     subprocess.run(['as', '--32', '-o', obj, src], check=True,
                    capture_output=True)
     subprocess.run(['ld', '-m', 'elf_i386', '-Ttext', '0x7c00',

@@ -133,28 +133,39 @@ def _kill_netns_processes(netns, grace=10.0):
             pass
 
 
-def cleanup_leftovers():
+def cleanup_leftovers(root=ROOT, netns_prefix=NETNS_PREFIX):
     """Remove what a crashed earlier run left: processes, netns, files."""
     result = _run('ip', 'netns', 'list', check=False)
     for line in result.stdout.splitlines():
         netns = line.split()[0] if line.split() else ''
-        if netns.startswith(NETNS_PREFIX):
+        if netns.startswith(netns_prefix):
             _kill_netns_processes(netns)
             _run('ip', 'netns', 'del', netns, check=False)
-    shutil.rmtree(ROOT, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 class Host:
-    """One libvirt host: a network namespace with virtlogd and libvirtd."""
+    """One libvirt host: a network namespace with virtlogd and libvirtd.
+
+    Another suite (tests/nova_e2e) runs its hosts under other names: it
+    overrides the class attributes and ``command``.
+    """
+
+    #: Where the hosts' directories are, and the prefix of their netns.
+    root_dir = ROOT
+    netns_prefix = NETNS_PREFIX
+    #: Where each host bind-mounts its private instances directory (None:
+    #: nowhere).
+    common_instances = PRIVATE_INSTANCES
 
     def __init__(self, name, index, address, peer_address):
         self.name = name
-        self.netns = NETNS_PREFIX + name
-        self.veth = NETNS_PREFIX + name
+        self.netns = self.netns_prefix + name
+        self.veth = self.netns_prefix + name
         self.address = address
         self.peer_address = peer_address
         self.host_uuid = '6e636c6f-6700-4000-8000-%012d' % index
-        self.root = os.path.join(ROOT, name)
+        self.root = os.path.join(self.root_dir, name)
         self.dirs = {target: os.path.join(self.root, target.strip('/')
                                           .replace('/', '-'))
                      for target in BIND_TARGETS}
@@ -190,21 +201,26 @@ class Host:
         mounts = ''.join(
             'mount --bind %s %s\n' % (source, target)
             for target, source in self.dirs.items())
+        if self.common_instances:
+            mounts += 'mount --bind %s %s\n' % (self.private_instances,
+                                                self.common_instances)
         script = (
             'mkdir -p %(targets)s\n'
             '%(mounts)s'
-            'mount --bind %(private)s %(common)s\n'
             'virtlogd --pid-file %(root)s/virtlogd.pid &\n'
             'exec libvirtd --listen --pid-file %(root)s/libvirtd.pid\n') % {
                 'targets': ' '.join(BIND_TARGETS), 'mounts': mounts,
-                'private': self.private_instances,
-                'common': PRIVATE_INSTANCES, 'root': self.root}
+                'root': self.root}
         self._started = time.monotonic()
         out = open(os.path.join(self.root, 'daemons.out'), 'wb')
         self.process = subprocess.Popen(
-            ['ip', 'netns', 'exec', self.netns, 'sh', '-ec', script],
+            self.command(script),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         out.close()
+
+    def command(self, script):
+        """The command running the daemons' shell ``script``."""
+        return ['ip', 'netns', 'exec', self.netns, 'sh', '-ec', script]
 
     def wait_ready(self, timeout=120):
         """Connect once libvirtd answers (capability probing takes ~8 s)."""

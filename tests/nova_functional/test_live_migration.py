@@ -206,9 +206,10 @@ class LiveMigrationTest(base.ConsoleLogNovaTestBase):
             [virt.Reaped(self.uuid, virt.KEPT, 'domain not shut off')],
             self.src.driver.consolelog_periodic_task())
         self._stop_server(server)
+        # Coming back (pre_live_migration here) dropped src's record of
+        # the domain it had left defined: no leftover of ours any more.
         self.assertEqual(
-            [virt.Reaped(self.uuid, virt.KEPT,
-                         'instance still on this host')],
+            [virt.Reaped(self.uuid, virt.KEPT, 'instance unknown')],
             self.src.driver.consolelog_periodic_task())
         self.assertIsNotNone(self.domain('src', self.uuid))
         # dest's leftover of the second hop goes.
@@ -293,6 +294,24 @@ class SharedInstancePathTest(base.ConsoleLogNovaTestBase):
         self.assertEqual([], cl_stash.Stash.list(
             self.uuid, root=self.dest.driver.consolelog.stash_root,
             conf=self.dest.driver.consolelog_conf))
+
+    def test_leftover_domain_recorded_hidden_and_reaped(self):
+        # nova calls no cleanup() after a live migration on a shared
+        # instance path: the source still records the domain it left
+        # defined, keeps it out of nova's instance lists (nova's periodic
+        # tasks would count it) and the reaper undefines it.
+        self.write_console('src', self.uuid, lines('src', 5))
+        server = self._live_migrate(self.server)
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.assertIsNotNone(self.domain('src', self.uuid))
+        self.assertNotIn(self.uuid, self.src.driver.list_instance_uuids())
+        self.assertEqual([], self.src.driver.list_instances())
+        self.assertIn(self.uuid, self.dest.driver.list_instance_uuids())
+        self.assertEqual(
+            [(self.uuid, virt.UNDEFINED)],
+            [(r.uuid, r.action)
+             for r in self.src.driver.consolelog_periodic_task()])
+        self.assertIsNone(self.domain('src', self.uuid))
 
     def test_rollback_before_the_incoming_qemu_started(self):
         self._rollback_keeps_the_chain(incoming_qemu_started=False)
