@@ -23,6 +23,7 @@ up to a cap that we choose.
 """
 
 import errno
+import fcntl
 import functools
 import hashlib
 import json
@@ -224,3 +225,24 @@ def sha256_fd(fd, size):
         digest.update(data)
         offset += len(data)
     return digest.hexdigest()
+
+
+def flock_held(path):
+    """Whether a live process holds ``path``'s flock now (not followed).
+
+    Why: a pull holds a flock on its staging file and its import ticket
+    for as long as it runs; the kernel drops it when the process dies, so
+    a file whose lock is free belongs to nobody (``status``, the gate).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
+                     os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also drops our shared lock at once
+    return False

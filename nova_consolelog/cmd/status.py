@@ -43,7 +43,6 @@ the command; ``status_stashes`` gathers the stash side (stashes, pins,
 hand-over records), ``status_text`` prints the result for humans.
 """
 
-import fcntl
 import json
 import os
 import time
@@ -139,7 +138,7 @@ def _partial_imports(entry, directory, now):
         item = {'import_id': name[len(cl_chain.PARTIAL_PREFIX):],
                 'staged_bytes': st.st_size, 'age': now - st.st_mtime,
                 'total_bytes': None, 'verified_bytes': 0,
-                'held': _held(os.path.join(directory, name))}
+                'held': fileutils.flock_held(os.path.join(directory, name))}
         try:
             progress = fileutils.load_json(
                 os.path.join(directory, name + cl_chain.SIDECAR_SUFFIX))
@@ -154,22 +153,6 @@ def _partial_imports(entry, directory, now):
             entry['errors'].append('progress of import %s unreadable: %s'
                                    % (item['import_id'], e))
         entry['partial_imports'].append(item)
-
-
-def _held(path):
-    """Whether a pull holds this staging file now (its flock)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
-                     os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # also drops our shared lock at once
-    return False
 
 
 def collect(conf, instance_uuid=None, now=None):

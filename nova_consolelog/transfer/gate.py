@@ -135,22 +135,6 @@ class Ticket:
         self._fd = None
 
 
-def _lock_held(lock_path):
-    """Whether a live process holds ``lock_path``'s flock (not followed)."""
-    try:
-        fd = os.open(lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK |
-                     os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # drops our shared lock too
-    return False
-
-
 def read_tickets(directory):
     """The live tickets in ``directory``: a list of dicts, oldest first.
 
@@ -166,7 +150,7 @@ def read_tickets(directory):
         if not name.endswith('.json'):
             continue
         path = os.path.join(directory, name)
-        if not _lock_held(path[:-len('.json')] + LOCK_SUFFIX):
+        if not fileutils.flock_held(path[:-len('.json')] + LOCK_SUFFIX):
             continue
         try:
             data = fileutils.load_json(path)
