@@ -18,10 +18,21 @@ means "the peer does not offer this" — a version above our cap, a method or
 version the peer's dispatcher does not know — becomes
 ``exception.PeerUnsupported``, which the migration step turns into a clean
 "console log not migrated" warning instead of a failed migration.
+
+So does a host where nothing listens on our topic at all: a source whose
+nova-compute runs nova's own driver. Without a listener a call would wait
+the whole ``rpc_timeout`` (60 s) inside nova's
+``post_live_migration_at_destination``; our calls are therefore published
+with RabbitMQ's mandatory flag (``TransportOptions(at_least_once=True)``),
+so the broker returns an unroutable request at once
+(``MessageUndeliverable``). A listener that is only reconnecting (after a
+broker restart) is given ``UNDELIVERABLE_RETRIES`` short retries first.
+Drivers without the flag (``fake://``) ignore it.
 """
 
 import functools
 import re
+import time
 
 from oslo_log import log as logging
 import oslo_messaging
@@ -36,6 +47,11 @@ LOG = logging.getLogger(__name__)
 NAMESPACE = 'consolelog'
 
 _VERSION_RE = re.compile(r'[0-9]{1,3}\.[0-9]{1,3}')
+
+# A request nobody could receive is retried this often, a second apart,
+# before the host counts as one without our endpoint.
+UNDELIVERABLE_RETRIES = 5
+UNDELIVERABLE_INTERVAL = 1.0
 
 # The errors by which a peer (or our own version cap) says it does not
 # offer a call; RemoteError carries the dispatcher's class name when the
@@ -71,7 +87,11 @@ def _peer_support(what):
         @functools.wraps(fn)
         def wrapper(self, ctxt, host, *args, **kwargs):
             try:
-                return fn(self, ctxt, host, *args, **kwargs)
+                return _delivered(fn, self, ctxt, host, *args, **kwargs)
+            except oslo_messaging.MessageUndeliverable as e:
+                raise exception.PeerUnsupported(
+                    host=host, what='%s (nothing listens for console-log '
+                    'calls there)' % what) from e
             except (_UNSUPPORTED + (oslo_messaging.RemoteError,)) as e:
                 lacking = _lacks_call(e)
                 if lacking is not None:
@@ -86,6 +106,17 @@ def _peer_support(what):
                 raise typed from e
         return wrapper
     return decorator
+
+
+def _delivered(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, retried while the broker cannot route it."""
+    for attempt in range(UNDELIVERABLE_RETRIES + 1):
+        try:
+            return fn(*args, **kwargs)
+        except oslo_messaging.MessageUndeliverable:
+            if attempt == UNDELIVERABLE_RETRIES:
+                raise
+            time.sleep(UNDELIVERABLE_INTERVAL)
 
 
 def _typed_error(remote):
@@ -171,7 +202,9 @@ class ConsoleLogAPI:
         self.client = oslo_messaging.get_rpc_client(
             transport, target, version_cap=self.version_cap,
             serializer=cl_transport.RequestContextSerializer(),
-            timeout=conf.consolelog.rpc_timeout)
+            timeout=conf.consolelog.rpc_timeout,
+            transport_options=oslo_messaging.TransportOptions(
+                at_least_once=True))
         # Our pulls must leave most of the transport's connection pool to
         # its owner (nova's, inside nova-compute): warn if they might not.
         from nova_consolelog.transfer import gate

@@ -119,6 +119,15 @@ class TestBadInputOverRPC(base.FunctionalTestCase):
         self.assertRaises(exception.InvalidInput, api.read_chunk, {}, 'src',
                           self.uuid, '../secret', 0, 10)
 
+    def test_host_without_our_endpoint_is_unsupported_not_a_timeout(self):
+        # A source running nova's own driver: no queue for our topic
+        # there. RabbitMQ returns the request (mandatory flag) instead of
+        # letting it wait out rpc_timeout inside nova's request.
+        _conf, api = self.client('nova-like', rpc_timeout=120)
+        e = self.assertRaises(exception.PeerUnsupported, api.list_stashes,
+                              {}, 'host-without-consolelog', self.uuid)
+        self.assertIn('nothing listens', str(e))
+
 
 class TestVersionSkew(test_pull.PullTestCase):
 

@@ -22,6 +22,7 @@ RabbitMQ. Every call costs about 50 ms here: keep call counts low.
 import hashlib
 import uuid
 
+import fixtures
 import oslo_messaging
 from oslotest import base as test_base
 
@@ -152,6 +153,39 @@ class TestRemoteErrors(test_base.BaseTestCase):
         for name in ('KeyError', 'ConsoleLogErrorX', 'LOG', None):
             self.assertRaises(oslo_messaging.RemoteError, self._call,
                               oslo_messaging.RemoteError(name, 'x', []))
+
+
+class TestNobodyListens(test_base.BaseTestCase):
+    """A request the broker cannot route: no endpoint on that host."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.api.UNDELIVERABLE_INTERVAL', 0))
+        self.calls = 0
+
+    def _call(self, failures):
+        def fn(api, ctxt, host):
+            self.calls += 1
+            if self.calls <= failures:
+                raise oslo_messaging.MessageUndeliverable(
+                    None, 'nova', 'consolelog.peer', {})
+            return 'answer'
+        return cl_api._peer_support('x')(fn)(None, {}, 'peer')
+
+    def test_still_unroutable_after_the_retries_is_peer_unsupported(self):
+        e = self.assertRaises(exception.PeerUnsupported, self._call, 99)
+        self.assertIn('nothing listens', str(e))
+        self.assertEqual(cl_api.UNDELIVERABLE_RETRIES + 1, self.calls)
+
+    def test_a_listener_back_within_the_retries_answers(self):
+        self.assertEqual('answer',
+                         self._call(cl_api.UNDELIVERABLE_RETRIES))
+
+    def test_client_asks_the_broker_to_return_unroutable_calls(self):
+        hosts = self.useFixture(test_fixtures.Hosts())
+        _conf, rpcapi = hosts.client('dst')
+        self.assertTrue(rpcapi.client.transport_options.at_least_once)
 
 
 class TestLacksCall(test_base.BaseTestCase):
