@@ -81,14 +81,24 @@ def _lacks_call(error, only=None):
     return name if name in names else None
 
 
-def _peer_support(what):
-    """Turn "peer lacks this call" into PeerUnsupported(host, what)."""
+def _peer_support(what, first_contact=False):
+    """Turn "peer lacks this call" into PeerUnsupported(host, what).
+
+    A request nobody could receive (no endpoint on ``host``) is
+    PeerUnsupported too for a ``first_contact`` call (the one that decides
+    whether a hand-over happens at all); in the middle of a pull it is a
+    delivery failure, which the pull retries like a timeout.
+    """
     def decorator(fn):
         @functools.wraps(fn)
         def wrapper(self, ctxt, host, *args, **kwargs):
             try:
                 return _delivered(fn, self, ctxt, host, *args, **kwargs)
             except oslo_messaging.MessageUndeliverable as e:
+                if not first_contact:
+                    raise oslo_messaging.MessageDeliveryFailure(
+                        'nothing listens for console-log calls on %s'
+                        % host) from e
                 raise exception.PeerUnsupported(
                     host=host, what='%s (nothing listens for console-log '
                     'calls there)' % what) from e
@@ -241,7 +251,7 @@ class ConsoleLogAPI:
             server=host, version=version,
             timeout=timeout or self.conf.consolelog.rpc_timeout)
 
-    @_peer_support('console-log describe')
+    @_peer_support('console-log describe', first_contact=True)
     def describe(self, ctxt, host, instance_uuid, stash_id=None,
                  checksums=False, tail_bytes=0):
         """ConsoleLogSet of the instance's live chain, or of a stash."""
@@ -249,7 +259,7 @@ class ConsoleLogAPI:
             ctxt, 'describe_console_log', instance_uuid=instance_uuid,
             stash_id=stash_id, checksums=checksums, tail_bytes=tail_bytes)
 
-    @_peer_support('console-log stashes')
+    @_peer_support('console-log stashes', first_contact=True)
     def list_stashes(self, ctxt, host, instance_uuid, checksums=False,
                      tail_bytes=0, timeout=None):
         """ConsoleLogSets of the instance's stashes on host, oldest first.

@@ -164,19 +164,24 @@ class TestNobodyListens(test_base.BaseTestCase):
             'nova_consolelog.rpc.api.UNDELIVERABLE_INTERVAL', 0))
         self.calls = 0
 
-    def _call(self, failures):
+    def _call(self, failures, first_contact=True):
         def fn(api, ctxt, host):
             self.calls += 1
             if self.calls <= failures:
                 raise oslo_messaging.MessageUndeliverable(
                     None, 'nova', 'consolelog.peer', {})
             return 'answer'
-        return cl_api._peer_support('x')(fn)(None, {}, 'peer')
+        return cl_api._peer_support('x', first_contact)(fn)(None, {}, 'peer')
 
     def test_still_unroutable_after_the_retries_is_peer_unsupported(self):
         e = self.assertRaises(exception.PeerUnsupported, self._call, 99)
         self.assertIn('nothing listens', str(e))
         self.assertEqual(cl_api.UNDELIVERABLE_RETRIES + 1, self.calls)
+
+    def test_mid_pull_it_is_a_delivery_failure_the_pull_retries(self):
+        e = self.assertRaises(oslo_messaging.MessageDeliveryFailure,
+                              self._call, 99, first_contact=False)
+        self.assertIn('nothing listens', str(e))
 
     def test_a_listener_back_within_the_retries_answers(self):
         self.assertEqual('answer',
