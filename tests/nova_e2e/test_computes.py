@@ -114,6 +114,11 @@ class NovaSourceTest(base.NovaE2ETestCase):
         self.assertEqual([], base.guest.check_sequence(values))
         trouble = self.consolelog_trouble()
         self.assertEqual([], [line for line in trouble if 'ERROR [' in line])
+        # Clean: nothing listens for our calls on alpha, which the broker
+        # says at once; no step waited out rpc_timeout inside nova's
+        # post_live_migration_at_destination.
+        self.assertEqual([], [line for line in trouble
+                              if 'Timed out' in line or 'timed out' in line])
         self.report('6 nova source -> ours, not migrated (lost 1..%d); ours '
                     'said:%s' % (values[0] - 1, ''.join(
                         '\n    ' + line.split('] ', 1)[-1][:300]
