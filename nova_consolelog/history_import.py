@@ -15,60 +15,54 @@
 Our promise is that no byte of console output is lost, duplicated or
 installed unverified, whatever crashes and whoever else runs. So:
 
-* **Staged, then renamed.** The bytes go into a staging file
-  ``.console.history.partial-<id>`` (the concatenation of the source
-  files, oldest first, minus the oldest bytes beyond
-  ``history_max_bytes``, cut at a block boundary). Progress is recorded in
-  ``<staging>.json`` after an fsync, so an interrupted import resumes.
+* **Staged, then renamed.** The bytes go into a staging file, owned by
+  an ``flock``, whose progress survives a crash (``import_staging``).
   ``commit`` renames the staging file to the next ``console.history.<seq>``:
   until then nothing visible has changed.
-* **One owner.** A pull owns the staging file by an ``flock`` on it; a
-  second pull of the same source chain on this host waits for the first
-  (and then finds it installed) instead of truncating its file. Nothing
-  opens a staging file with ``O_TRUNC`` without holding the lock.
 * **Verified on disk.** Before the rename every block of the staging file —
   resumed parts included — is read back and checked against the source's
   hash list, obtained over RPC (never from a bulk frame). A block that does
-  not match is reported (``verify``) for the puller to fetch again.
+  not match is reported (``verify``) for the puller to fetch again
+  (``import_progress``).
 * **Exactly once.** Before the rename, the import id and the staging file's
   inode go into the *ledger* (``.console.history.ledger`` in the instance
   directory). An import whose ledger entry exists while the staging path no
   longer holds that inode was renamed: a re-run, a retry after a crash
   between the rename and the release, or a concurrent pull finds it
   installed and only releases the source's stash (``import_ledger``).
+* **In its place.** An import owed since before a QEMU start here fills
+  the slot reserved for it (``history_slots``).
+
+The names other modules use from here (the staging file's name parts,
+``remove_abandoned``, the slot functions) are re-exported.
 """
 
 import errno
-import fcntl
-import hashlib
 import json
 import os
-import stat
-import time
 
 from oslo_log import log as logging
 
 from nova_consolelog import exception
 from nova_consolelog import fileutils
+from nova_consolelog import history_slots
 from nova_consolelog import import_ledger
+from nova_consolelog import import_progress
+from nova_consolelog import import_staging
 from nova_consolelog import names
 
 LOG = logging.getLogger(__name__)
 
-PARTIAL_PREFIX = '.console.history.partial-'
-SIDECAR_SUFFIX = '.json'
-# Seconds between two tries of a staging file another pull holds.
-_LOCK_POLL = 0.1
-
+# Re-exported: callers and tests name them from here.
+PARTIAL_PREFIX = import_staging.PARTIAL_PREFIX
+SIDECAR_SUFFIX = import_staging.SIDECAR_SUFFIX
+digests_id = import_progress.digests_id
+remove_abandoned = import_staging.remove_abandoned
+reserve_slot = history_slots.reserve_slot
+is_placeholder = history_slots.is_placeholder
+slot_to_fill = history_slots.slot_to_fill
 
 _unlink_quietly = fileutils.unlink_quietly
-
-
-def digests_id(digests):
-    """One digest standing for every file's hash list of an import."""
-    text = json.dumps(sorted((name, bs, list(blocks))
-                             for name, (bs, blocks) in digests.items()))
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
 
 class Import:
@@ -82,6 +76,8 @@ class Import:
 
     ``installed`` is the history name when the ledger says this import is
     in place already (nothing to fetch; only the release is left).
+    What is written, durable and checked is kept by an
+    ``import_progress.Progress``.
     """
 
     def __init__(self, chain, import_id, files, digests, base_offset=0,
@@ -91,21 +87,16 @@ class Import:
         self.chain = chain
         self.import_id = import_id
         self.base_offset = base_offset
-        self.files = self._check_files(files)
-        self.digests = self._check_digests(digests)
-        self.size = sum(size for _name, size in self.files)
+        self.files = import_progress.check_files(chain, files)
+        self.digests = import_progress.check_digests(self.files, digests)
         self.staging = chain.path(PARTIAL_PREFIX + import_id)
         self.sidecar = self.staging + SIDECAR_SUFFIX
         self.ledger = import_ledger.Ledger(chain)
-        self._layout = {}
-        position = 0
-        for name, size in self.files:
-            self._layout[name] = (position, size)
-            position += size
-        self.skip = self._aligned_skip()
-        self._written = {}
-        self._durable = {}
-        self._checked = {name: set() for name, _size in self.files}
+        self.progress = import_progress.Progress(
+            import_id, self.files, self.digests,
+            chain.conf.consolelog.history_max_bytes)
+        self.size = self.progress.size
+        self.skip = self.progress.skip
         self._fd = None
         self._failure = None
         self.installed = None
@@ -116,97 +107,14 @@ class Import:
             raise exception.InstallFailed(instance=chain.instance,
                                           reason=str(e))
 
-    # -- checks ----------------------------------------------------------
-
-    def _check_files(self, files):
-        try:
-            files = [(name, size) for name, size in files]
-        except (TypeError, ValueError):
-            raise exception.InvalidInput(
-                reason='files must be a list of (name, size) pairs')
-        seen = set()
-        for name, size in files:
-            self.chain.check_member_name(name)
-            names.check_count('size of %s' % name, size)
-            if name in seen:
-                raise exception.InvalidInput(
-                    reason='%s is listed twice' % name)
-            seen.add(name)
-        return files
-
-    def _check_digests(self, digests):
-        if not isinstance(digests, dict):
-            raise exception.InvalidInput(reason='digests must be a dict')
-        for name, size in self.files:
-            if not size:
-                continue
-            try:
-                block_size, blocks = digests[name]
-            except (KeyError, TypeError, ValueError):
-                raise exception.InvalidInput(
-                    reason='no hash list for %s' % name)
-            names.check_count('block size of %s' % name, block_size)
-            if block_size < 1 or not isinstance(blocks, (list, tuple)) or (
-                    len(blocks) != (size + block_size - 1) // block_size):
-                raise exception.InvalidInput(
-                    reason='the hash list of %s does not cover %d bytes' % (
-                        name, size))
-        return {name: digests[name] for name, size in self.files if size}
-
-    def _aligned_skip(self):
-        """Bytes left out: beyond ``history_max_bytes``, block-aligned.
-
-        The first kept byte starts a block of its file, so that every kept
-        block is checked on disk whole.
-        """
-        skip = max(0, self.size -
-                   self.chain.conf.consolelog.history_max_bytes)
-        for name, (position, size) in self._layout.items():
-            if position <= skip < position + size:
-                block_size = self.digests[name][0]
-                return position + (skip - position) // block_size * \
-                    block_size
-        return skip
-
     # -- ownership -------------------------------------------------------
 
     def _acquire(self, wait):
         """Lock the staging file, or find the import installed."""
         if not fileutils.is_real_dir(self.chain.directory):
             raise exception.InstanceDirNotFound(path=self.chain.directory)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fd = os.open(self.staging, os.O_RDWR | os.O_CREAT |
-                             os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    raise exception.UnsafeChainFile(path=self.staging,
-                                                    reason='a symbolic link')
-                raise exception.InstallFailed(instance=self.chain.instance,
-                                              reason=str(e))
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                if time.monotonic() >= deadline:
-                    raise exception.ImportInProgress(
-                        import_id=self.import_id,
-                        directory=self.chain.directory)
-                time.sleep(_LOCK_POLL)
-                continue
-            self._fd = fd
-            st = os.fstat(fd)
-            try:
-                now = os.lstat(self.staging)
-            except FileNotFoundError:
-                now = None
-            if now is None or (now.st_dev, now.st_ino) != (st.st_dev,
-                                                           st.st_ino):
-                # The owner before us renamed (committed) or removed it.
-                self._close()
-                continue
-            break
+        self._fd, st = import_staging.lock_staging(
+            self.chain, self.staging, self.import_id, wait)
         try:
             fileutils.check_regular(self.staging, st.st_mode)
             installed = self.ledger.installed(self.import_id)
@@ -239,44 +147,21 @@ class Import:
                 'skip': self.skip}
 
     def _resume(self):
-        saved = self._load_sidecar()
+        saved = import_staging.load_sidecar(self.sidecar, self._state())
+        if saved is not None and not self.progress.valid_durable(saved):
+            saved = None
         if saved is None:
             # We hold the lock: nobody else writes this file.
             _unlink_quietly(self.sidecar)
             os.ftruncate(self._fd, 0)
         else:
-            self._durable = saved
-            for name, upto in saved.items():
-                self._written[name] = [(0, upto)]
+            self.progress.resume(saved)
             LOG.info('Resuming the console-log import %s into %s',
                      self.import_id, self.chain.directory)
         try:
             os.ftruncate(self._fd, self.size - self.skip)
         except OSError as e:
             self._fail(e)
-
-    def _load_sidecar(self):
-        try:
-            saved = fileutils.load_json(self.sidecar)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, exception.ConsoleLogError) as e:
-            LOG.warning('Ignoring unreadable import progress %s: %s',
-                        self.sidecar, e)
-            return None
-        if not isinstance(saved, dict):
-            return None
-        durable = saved.pop('durable', None)
-        if saved != self._state() or not isinstance(durable, dict):
-            LOG.info('Import progress %s is for other files; starting over',
-                     self.sidecar)
-            return None
-        for name, upto in durable.items():
-            if name not in self._layout or isinstance(upto, bool) or (
-                    not isinstance(upto, int)) or (
-                    not 0 <= upto <= self._layout[name][1]):
-                return None
-        return durable
 
     def _close(self):
         if self._fd is not None:
@@ -295,26 +180,16 @@ class Import:
 
     # -- writing ---------------------------------------------------------
 
-    def _range(self, name):
-        if name not in self._layout:
-            raise exception.InvalidInput(
-                reason='%.64r is not a file of import %s' % (
-                    name, self.import_id))
-        position, size = self._layout[name]
-        first = min(size, max(0, self.skip - position))
-        return position, size, first
-
     def wanted(self, name):
         """``(start, end)`` of source file ``name`` still needed."""
-        _position, size, first = self._range(name)
-        return max(first, self._durable.get(name, 0)), size
+        return self.progress.wanted(name)
 
     def write(self, name, offset, data):
         """Store ``data`` found at ``offset`` of source file ``name``.
 
         Unchecked until ``verify``: the bytes may come from anybody.
         """
-        position, size, first = self._range(name)
+        position, size, first = self.progress.range(name)
         names.check_count('offset', offset)
         if offset + len(data) > size:
             raise exception.InvalidInput(
@@ -335,13 +210,7 @@ class Import:
                 target += written
         except OSError as e:
             self._fail(e)
-        self._written.setdefault(name, []).append((offset,
-                                                   offset + len(data)))
-        block_size = self.digests[name][0]
-        checked = self._checked[name]
-        for index in range(offset // block_size,
-                           (offset + len(data) - 1) // block_size + 1):
-            checked.discard(index)
+        self.progress.wrote(name, offset, len(data))
 
     def checkpoint(self, name, upto):
         """Record durably that ``[0, upto)`` of ``name`` is written.
@@ -349,19 +218,20 @@ class Import:
         A resumed import does not fetch these bytes again (it still checks
         them on disk before the rename).
         """
-        _position, size, _first = self._range(name)
+        _position, size, _first = self.progress.range(name)
         names.check_count('upto', upto)
         if upto > size:
             raise exception.InvalidInput(
                 reason='%s has only %d bytes, not %d' % (name, size, upto))
         fd = self._open_fd()
-        if upto <= self._durable.get(name, 0):
+        durable = self.progress.durable
+        if upto <= durable.get(name, 0):
             return
         try:
             os.fsync(fd)
-            self._durable[name] = upto
+            durable[name] = upto
             state = self._state()
-            state['durable'] = self._durable
+            state['durable'] = durable
             self.chain.write_state(os.path.basename(self.sidecar),
                                    json.dumps(state, sort_keys=True).encode(
                                        'utf-8'))
@@ -377,20 +247,7 @@ class Import:
 
     def missing(self):
         """{name: [(start, end)]} of bytes not written yet."""
-        result = {}
-        for name, (_position, size) in self._layout.items():
-            _p, _s, first = self._range(name)
-            holes = []
-            at = first
-            for lo, hi in sorted(self._written.get(name, [])):
-                if lo > at:
-                    holes.append((at, min(lo, size)))
-                at = max(at, hi)
-            if at < size:
-                holes.append((at, size))
-            if holes:
-                result[name] = holes
-        return result
+        return self.progress.missing()
 
     # -- checking on disk ------------------------------------------------
 
@@ -406,69 +263,14 @@ class Import:
             os.fsync(fd)
         except OSError as e:
             self._fail(e)
-        bad = []
-        missing = self.missing()
-        for name, (position, size) in self._layout.items():
-            if not size:
-                continue
-            _p, _s, first = self._range(name)
-            block_size, blocks = self.digests[name]
-            holes = missing.get(name, [])
-            for index in range(-(-first // block_size), len(blocks)):
-                if index in self._checked[name]:
-                    continue
-                lo = index * block_size
-                hi = min(lo + block_size, size)
-                if any(h_lo < hi and lo < h_hi for h_lo, h_hi in holes):
-                    continue  # not all there yet
-                try:
-                    actual = self._read_digest(fd, position + lo - self.skip,
-                                               hi - lo)
-                except OSError as e:
-                    self._fail(e)
-                if actual == blocks[index]:
-                    self._checked[name].add(index)
-                    continue
-                bad.append((name, lo, hi))
-                self._forget(name, lo, hi)
-        return bad
-
-    def _read_digest(self, fd, offset, length):
-        digest = hashlib.sha256()
-        while length > 0:
-            data = os.pread(fd, min(fileutils.COPY_CHUNK, length), offset)
-            if not data:
-                break
-            digest.update(data)
-            offset += len(data)
-            length -= len(data)
-        return digest.hexdigest()
-
-    def _forget(self, name, lo, hi):
-        """Bytes [lo, hi) of ``name`` are wrong: count them as missing."""
-        kept = []
-        for w_lo, w_hi in self._written.get(name, []):
-            if w_lo < lo:
-                kept.append((w_lo, min(w_hi, lo)))
-            if w_hi > hi:
-                kept.append((max(w_lo, hi), w_hi))
-        self._written[name] = kept
-        if self._durable.get(name, 0) > lo:
-            self._durable[name] = lo
+        try:
+            return self.progress.verify(fd)
+        except OSError as e:
+            self._fail(e)
 
     def complete(self):
         """True when every byte is written and checked on disk."""
-        if self.missing():
-            return False
-        for name, (_position, size) in self._layout.items():
-            if not size:
-                continue
-            _p, _s, first = self._range(name)
-            block_size, blocks = self.digests[name]
-            wanted = set(range(-(-first // block_size), len(blocks)))
-            if not wanted <= self._checked[name]:
-                return False
-        return True
+        return self.progress.complete()
 
     # -- installing ------------------------------------------------------
 
@@ -490,7 +292,8 @@ class Import:
         try:
             # A reserved slot (``reserve_slot``) places the import before
             # the history written here since; otherwise it is the newest.
-            name = slot_to_fill(chain) or chain.next_history_name()
+            name = (history_slots.slot_to_fill(chain) or
+                    chain.next_history_name())
             had_history = any(f.name != name for f in chain.history())
             old_base = chain.base_offset()
         except exception.InstallFailed:
@@ -503,7 +306,8 @@ class Import:
         base_changed = new_base != old_base
         try:
             st = os.fstat(fd)
-            if os.path.lexists(target) and not is_placeholder(chain, name):
+            if os.path.lexists(target) and not history_slots.is_placeholder(
+                    chain, name):
                 raise exception.InstallFailed(
                     instance=chain.instance, reason='%s appeared' % name)
             if base_changed:
@@ -519,7 +323,7 @@ class Import:
             except OSError:
                 os.rename(target, self.staging)
                 if placeholder:
-                    _create_placeholder(chain, name)
+                    history_slots.create_placeholder(chain, name)
                 raise
         except (OSError, exception.ConsoleLogError) as e:
             self._undo_commit(base_changed, old_base)
@@ -573,147 +377,3 @@ class Import:
             self.chain.fsync()
         except OSError:
             pass
-
-
-def remove_abandoned(chain, older_than):
-    """Delete staging files nobody holds, untouched for ``older_than`` s.
-
-    A staging file another pull holds (its flock) is left alone. Returns
-    the names removed.
-    """
-    names.check_count('older_than', older_than)
-    try:
-        listed = os.listdir(chain.directory)
-    except (FileNotFoundError, NotADirectoryError):
-        raise exception.InstanceDirNotFound(path=chain.directory)
-    removed = []
-    now = time.time()
-    for name in sorted(listed):
-        if not name.startswith(PARTIAL_PREFIX):
-            continue
-        path = chain.path(name)
-        if name.endswith(SIDECAR_SUFFIX):
-            # Progress whose staging file is gone (its removal failed
-            # after an install): nothing can resume from it.
-            staging = path[:-len(SIDECAR_SUFFIX)]
-            try:
-                old = now - os.lstat(path).st_mtime >= older_than
-            except OSError:
-                continue
-            if old and not os.path.lexists(staging) and \
-                    _unlink_quietly(path):
-                removed.append(name)
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC |
-                         os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            st = os.fstat(fd)
-            if now - st.st_mtime < older_than:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # a pull is working on it
-            # An install that wrote its ledger entry and died before the
-            # rename: the entry must go with the file, or the import would
-            # pass for installed.
-            import_ledger.Ledger(chain).forget_inode(st.st_ino)
-            if _unlink_quietly(path):
-                removed.append(name)
-            if name + SIDECAR_SUFFIX not in listed and _unlink_quietly(
-                    path + SIDECAR_SUFFIX):
-                removed.append(name + SIDECAR_SUFFIX)
-        finally:
-            os.close(fd)
-    if removed:
-        LOG.info('Removed abandoned console-log imports in %s: %s',
-                 chain.directory, ', '.join(removed))
-    return removed
-
-
-# -- reserved slots (evacuation and migration destinations) ----------------
-#
-# An import owed to this host holds console output older than anything
-# the guest writes here; a QEMU start before the import renames the chain
-# into history, which would take the next sequence numbers first. So the
-# first QEMU start while the import is owed reserves the import's place
-# (``handover.restarts``): a zero-length history file, the *placeholder*,
-# named in the hand-over record. That start renames its chain into the
-# numbers after it; the import fills the slot by renaming its staging file
-# over it (``Import.commit``, with the ledger's exactly-once unchanged:
-# the ledger entry names the slot, and the slot holds the staging file's
-# inode only once renamed).
-# A placeholder reads as empty. See doc/source/migration.rst.
-
-
-def _create_placeholder(chain, name):
-    fd = os.open(chain.path(name),
-                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
-                 os.O_CLOEXEC, 0o600)
-    os.close(fd)
-
-
-def reserve_slot(chain):
-    """Reserve the next history position for an owed import; its name.
-
-    Creates the placeholder (zero length, exclusive) and syncs the
-    directory, so that a crash leaves either no reservation or one.
-    """
-    name = chain.next_history_name()
-    try:
-        _create_placeholder(chain, name)
-    except FileExistsError:
-        raise exception.InstallFailed(instance=chain.instance,
-                                      reason='%s appeared' % name)
-    chain.fsync()
-    return name
-
-
-def is_placeholder(chain, name):
-    """True when ``name`` is a zero-length regular history file here."""
-    if not isinstance(name, str) or chain.classify(name) is None or \
-            chain.classify(name)[0] != 'history':
-        return False
-    try:
-        st = os.lstat(chain.path(name))
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == 0
-
-
-def slot_to_fill(chain):
-    """The slot an import into ``chain`` fills, or None.
-
-    The chain's ``fill_slot`` (set by the importer: a callable reading the
-    hand-over record at the commit, so that a slot reserved during the
-    pull counts), when it is still a placeholder, or free again and older
-    than every history file (retention dropped the placeholder: the import
-    still goes where its bytes belong, and the next retention pass treats
-    it like any oldest file). A slot an import filled already is not refilled:
-    a second stash then takes the next number.
-    """
-    name = getattr(chain, 'fill_slot', None)
-    if callable(name):
-        name = name()
-    if not isinstance(name, str) or chain.classify(name) is None or \
-            chain.classify(name)[0] != 'history':
-        return None
-    try:
-        st = os.lstat(chain.path(name))
-    except FileNotFoundError:
-        st = None
-    except OSError as e:
-        # Never guess: the import would land after newer history.
-        raise exception.InstallFailed(
-            instance=chain.instance,
-            reason='reserved slot %s: %s' % (name, e.strerror))
-    if st is not None:
-        empty = stat.S_ISREG(st.st_mode) and st.st_size == 0
-        return name if empty else None
-    index = chain.classify(name)[1]
-    if all(f.index > index for f in chain.history()):
-        return name
-    return None

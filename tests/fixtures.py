@@ -55,7 +55,10 @@ from nova_consolelog import chain_reads
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import fileutils
 from nova_consolelog import history_import
+from nova_consolelog import history_slots
 from nova_consolelog import import_ledger
+from nova_consolelog import import_progress
+from nova_consolelog import import_staging
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
@@ -383,6 +386,9 @@ def faulty_os(faulty):
     """Every module that touches an import's files gets ``faulty``."""
     with chain_os(faulty), \
             mock.patch.object(history_import, 'os', faulty), \
+            mock.patch.object(import_staging, 'os', faulty), \
+            mock.patch.object(import_progress, 'os', faulty), \
+            mock.patch.object(history_slots, 'os', faulty), \
             mock.patch.object(import_ledger, 'os', faulty), \
             mock.patch.object(fileutils, 'os', faulty):
         yield
