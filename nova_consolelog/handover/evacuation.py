@@ -238,14 +238,10 @@ class EvacuationSteps:
         into a stash with hash lists, for ``current_host`` only, which
         collects it. Returns the stash id, or None when there was nothing.
         """
-        host = self.host
-        chain = host.chain(instance_uuid)
-        with host.lock(instance_uuid):
-            if not fileutils.is_real_dir(chain.directory) or \
-                    not chain.scan():
-                return None
-            stash = host.make_stash(instance_uuid, chain,
-                                    destination=current_host)
+        stash = self.host.stash_chain(instance_uuid,
+                                      destination=current_host)
+        if stash is None:
+            return None
         LOG.info('Stashed the console log of instance %s (%s), evacuated to '
                  '%s while this host was down, for that host to collect',
                  instance_uuid, stash.stash_id, current_host)

@@ -24,6 +24,7 @@ from oslo_log import log as logging
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import conf as cl_conf
+from nova_consolelog import fileutils
 from nova_consolelog.handover import record as cl_record
 from nova_consolelog import names
 from nova_consolelog import stash as cl_stash
@@ -95,6 +96,18 @@ class HandoverHost:
         return cl_stash.Stash.create(instance_uuid, chain,
                                      root=self.stash_root, conf=self.conf,
                                      **kwargs)
+
+    def stash_chain(self, instance_uuid, **kwargs):
+        """The instance's chain here moved into a new stash, under its lock.
+
+        None when there is no instance directory or nothing in it to keep.
+        """
+        chain = self.chain(instance_uuid)
+        with self.lock(instance_uuid):
+            if not fileutils.is_real_dir(chain.directory) or \
+                    not chain.scan():
+                return None
+            return self.make_stash(instance_uuid, chain, **kwargs)
 
     # -- giving a stash back ---------------------------------------------
 

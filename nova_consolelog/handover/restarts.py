@@ -134,14 +134,10 @@ class SameHostSteps:
         :returns: the stash id, or None when there was nothing to keep.
         """
         host = self.host
-        chain = host.chain(instance_uuid)
-        with host.lock(instance_uuid):
-            if not fileutils.is_real_dir(chain.directory) or \
-                    not chain.scan():
-                return None
-            stash = host.make_stash(
-                instance_uuid, chain,
-                live_names=(host.conf.consolelog.log_name,))
+        stash = host.stash_chain(
+            instance_uuid, live_names=(host.conf.consolelog.log_name,))
+        if stash is None:
+            return None
         LOG.info('Moved the console log of instance %s to stash %s before '
                  'its instance directory is deleted', instance_uuid,
                  stash.stash_id)
