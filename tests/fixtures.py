@@ -418,3 +418,23 @@ class FaultyOS:
                 raise OSError(self.error, os.strerror(self.error))
             return real(*args, **kwargs)
         return call
+
+
+class CommandTestCase(test_base.BaseTestCase):
+    """A temporary root with ``instances/`` and a ``nova.conf`` naming it.
+
+    For tests of the ``nova-consolelog`` command line, which reads its
+    options from a configuration file.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.root = self.useFixture(fixtures.TempDir()).path
+        self.instances = os.path.join(self.root, 'instances')
+        os.mkdir(self.instances)
+        self.config_file = os.path.join(self.root, 'nova.conf')
+        self.configure(self.instances)
+
+    def configure(self, instances_path):
+        with open(self.config_file, 'w') as f:
+            f.write('[consolelog]\ninstances_path = %s\n' % instances_path)

@@ -17,11 +17,12 @@ import os
 from unittest import mock
 
 import fixtures
-from oslotest import base
 
 from nova_consolelog.cmd import main as cl_main
 from nova_consolelog import exception
 from nova_consolelog import transfer
+
+from tests import fixtures as test_fixtures
 
 UUID = '3f0e8fb1-1a2b-4c3d-8e9f-0a1b2c3d4e5f'
 EMPTY = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
@@ -32,15 +33,10 @@ def _result(sha256s, released=False):
                                0, sha256s)
 
 
-class PullCommandTest(base.BaseTestCase):
+class PullCommandTest(test_fixtures.CommandTestCase):
 
     def setUp(self):
         super().setUp()
-        self.root = self.useFixture(fixtures.TempDir()).path
-        self.instances = os.path.join(self.root, 'instances')
-        os.mkdir(self.instances)
-        self.config_file = os.path.join(self.root, 'nova.conf')
-        self.configure(self.instances)
         self.pulls = []
         self.pull_result = _result({'console.log': 'a' * 64})
 
@@ -51,10 +47,6 @@ class PullCommandTest(base.BaseTestCase):
             return self.pull_result
         self.useFixture(fixtures.MonkeyPatch(
             'nova_consolelog.transfer.pull', fake_pull))
-
-    def configure(self, instances_path):
-        with open(self.config_file, 'w') as f:
-            f.write('[consolelog]\ninstances_path = %s\n' % instances_path)
 
     def snapshot(self, dir_mtimes=True):
         """Every path under the temp root: mode, size, mtime.

@@ -18,7 +18,6 @@ import os
 import threading
 
 import fixtures
-from oslotest import base
 
 from nova_consolelog.cmd import main as cl_main
 from nova_consolelog.cmd import serve as cl_serve
@@ -27,15 +26,10 @@ from nova_consolelog import exception
 from tests import fixtures as test_fixtures
 
 
-class ServeCommandTest(base.BaseTestCase):
+class ServeCommandTest(test_fixtures.CommandTestCase):
 
     def setUp(self):
         super().setUp()
-        self.root = self.useFixture(fixtures.TempDir()).path
-        self.instances = os.path.join(self.root, 'instances')
-        os.mkdir(self.instances)
-        self.config_file = os.path.join(self.root, 'nova.conf')
-        self.configure(self.instances)
         self.started = []
         self.useFixture(fixtures.MonkeyPatch(
             'nova_consolelog.rpc.server.ConsoleLogServer.start',
@@ -43,10 +37,6 @@ class ServeCommandTest(base.BaseTestCase):
         self.useFixture(fixtures.MonkeyPatch(
             'nova_consolelog.rpc.server.ConsoleLogServer.stop',
             lambda server: None))
-
-    def configure(self, instances_path):
-        with open(self.config_file, 'w') as f:
-            f.write('[consolelog]\ninstances_path = %s\n' % instances_path)
 
     def serve(self, *args, transport='fake://'):
         out = io.StringIO()

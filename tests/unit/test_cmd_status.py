@@ -18,7 +18,6 @@ import os
 import sys
 
 import fixtures
-from oslotest import base
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog.cmd import main as cl_main
@@ -33,16 +32,10 @@ UUID_B = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee'
 UUID_C = '99999999-8888-4777-8666-555555555555'
 
 
-class StatusTest(base.BaseTestCase):
+class StatusTest(test_fixtures.CommandTestCase):
 
     def setUp(self):
         super().setUp()
-        self.root = self.useFixture(fixtures.TempDir()).path
-        self.instances = os.path.join(self.root, 'instances')
-        os.mkdir(self.instances)
-        self.config_file = os.path.join(self.root, 'nova.conf')
-        with open(self.config_file, 'w') as f:
-            f.write('[consolelog]\ninstances_path = %s\n' % self.instances)
         self.conf = test_fixtures.new_conf(self.config_file)
         self.stash_root = cl_conf.stash_path(self.conf)
 
