@@ -32,29 +32,7 @@ LINES_PER_BOOT = test_new_qemu.LINES_PER_BOOT
 text = test_new_qemu.text
 
 
-class ColdMigrationTest(base.ConsoleLogNovaTestBase):
-
-    def setUp(self):
-        super().setUp()
-        self.qemu = self.useFixture(test_new_qemu.FakeQemu(self))
-        self.boots = 0
-
-    def boot(self, hostname='host1'):
-        self.server = self._create_server(host=hostname, networks='none')
-        self.uuid = self.server['id']
-        self.boot_prints()
-
-    def boot_prints(self):
-        self.boots += 1
-        self.qemu.guest_prints(self.uuid, [
-            b'boot %02d line %04d' % (self.boots, i)
-            for i in range(LINES_PER_BOOT)])
-
-    def printed(self):
-        return list(self.qemu.printed[self.uuid])
-
-    def consolelog(self, hostname):
-        return self.computes[hostname].driver.consolelog
+class ColdMigrationTest(test_new_qemu.CountingGuestTestBase):
 
     def held(self, hostname):
         return self.consolelog(hostname).held_stashes(self.uuid)

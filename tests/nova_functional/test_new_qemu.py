@@ -155,6 +155,37 @@ class FakeQemu(fixtures.Fixture):
         self.printed[uuid].extend(lines)
 
 
+class CountingGuestTestBase(base.ConsoleLogNovaTestBase):
+    """One server whose every boot prints numbered lines through FakeQemu.
+
+    For the scenarios that move the guest between hosts (resize, cold
+    migration, shelve): ``boot`` creates it, ``boot_prints`` is the
+    newest QEMU's output, ``printed`` all it printed so far.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.qemu = self.useFixture(FakeQemu(self))
+        self.boots = 0
+
+    def boot(self, hostname='host1'):
+        self.server = self._create_server(host=hostname, networks='none')
+        self.uuid = self.server['id']
+        self.boot_prints()
+
+    def boot_prints(self):
+        self.boots += 1
+        self.qemu.guest_prints(self.uuid, [
+            b'boot %02d line %04d' % (self.boots, i)
+            for i in range(LINES_PER_BOOT)])
+
+    def printed(self):
+        return list(self.qemu.printed[self.uuid])
+
+    def consolelog(self, hostname):
+        return self.computes[hostname].driver.consolelog
+
+
 class NewQemuScenarios:
     """Each operation through nova's API, then a look at the console.
 
