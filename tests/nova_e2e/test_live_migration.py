@@ -20,7 +20,7 @@ import libvirt
 from tests.nova_e2e import base
 from tests.e2e import guest  # noqa: H306  (after base: nova first)
 from tests.nova_e2e import test_computes
-from tests.nova_e2e import test_new_qemu
+from tests.nova_e2e import test_moves
 
 # Lines the guest logs on a host before it moves on (~18 lines/s).
 LINES_PER_STAY = 40
@@ -155,11 +155,12 @@ class Scenarios:
 
 
 class SharedPathTest(Scenarios, test_computes.LeftoverDomainScenario,
-                     test_new_qemu.NewQemuScenarios, base.NovaE2ETestCase):
+                     test_moves.MoveScenarios, base.NovaE2ETestCase):
     """Ours on both computes, one shared instance path.
 
-    Scenarios 5 and issue 12's run here too: the same set-up, and one
-    start of the hosts for all.
+    Scenario 5 and issue 12's (every new QEMU, cold migration, resize,
+    evacuation) run here too: the same set-up, and one start of the hosts
+    for all.
     """
 
     PATH = 'shared path'
