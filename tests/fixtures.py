@@ -52,6 +52,7 @@ from oslotest import base as test_base
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import chain_history
 from nova_consolelog import chain_reads
+from nova_consolelog import chain_snapshot
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import fileutils
 from nova_consolelog import history_import
@@ -376,6 +377,7 @@ class ChainTestCase(test_base.BaseTestCase):
 def chain_os(faulty):
     """The chain's modules (listing, reads, history) get ``faulty``."""
     with mock.patch.object(cl_chain, 'os', faulty), \
+            mock.patch.object(chain_snapshot, 'os', faulty), \
             mock.patch.object(chain_reads, 'os', faulty), \
             mock.patch.object(chain_history, 'os', faulty):
         yield
