@@ -327,7 +327,8 @@ class TestOnlyDocumentedCalls(HostileTestCase):
         for name in ('__init__', '__class__', '__dict__', '__call__',
                      '__getattribute__', '__reduce_ex__', '__del__',
                      '_lock', '_stash', '_chain', '_sha256', '_check_read',
-                     '_instance_chain', '_stash_root', '_describe_stash'):
+                     '_instance_chain', '_stash_root', '_describe_stash',
+                     '_source', '_read'):
             self.refused(UNDOCUMENTED, name, instance_uuid=self.uuid,
                          stash_id=self.stash_id)
         self.assertSafe()
