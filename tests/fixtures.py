@@ -56,6 +56,7 @@ from nova_consolelog import chain_snapshot
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import fileutils
 from nova_consolelog import history_import
+from nova_consolelog import history_install
 from nova_consolelog import history_slots
 from nova_consolelog import import_ledger
 from nova_consolelog import import_progress
@@ -388,6 +389,7 @@ def faulty_os(faulty):
     """Every module that touches an import's files gets ``faulty``."""
     with chain_os(faulty), \
             mock.patch.object(history_import, 'os', faulty), \
+            mock.patch.object(history_install, 'os', faulty), \
             mock.patch.object(import_staging, 'os', faulty), \
             mock.patch.object(import_progress, 'os', faulty), \
             mock.patch.object(history_slots, 'os', faulty), \
