@@ -25,7 +25,6 @@ import uuid
 import zlib
 
 import fixtures
-import oslo_messaging
 from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
@@ -38,12 +37,6 @@ from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog import transfer
 
 from tests import fixtures as test_fixtures
-
-
-class Manager11(cl_manager.ConsoleLogManager):
-    """An endpoint of a release before the bulk channel."""
-
-    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
 
 
 class CountingAPI(test_fixtures.FaultyAPI):
@@ -251,7 +244,7 @@ class TestNegotiation(test_base.BaseTestCase):
         self.assertTrue(api.bulk_supported('src'))
 
     def test_peer_of_release_1_1(self):
-        self.hosts.start('old', endpoint_cls=Manager11)
+        self.hosts.start('old', endpoint_cls=test_fixtures.Manager11)
         _conf, rpcapi = self.hosts.client('dst')
         # As if the transport were RabbitMQ: the version decides.
         rpcapi.bulk_url = 'amqp://127.0.0.1:1/'
