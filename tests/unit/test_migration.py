@@ -248,14 +248,17 @@ class TestSharedMigration(MigrationTestBase):
 
     shared = True
 
-    def test_chain_survives_the_incoming_qemu_and_is_installed(self):
-        whole = self.guest_prints_on_dst(30)
+    def handed_over(self, whole):
+        """Both hosts read ``whole``; after the hand-over dst still does."""
         self.assertEqual(whole, self.dst.read(self.uuid))
         self.assertEqual(whole, self.src.read(self.uuid))
         self.src.steps.post_live_migration_at_source(self.uuid, 'dst', True)
         self.dst.steps.post_live_migration_at_destination(
             self.uuid, 'src', True)
         self.assertEqual(whole, self.dst.read(self.uuid))
+
+    def test_chain_survives_the_incoming_qemu_and_is_installed(self):
+        self.handed_over(self.guest_prints_on_dst(30))
         self.assertFalse(self.dst.steps.has_stash(self.uuid))
 
     def test_each_host_keeps_its_own_record(self):
@@ -340,13 +343,7 @@ class TestSharedMigration(MigrationTestBase):
         self.dst.qemu_start(self.uuid)
         after = lines(0, 30, 'dst')
         self.dst.append(self.uuid, 'console.log', after)
-        whole = self.before + rolled + after
-        self.assertEqual(whole, self.dst.read(self.uuid))
-        self.assertEqual(whole, self.src.read(self.uuid))
-        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', True)
-        self.dst.steps.post_live_migration_at_destination(
-            self.uuid, 'src', True)
-        self.assertEqual(whole, self.dst.read(self.uuid))
+        self.handed_over(self.before + rolled + after)
 
 
 class TestUnreachablePeer(MigrationTestBase):
