@@ -254,9 +254,6 @@ class Import:
         fd = self._open_fd()
         try:
             os.fsync(fd)
-        except OSError as e:
-            self._fail(e)
-        try:
             return self.progress.verify(fd)
         except OSError as e:
             self._fail(e)
