@@ -24,12 +24,12 @@ import os
 import signal
 import time
 
-from tests.functional import test_crash
+from tests.functional import crashes
 
 HOUR = 3600
 
 
-class TestPeriodicRemovesAbandonedImports(test_crash.CrashTestCase):
+class TestPeriodicRemovesAbandonedImports(crashes.CrashTestCase):
 
     def setup_hosts(self, **dest):
         super().setup_hosts(**dest)
@@ -64,7 +64,7 @@ class TestPeriodicRemovesAbandonedImports(test_crash.CrashTestCase):
         self.setup_hosts()
         first = self.dest.start(self.instance, self.stash_id,
                                 pause_at='checkpoint')
-        test_crash.Destination.wait_line(first, b'paused')
+        crashes.Destination.wait_line(first, b'paused')
         left = self.leftovers()
         self.assertEqual(2, len(left))
         self.age(10 * HOUR)

@@ -21,6 +21,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 
 import amqp.exceptions
 import fixtures
@@ -36,11 +37,11 @@ from nova_consolelog.transfer import bulk_path
 
 from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.functional import test_pull
+from tests.functional import pulls
 
-MiB = test_pull.MiB
-random_bytes = test_pull.random_bytes
-text_bytes = test_pull.text_bytes
+MiB = pulls.MiB
+random_bytes = pulls.random_bytes
+text_bytes = pulls.text_bytes
 
 
 class RangeCounter(test_fixtures.FaultyAPI):
@@ -105,7 +106,7 @@ class TLSBroker(fixtures.Fixture):
                     % (self.port, self.ca_file))
 
 
-class BulkTestCase(test_pull.PullTestCase):
+class BulkTestCase(pulls.PullTestCase):
 
     def setUp(self):
         super().setUp()
@@ -238,8 +239,8 @@ class TestBulkPull(BulkTestCase):
     def test_peer_of_release_1_1_gets_chunk_calls(self):
         files = self.files()
         self.src = self.start_host('src', script='v1.1', chunk_size=MiB)
-        instance = test_pull.uuid.uuid4().hex
-        instance = str(test_pull.uuid.UUID(instance))
+        instance = uuid.uuid4().hex
+        instance = str(uuid.UUID(instance))
         test_fixtures.write_chain(self.src.conf, instance, files)
         conf, rpcapi = self.client(chunk_size=MiB)
         self.assertTrue(rpcapi.bulk_supported('src'))
@@ -306,7 +307,7 @@ class TestBulkPull(BulkTestCase):
         self.assertTrue(result.released)
 
     def test_failed_pull_leaves_no_queue(self):
-        files = test_pull.TestFaults.FILES
+        files = pulls.FAULT_FILES
         instance, stash_id = self.make_source(files, chunk_size=MiB,
                                               bulk_window=MiB)
         conf, rpcapi = self.client(chunk_size=MiB, bulk_window=MiB,
@@ -327,14 +328,14 @@ class TestBulkPull(BulkTestCase):
 class TestBulkFaults(BulkTestCase):
 
     def test_rabbitmq_restarted_mid_pull(self):
-        files = test_pull.TestFaults.FILES
+        files = pulls.FAULT_FILES
         instance, stash_id = self.make_source(files, chunk_size=MiB,
                                               bulk_window=MiB)
         conf, rpcapi = self.client(chunk_size=MiB, bulk_window=MiB,
                                    rpc_timeout=5, pull_retries=8,
                                    pull_timeout=180)
         chain = self.dest_chain(conf, instance)
-        restart = test_pull.BrokerRestart(self, self.src, at=2 * MiB)
+        restart = pulls.BrokerRestart(self, self.src, at=2 * MiB)
         result = transfer.pull(conf, rpcapi, 'src', instance,
                                stash_id=stash_id, chain=chain,
                                progress=restart.progress)

@@ -29,7 +29,7 @@ from nova_consolelog.rpc import frames
 
 from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.functional import test_pull
+from tests.functional import pulls
 
 MiB = 1024 * 1024
 
@@ -120,11 +120,11 @@ class PublisherBoundsTest(base.FunctionalTestCase):
         self.assertLess(elapsed, 10)
 
 
-class SourceBoundsTest(test_pull.PullTestCase):
+class SourceBoundsTest(pulls.PullTestCase):
     """A real ``serve`` source asked to publish to a missing queue."""
 
     def test_send_range_to_a_missing_queue(self):
-        files = {'console.log.0': test_pull.random_bytes(16 * MiB, 7)}
+        files = {'console.log.0': pulls.random_bytes(16 * MiB, 7)}
         instance, _stash = self.make_source(files, stash=False)
         _conf, api = self.client()
         queue = cl_bulk.new_queue_name()

@@ -33,292 +33,29 @@ virtlogd-style rotation (repeated; the installed history must be the
 chain as it was at one instant, never a splice).
 """
 
-import hashlib
-import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import testtools.content
 
-from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog.handover import record as cl_record
 from nova_consolelog import history_import
-from nova_consolelog import import_ledger
-from nova_consolelog import migration
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
 from tests import fixtures as test_fixtures
-from tests.functional import base
-from tests.functional import test_pull
+from tests.functional import crashes
 
-KiB = 1024
-MiB = 1024 * KiB
-DRIVER = 'tests.functional.crashdriver'
-RUN_TIMEOUT = 120
-# Options the destination process reads from its configuration file.
-DEST_OPTS = ('instances_path', 'stash_path', 'topic', 'chunk_size',
-             'bulk_transfer', 'bulk_window', 'rpc_timeout', 'pull_timeout',
-             'pull_retries')
+KiB = crashes.KiB
+MiB = crashes.MiB
 ROTATION_RUNS = 20
 
 
-def digest(data):
-    """Length and sha256: what a failure shows instead of MiBs."""
-    return len(data), hashlib.sha256(data).hexdigest()
-
-
-def digests(files):
-    if files is None:
-        return None
-    return {name: digest(data) for name, data in files.items()}
-
-
-class CrashSource(base.HostProcess):
-    """A serve-like source that SIGKILLs itself at ``point``."""
-
-    point = None
-
-    def command(self):
-        command = [sys.executable, '-m', DRIVER, 'source',
-                   '--config-file', self.config_file, '--host', self.name,
-                   '--transport-url', self.transport_url]
-        if self.point:
-            command += ['--point', self.point]
-        return command
-
-    def wait_dead(self, timeout=60):
-        return self.proc.wait(timeout)
-
-
-class Destination:
-    """The destination's configuration and its pulls as processes."""
-
-    def __init__(self, test, conf):
-        self.test = test
-        self.conf = conf
-        self.config_file = os.path.join(test.root, 'dst', 'dest.conf')
-        with open(self.config_file, 'w') as f:
-            f.write('[consolelog]\n')
-            for opt in DEST_OPTS:
-                f.write('%s = %s\n' % (opt, conf.consolelog[opt]))
-        self.log = os.path.join(test.root, 'dst', 'driver.log')
-
-    def start(self, instance, stash_id, point=None, via='pull',
-              pause_at=None):
-        command = [sys.executable, '-m', DRIVER, 'dest',
-                   '--config-file', self.config_file, '--host', 'dst',
-                   '--transport-url', base.TRANSPORT_URL,
-                   '--instance', instance, '--via', via]
-        if stash_id is not None:
-            command += ['--stash-id', stash_id]
-        if point:
-            command += ['--point', point]
-        if pause_at:
-            command += ['--pause-at', pause_at]
-        with open(self.log, 'ab') as log:
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE,
-                                    stderr=log, cwd=base.REPO)
-        self.test.addCleanup(self._reap, proc)
-        return proc
-
-    @staticmethod
-    def _reap(proc):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)
-            proc.kill()
-            proc.wait()
-
-    def tail(self):
-        with open(self.log, 'rb') as f:
-            return f.read()[-3000:].decode('utf-8', 'replace')
-
-    def crash(self, instance, stash_id, point, via='pull'):
-        """Run a pull that dies at ``point``; fail if it did not."""
-        proc = self.start(instance, stash_id, point=point, via=via)
-        out, _err = proc.communicate(timeout=RUN_TIMEOUT)
-        self.test.assertEqual(
-            -signal.SIGKILL, proc.returncode,
-            'the pull did not die at %s: %s %s' % (point, out, self.tail()))
-
-    def finish(self, proc):
-        """Wait for a pull process; its outcome (``result`` line)."""
-        out, _err = proc.communicate(timeout=RUN_TIMEOUT)
-        self.test.assertEqual(0, proc.returncode, '%s %s' % (
-            out, self.tail()))
-        return self.outcome(out.splitlines())
-
-    @staticmethod
-    def outcome(lines):
-        for line in lines:
-            if line.startswith(b'result '):
-                return json.loads(line[len(b'result '):])
-        raise AssertionError('no result in %r' % lines)
-
-    @staticmethod
-    def wait_stopped(proc, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open('/proc/%d/stat' % proc.pid) as f:
-                state = f.read().rsplit(')', 1)[1].split()[0]
-            if state in ('T', 't'):
-                return
-            time.sleep(0.01)
-        raise AssertionError('%s did not stop' % (proc.args,))
-
-    def run(self, instance, stash_id, via='pull'):
-        return self.finish(self.start(instance, stash_id, via=via))
-
-    @staticmethod
-    def wait_line(proc, prefix):
-        """Read ``proc``'s output up to a line starting with ``prefix``.
-
-        A ``paused`` line is printed just before the process stops itself:
-        wait until it has, or a SIGCONT sent now would be lost.
-        """
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith(prefix):
-                if prefix == b'paused':
-                    Destination.wait_stopped(proc)
-                return lines
-        raise AssertionError('%s never printed %r: %r' % (
-            proc.args, prefix, lines))
-
-
-class CrashTestCase(test_pull.PullTestCase):
-    """A source with one stash and a destination; checks on their files."""
-
-    FILES = {'console.log.2': test_pull.random_bytes(768 * KiB, 21),
-             'console.log.1': test_pull.random_bytes(MiB + 7, 22),
-             'console.log.0': test_pull.text_bytes(768 * KiB, 23),
-             'console.log': test_pull.random_bytes(512 * KiB, 24)}
-    SOURCE = dict(chunk_size=256 * KiB, bulk_window=MiB)
-
-    def setUp(self):
-        super().setUp()
-        self.expected = test_fixtures.chain_bytes(self.FILES)
-
-    def start_source(self, point=None, **overrides):
-        settings = dict(self.SOURCE)
-        settings.update(overrides)
-        host = CrashSource(self.root, 'src', self.topic, overrides=settings)
-        host.point = point
-        self.addCleanup(host.stop)
-        self.src = host.start()
-        return host
-
-    def setup_hosts(self, source_point=None, **dest):
-        """Source (a stash of FILES), destination conf, client, chain."""
-        src = self.start_source(source_point)
-        self.instance = str(uuid.uuid4())
-        directory = test_fixtures.write_chain(src.conf, self.instance,
-                                              self.FILES)
-        self.stash_id = cl_stash.Stash.create(
-            self.instance, cl_chain.ConsoleLogChain(directory, conf=src.conf),
-            root=src.conf.consolelog.stash_path, conf=src.conf).stash_id
-        settings = dict(chunk_size=256 * KiB, bulk_window=MiB,
-                        rpc_timeout=3, pull_retries=1, pull_timeout=60)
-        settings.update(dest)
-        self.conf, self.rpcapi = self.client('dst', **settings)
-        self.chain = self.dest_chain(self.conf, self.instance)
-        self.dest = Destination(self, self.conf)
-        self.mig = migration.ConsoleLogMigration(self.conf, 'dst',
-                                                 self.rpcapi)
-
-    # -- the files ---------------------------------------------------------
-
-    def stash_files(self):
-        """``{name: bytes}`` of the source's stash; None when it is gone."""
-        path = os.path.join(self.src.conf.consolelog.stash_path,
-                            self.instance, self.stash_id)
-        if not os.path.isdir(path):
-            return None
-        files = {}
-        for name in os.listdir(path):
-            if name.startswith('console.'):
-                with open(os.path.join(path, name), 'rb') as f:
-                    files[name] = f.read()
-        return files
-
-    def leftovers(self):
-        """Staging files and sidecars in the destination's directory."""
-        return sorted(n for n in os.listdir(self.chain.directory)
-                      if n.startswith(history_import.PARTIAL_PREFIX))
-
-    def ledger(self):
-        return import_ledger.Ledger(self.chain).load()
-
-    def check_after_crash(self):
-        """Once and exact, or absent with the stash intact. Which one."""
-        history = self.history(self.chain)
-        stash = self.stash_files()
-        if history:
-            self.assertEqual(digest(self.expected), digest(history),
-                             'the history is not the chain exactly once')
-            if stash is not None:
-                self.assertEqual(digests(self.FILES), digests(stash),
-                                 'the stash is damaged')
-            return 'installed' if stash is not None else 'released'
-        self.assertEqual(digests(self.FILES), digests(stash),
-                         'the stash is damaged or gone while the history '
-                         'does not hold it')
-        return 'absent'
-
-    def check_done(self):
-        """After the retry: once, exact, released, nothing left over."""
-        self.assertEqual(digest(self.expected),
-                         digest(self.history(self.chain)),
-                         'the history is not the chain exactly once')
-        self.assertEqual(1, len(self.chain.history()))
-        self.assertIsNone(self.stash_files(), 'the stash was not released')
-        self.assertEqual([], self.leftovers())
-        entry = self.ledger().get(transfer.import_id_for('src',
-                                                         self.stash_id))
-        self.assertIsNotNone(entry, 'the ledger does not name the import')
-        self.assertEqual(self.chain.history()[0].name, entry['name'])
-
-    # -- retries -----------------------------------------------------------
-
-    def retry(self, how):
-        """The normal retry path after a crash of the destination."""
-        if how == 'pull':
-            result = transfer.pull(self.conf, self.rpcapi, 'src',
-                                   self.instance, stash_id=self.stash_id,
-                                   chain=self.chain, local_host='dst')
-            self.assertTrue(result.released)
-            return result
-        if how == 'process':
-            outcome = self.dest.run(self.instance, self.stash_id)
-            self.assertTrue(outcome.get('released'), outcome)
-            return outcome
-        # nova-compute restarted: its periodic task finds the record.
-        record = self.mig.record(self.instance)
-        data = record.load()
-        if data is None:
-            record.save(role=cl_record.Role.DESTINATION, peer='src',
-                        shared=False, state=how)
-        else:
-            self.assertEqual(how, data.get('state'))
-        self.mig.retry_pending()
-        self.assertIsNone(record.load(), 'the hand-over record is left')
-
-    def crash_and_retry(self, point, retry, via='pull'):
-        self.dest.crash(self.instance, self.stash_id, point, via=via)
-        state = self.check_after_crash()
-        self.retry(retry)
-        self.check_done()
-        return state
-
-
-class TestDestinationCrash(CrashTestCase):
+class TestDestinationCrash(crashes.CrashTestCase):
     """SIGKILL of the destination at every step boundary, then a retry."""
 
     def test_after_open(self):
@@ -446,7 +183,7 @@ class TestDestinationCrash(CrashTestCase):
         self.check_done()
 
 
-class TestAbandonedImports(CrashTestCase):
+class TestAbandonedImports(crashes.CrashTestCase):
     """Staging files left by a crash reach an end (remove_abandoned)."""
 
     def test_removed_after_crash(self):
@@ -494,7 +231,7 @@ class TestAbandonedImports(CrashTestCase):
         self.setup_hosts()
         first = self.dest.start(self.instance, self.stash_id,
                                 pause_at='checkpoint')
-        Destination.wait_line(first, b'paused')
+        crashes.Destination.wait_line(first, b'paused')
         left = self.leftovers()
         self.assertEqual([], self.chain.remove_partials(0))
         self.assertEqual(left, self.leftovers())
@@ -503,7 +240,7 @@ class TestAbandonedImports(CrashTestCase):
         self.check_done()
 
 
-class TestMigrationCrash(CrashTestCase):
+class TestMigrationCrash(crashes.CrashTestCase):
     """The destination killed inside post_live_migration_at_destination.
 
     nova-compute restarts and its periodic ``retry_pending`` finds the
@@ -541,7 +278,7 @@ class TestMigrationCrash(CrashTestCase):
             'release-after', cl_record.State.INSTALLED, via='migration'))
 
 
-class TestSourceCrash(CrashTestCase):
+class TestSourceCrash(crashes.CrashTestCase):
     """SIGKILL of the source at its steps; restarted, pulled again."""
 
     def pull_fails(self):
@@ -608,15 +345,15 @@ class TestSourceCrash(CrashTestCase):
                                stash_id=self.stash_id, chain=self.chain,
                                local_host='dst')
         self.assertFalse(result.released)
-        self.assertEqual(digest(self.expected),
-                         digest(self.history(self.chain)))
+        self.assertEqual(crashes.digest(self.expected),
+                         crashes.digest(self.history(self.chain)))
         self.assertEqual(len(self.FILES) - 1, len(self.stash_files()))
         self.restart_source()
         self.retry(cl_record.State.INSTALLED)
         self.check_done()
 
 
-class TestInterleavings(CrashTestCase):
+class TestInterleavings(crashes.CrashTestCase):
     """Two pulls of one stash at once, a pull and the periodic retry."""
 
     def test_second_waits_for_first(self):
@@ -627,9 +364,9 @@ class TestInterleavings(CrashTestCase):
         self.setup_hosts()
         first = self.dest.start(self.instance, self.stash_id,
                                 pause_at='mid-file')
-        Destination.wait_line(first, b'paused')
+        crashes.Destination.wait_line(first, b'paused')
         second = self.dest.start(self.instance, self.stash_id)
-        Destination.wait_line(second, b'waiting')
+        crashes.Destination.wait_line(second, b'waiting')
         first.send_signal(signal.SIGCONT)
         one = self.dest.finish(first)
         two = self.dest.finish(second)
@@ -667,9 +404,9 @@ class TestInterleavings(CrashTestCase):
         self.setup_hosts()
         first = self.dest.start(self.instance, self.stash_id,
                                 pause_at='checkpoint')
-        Destination.wait_line(first, b'paused')
+        crashes.Destination.wait_line(first, b'paused')
         second = self.dest.start(self.instance, self.stash_id)
-        Destination.wait_line(second, b'waiting')
+        crashes.Destination.wait_line(second, b'waiting')
         first.kill()
         first.wait()
         two = self.dest.finish(second)
@@ -686,7 +423,7 @@ class TestInterleavings(CrashTestCase):
         self.setup_hosts()
         first = self.dest.start(self.instance, self.stash_id,
                                 pause_at='opened')
-        Destination.wait_line(first, b'paused')
+        crashes.Destination.wait_line(first, b'paused')
         two = self.dest.run(self.instance, self.stash_id)
         self.assertTrue(two['released'])
         first.send_signal(signal.SIGCONT)
@@ -725,7 +462,7 @@ class TestInterleavings(CrashTestCase):
                     shared=False, state='pulling')
         first = self.dest.start(self.instance, self.stash_id,
                                 pause_at='mid-file', via='migration')
-        Destination.wait_line(first, b'paused')
+        crashes.Destination.wait_line(first, b'paused')
         done = []
         thread = threading.Thread(
             target=lambda: done.append(self.mig.retry_pending()))
@@ -733,7 +470,7 @@ class TestInterleavings(CrashTestCase):
         time.sleep(2)
         first.send_signal(signal.SIGCONT)
         self.dest.finish(first)
-        thread.join(RUN_TIMEOUT)
+        thread.join(crashes.RUN_TIMEOUT)
         self.assertEqual([[self.instance]], done)
         # A second run of the periodic task may be needed for the
         # release; after it no record may be left.
@@ -825,7 +562,7 @@ class Rotator:
         self.thread.join(10)
 
 
-class TestRotationRace(CrashTestCase):
+class TestRotationRace(crashes.CrashTestCase):
     """A pull of the live chain while virtlogd keeps rolling it over."""
 
     def check_snapshot(self, history):

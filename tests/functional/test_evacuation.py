@@ -29,18 +29,18 @@ from nova_consolelog import migration
 
 from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.functional import test_crash
-from tests.functional import test_pull
+from tests.functional import crashes
+from tests.functional import pulls
 
 KiB = 1024
 MiB = 1024 * KiB
-FILES = test_crash.CrashTestCase.FILES
+FILES = crashes.CrashTestCase.FILES
 EXPECTED = test_fixtures.chain_bytes(FILES)
 SLOT = 'console.history.000001'
 REBOOTED = 'console.history.000002'
 
 
-class EvacuationTestCase(test_pull.PullTestCase):
+class EvacuationTestCase(pulls.PullTestCase):
 
     def setUp(self):
         super().setUp()
@@ -58,8 +58,8 @@ class EvacuationTestCase(test_pull.PullTestCase):
         self.mig = migration.ConsoleLogMigration(self.conf, 'dst',
                                                  self.rpcapi)
         self.chain = self.mig.chain(self.instance)
-        self.after = test_pull.random_bytes(300 * KiB, 31)
-        self.newest = test_pull.text_bytes(64 * KiB, 32)
+        self.after = pulls.random_bytes(300 * KiB, 31)
+        self.newest = pulls.text_bytes(64 * KiB, 32)
 
     def evacuated_and_rebooted(self):
         """dst: the rebuild, the spawn, output, a reboot, more output."""
@@ -95,13 +95,13 @@ class EvacuationTestCase(test_pull.PullTestCase):
             self.src.conf, 'src', None).stashes(self.instance)
 
     def check_collected(self):
-        self.assertEqual(test_crash.digest(EXPECTED),
-                         test_crash.digest(self.read_file(SLOT)))
+        self.assertEqual(crashes.digest(EXPECTED),
+                         crashes.digest(self.read_file(SLOT)))
         self.assertEqual(self.after, self.read_file(REBOOTED))
         self.assertEqual([SLOT, REBOOTED],
                          [f.name for f in self.chain.history()])
         whole = EXPECTED + self.after + self.newest
-        self.assertEqual(test_crash.digest(whole), test_crash.digest(
+        self.assertEqual(crashes.digest(whole), crashes.digest(
             self.mig.get_console_output(self.instance)))
         self.assertIsNone(self.mig.record(self.instance).load())
         self.assertEqual([], self.src_stashes())
@@ -133,7 +133,7 @@ class TestCollectionKilled(EvacuationTestCase):
     def killed_at(self, point):
         self.evacuated_and_rebooted()
         self.old_host_back()
-        dest = test_crash.Destination(self, self.conf)
+        dest = crashes.Destination(self, self.conf)
         dest.crash(self.instance, None, point, via='collect')
         # Whatever the step: the local history intact, the slot empty or
         # holding the old host's chain exactly once, the stash intact
@@ -142,8 +142,8 @@ class TestCollectionKilled(EvacuationTestCase):
         slot = self.read_file(SLOT)
         stashes = self.src_stashes()
         if slot:
-            self.assertEqual(test_crash.digest(EXPECTED),
-                             test_crash.digest(slot))
+            self.assertEqual(crashes.digest(EXPECTED),
+                             crashes.digest(slot))
         else:
             self.assertEqual(1, len(stashes))
         self.assertEqual([SLOT, REBOOTED],

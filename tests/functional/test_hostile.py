@@ -61,7 +61,7 @@ from nova_consolelog import transfer
 from tests import fixtures as test_fixtures
 from tests.functional import base
 from tests.functional import hostile
-from tests.functional import test_pull
+from tests.functional import pulls
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -1162,7 +1162,7 @@ class TestFloods(HostileTestCase):
         self.assertSafe()
 
 
-class TestFrameInjection(test_pull.PullTestCase):
+class TestFrameInjection(pulls.PullTestCase):
     """Frames published into a real puller's bulk queue by a third party.
 
     The destination is this process (``transfer.pull``), the source a real
@@ -1182,7 +1182,7 @@ class TestFrameInjection(test_pull.PullTestCase):
         self.forged_mark = b'HOSTILE-FORGED-%s' % uuid.uuid4().hex.encode()
         self.files = {
             'console.log.1': random.Random(1).randbytes(MiB + 77),
-            'console.log.0': test_pull.text_bytes(MiB, 2),
+            'console.log.0': pulls.text_bytes(MiB, 2),
             'console.log': random.Random(3).randbytes(300 * KiB)}
 
     def start(self, stash=False):

@@ -32,14 +32,14 @@ from nova_consolelog.transfer import gate as cl_gate
 from nova_consolelog.transfer import pacing
 
 from tests import fixtures as test_fixtures
-from tests.functional import test_pull
+from tests.functional import pulls
 
 MiB = 1024 * 1024
 LIMIT = 3
 IMPORTS = 8
 
 
-class TestImportGate(test_pull.PullTestCase):
+class TestImportGate(pulls.PullTestCase):
 
     def test_never_more_than_the_limit_run_and_all_verify(self):
         self.src = self.start_host('src', chunk_size=MiB, bulk_window=MiB)
@@ -47,8 +47,8 @@ class TestImportGate(test_pull.PullTestCase):
                                    max_concurrent_imports=LIMIT)
         jobs = []
         for n in range(IMPORTS):
-            files = {'console.log.0': test_pull.random_bytes(2 * MiB, n),
-                     'console.log': test_pull.text_bytes(MiB // 2, n)}
+            files = {'console.log.0': pulls.random_bytes(2 * MiB, n),
+                     'console.log': pulls.text_bytes(MiB // 2, n)}
             instance, stash_id = self._stash(files)
             jobs.append((instance, stash_id, files))
         tickets = cl_gate.host_tickets_dir(conf, 'dst')
@@ -100,11 +100,11 @@ class TestImportGate(test_pull.PullTestCase):
         return instance, stash.stash_id
 
 
-class TestPacedPull(test_pull.PullTestCase):
+class TestPacedPull(pulls.PullTestCase):
 
     def test_paced_pull_measures_the_broker_and_verifies(self):
-        files = {'console.log.0': test_pull.random_bytes(3 * MiB, 11),
-                 'console.log': test_pull.text_bytes(MiB, 12)}
+        files = {'console.log.0': pulls.random_bytes(3 * MiB, 11),
+                 'console.log': pulls.text_bytes(MiB, 12)}
         instance, stash_id = self.make_source(files, chunk_size=MiB,
                                               bulk_window=MiB)
         # A cap no other test uses: a pacer of its own, 1/4 of the chain

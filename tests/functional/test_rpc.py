@@ -34,7 +34,7 @@ from nova_consolelog import transfer
 
 from tests import fixtures as test_fixtures
 from tests.functional import base
-from tests.functional import test_pull
+from tests.functional import pulls
 
 MiB = 1024 * 1024
 
@@ -129,10 +129,10 @@ class TestBadInputOverRPC(base.FunctionalTestCase):
         self.assertIn('nothing listens', str(e))
 
 
-class TestVersionSkew(test_pull.PullTestCase):
+class TestVersionSkew(pulls.PullTestCase):
 
-    FILES = {'console.log.0': test_pull.text_bytes(MiB, 1),
-             'console.log': test_pull.random_bytes(300 * 1024, 2)}
+    FILES = {'console.log.0': pulls.text_bytes(MiB, 1),
+             'console.log': pulls.random_bytes(300 * 1024, 2)}
 
     def _pull(self, host, conf, rpcapi):
         # A stash: an older source cannot pin its live chain, whose files
@@ -183,10 +183,10 @@ class TestVersionSkew(test_pull.PullTestCase):
         self.assertEqual(b'', self.history(chain))
 
 
-class TestCommandLine(test_pull.PullTestCase):
+class TestCommandLine(pulls.PullTestCase):
 
     def test_pull_command(self):
-        files = {'console.log.0': test_pull.random_bytes(700 * 1024, 3),
+        files = {'console.log.0': pulls.random_bytes(700 * 1024, 3),
                  'console.log': b'login: \xff\n'}
         instance, stash_id = self.make_source(files)
         dst = base.HostProcess(self.root, 'dst', self.topic)
