@@ -27,18 +27,15 @@ from nova_consolelog import fileutils
 from nova_consolelog import migration
 from nova_consolelog import stash as cl_stash
 
-from tests.unit import test_cmd_status
+from tests.unit import status_tree
 
-UUID_A = test_cmd_status.UUID_A
-UUID_B = test_cmd_status.UUID_B
-UUID_C = test_cmd_status.UUID_C
+UUID_A = status_tree.UUID_A
+UUID_B = status_tree.UUID_B
+UUID_C = status_tree.UUID_C
 
 
-class UnsafeTreeTest(test_cmd_status.StatusTest):
-    """StatusTest's tree and helpers; not its tests (they run there)."""
-
-    locals().update({name: None for name in dir(test_cmd_status.StatusTest)
-                     if name.startswith('test_')})
+class UnsafeTreeTest(status_tree.StatusTreeTestCase):
+    """The status tests' tree and helpers, on a tree made unsafe."""
 
     def show(self, *args):
         out = io.TextIOWrapper(io.BytesIO(), encoding='utf-8')

@@ -38,19 +38,19 @@ from nova_consolelog import history_import
 from nova_consolelog import import_ledger
 from nova_consolelog import transfer
 
-from tests.unit import test_history_import
-from tests.unit import test_migration
+from tests.unit import import_cases
+from tests.unit import migration_cases
 
-FILES = test_history_import.FILES
-SOURCE_BYTES = test_history_import.SOURCE_BYTES
-lines = test_migration.lines
+FILES = import_cases.FILES
+SOURCE_BYTES = import_cases.SOURCE_BYTES
+lines = migration_cases.lines
 
 
 class Killed(BaseException):
     """The process dies here: nothing after it runs, no handler undoes."""
 
 
-class TestReservedSlot(test_history_import.ImportTestCase):
+class TestReservedSlot(import_cases.ImportTestCase):
 
     def reserve(self):
         slot = history_import.reserve_slot(self.chain)
@@ -220,7 +220,7 @@ class TestReservedSlot(test_history_import.ImportTestCase):
         self.assertEqual(SOURCE_BYTES + b'boot 1\n', self.chain.read_tail())
 
 
-class EvacuationTestBase(test_migration.MigrationTestBase):
+class EvacuationTestBase(migration_cases.MigrationTestBase):
     """``src`` ran the guest; it is evacuated to ``dst`` while down."""
 
     def setUp(self):

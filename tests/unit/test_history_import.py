@@ -13,88 +13,21 @@
 """Importing another host's chain as history: resume, retention, faults."""
 
 import errno
-import hashlib
-import logging
 import os
-
-import fixtures
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
 from nova_consolelog import import_ledger
 
 from tests import fixtures as test_fixtures
+from tests.unit import import_cases
 
-SOURCE = [('console.log.1', b'first file\n'), ('console.log.0', b'second\n'),
-          ('console.log', b'third, the live one\n')]
-SOURCE_BYTES = b''.join(data for _name, data in SOURCE)
-FILES = [(name, len(data)) for name, data in SOURCE]
-# Small blocks: every file of SOURCE is several blocks.
-BLOCK = 4
+SOURCE = import_cases.SOURCE
+SOURCE_BYTES = import_cases.SOURCE_BYTES
+FILES = import_cases.FILES
 
 
-def digests_for(files, data=None):
-    """The source's hash lists of ``files`` (data from SOURCE)."""
-    data = dict(SOURCE, **(data or {}))
-    try:
-        return {name: (BLOCK, [hashlib.sha256(
-            data.get(name, b'\0' * size)[i:i + BLOCK]).hexdigest()
-            for i in range(0, size, BLOCK)]) for name, size in files}
-    except (TypeError, ValueError):
-        return {}
-
-
-class ImportTestCase(test_fixtures.ChainTestCase):
-
-    def setUp(self):
-        super().setUp()
-        self.logger = self.useFixture(fixtures.FakeLogger(
-            name='nova_consolelog', level=logging.INFO))
-
-    def begin(self, import_id, files, data=None, chain=None, **kwargs):
-        chain = chain or self.chain
-        return chain.begin_import(import_id, files,
-                                  digests_for(files, data), **kwargs)
-
-    def pull(self, imp, chunk=5):
-        """What the pull engine does, chunk by chunk.
-
-        Fetch what is wanted, write it, record progress.
-        """
-        for name, data in SOURCE:
-            start, end = imp.wanted(name)
-            while start < end:
-                piece = data[start:min(end, start + chunk)]
-                imp.write(name, start, piece)
-                start += len(piece)
-                imp.checkpoint(name, start)
-
-    def visible(self):
-        """What a reader sees: member names with contents, and the base."""
-        return ({f.name: self.chain.read_chunk(f.name, 0, 10 ** 6)[0]
-                 for f in self.chain.scan()}, self.chain.base_offset())
-
-    def commit_failing_at(self, step, imp):
-        """``imp.commit()`` with the ``step``-th os call failing.
-
-        Returns ``(committed, where)``; ``where`` names the call that
-        failed, None when the commit made fewer calls than ``step`` (it
-        then must have succeeded: the loop over the steps is done).
-        """
-        faulty = test_fixtures.FaultyOS(step)
-        with test_fixtures.faulty_os(faulty):
-            try:
-                imp.commit()
-                committed = True
-            except exception.ConsoleLogError:
-                committed = False
-        if faulty.failed is None:
-            self.assertTrue(committed)
-            return committed, None
-        return committed, 'step %d (%s)' % (step, faulty.failed)
-
-
-class TestImport(ImportTestCase):
+class TestImport(import_cases.ImportTestCase):
 
     def test_import_into_empty_chain(self):
         imp = self.begin('mig-1', FILES, base_offset=500)
@@ -199,7 +132,7 @@ class TestImport(ImportTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.root, 'gone')))
 
 
-class TestSkip(ImportTestCase):
+class TestSkip(import_cases.ImportTestCase):
 
     def test_history_max_bytes_skips_oldest(self):
         self.conf.set_override('history_max_bytes', 20, 'consolelog')
@@ -229,7 +162,7 @@ class TestSkip(ImportTestCase):
         self.assertEqual(SOURCE_BYTES[-20:], self.chain.read_tail())
 
 
-class TestResume(ImportTestCase):
+class TestResume(import_cases.ImportTestCase):
 
     def test_resume_wants_only_the_rest(self):
         imp = self.begin('mig', FILES)
@@ -279,7 +212,7 @@ class TestResume(ImportTestCase):
         self.assertEqual(['console.log'], os.listdir(self.dir))
 
 
-class TestRetention(ImportTestCase):
+class TestRetention(import_cases.ImportTestCase):
 
     def _import(self, import_id, data):
         imp = self.begin(import_id, [('console.log', len(data))],
@@ -325,7 +258,7 @@ class TestRetention(ImportTestCase):
         self.assertEqual(before, self.chain.read(6, 2))
 
 
-class TestInterruptedInstall(ImportTestCase):
+class TestInterruptedInstall(import_cases.ImportTestCase):
 
     def _prepare(self, had_history):
         for name in os.listdir(self.dir):
@@ -416,7 +349,7 @@ class TestInterruptedInstall(ImportTestCase):
                          os.listdir(self.dir))
 
 
-class TestFaultAnywhereThenResume(ImportTestCase):
+class TestFaultAnywhereThenResume(import_cases.ImportTestCase):
 
     def test_every_step_of_a_whole_import(self):
         step = 0

@@ -25,101 +25,16 @@ from unittest import mock
 import uuid
 
 import oslo_messaging
-from oslotest import base as test_base
 
 from nova_consolelog import exception
 from nova_consolelog.handover import catching
-from nova_consolelog import migration
 
-from tests import fixtures as test_fixtures
+from tests.unit import migration_cases
 
-
-def lines(first, last, host):
-    return b''.join(b'%s line %06d\r\n' % (host.encode(), i)
-                    for i in range(first, last))
+lines = migration_cases.lines
 
 
-class Host:
-    """One compute host: its endpoint, client and migration steps."""
-
-    def __init__(self, hosts, name, **overrides):
-        self.name = name
-        self.conf = hosts.start(name, **overrides)
-        _, self.rpcapi = hosts.client(name, **overrides)
-        self.steps = migration.ConsoleLogMigration(
-            self.conf, name, self.rpcapi,
-            wait_for_shutoff=lambda domain, timeout: True)
-
-    def instance_dir(self, instance_uuid):
-        return os.path.join(self.conf.consolelog.instances_path,
-                            instance_uuid)
-
-    def append(self, instance_uuid, name, data):
-        path = self.instance_dir(instance_uuid)
-        os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, name), 'ab') as f:
-            f.write(data)
-
-    def qemu_start(self, instance_uuid):
-        """What virtlogd does at a QEMU start with append="off"."""
-        path = self.instance_dir(instance_uuid)
-        os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name == 'console.log' or (
-                    name.startswith('console.log.')
-                    and name[len('console.log.'):].isdigit()):
-                os.unlink(os.path.join(path, name))
-        open(os.path.join(path, 'console.log'), 'wb').close()
-
-    def nova_cleanup(self, instance_uuid):
-        shutil.rmtree(self.instance_dir(instance_uuid), ignore_errors=True)
-
-    def read(self, instance_uuid, length=None):
-        return self.steps.get_console_output(instance_uuid, length=length)
-
-
-class MigrationTestBase(test_base.BaseTestCase):
-
-    shared = False
-
-    def setUp(self):
-        super().setUp()
-        self.hosts = self.useFixture(test_fixtures.Hosts())
-        self.uuid = str(uuid.uuid4())
-        overrides = {}
-        if self.shared:
-            shared = os.path.join(self.hosts.root, 'shared')
-            os.makedirs(shared)
-            overrides = dict(
-                instances_path=shared,
-                stash_path=os.path.join(shared, '.consolelog-stash'))
-        self.src = Host(self.hosts, 'src', max_console_bytes=1 << 20,
-                        **overrides)
-        self.dst = Host(self.hosts, 'dst', max_console_bytes=1 << 20,
-                        **overrides)
-        # A rotated chain on the source, as virtlogd leaves it.
-        self.before = lines(0, 300, 'src')
-        self.src.append(self.uuid, 'console.log.1', self.before[:9000])
-        self.src.append(self.uuid, 'console.log.0', self.before[9000:15000])
-        self.src.append(self.uuid, 'console.log', self.before[15000:])
-
-    def migrate_until_switchover(self):
-        self.src.steps.live_migration_started(self.uuid, 'dst', self.shared)
-        self.dst.steps.pre_live_migration(self.uuid, 'src', self.shared)
-        self.dst.qemu_start(self.uuid)
-
-    def guest_prints_on_dst(self, count):
-        """Migrated up to the switch-over; ``count`` new lines on dst.
-
-        Returns the whole log: the source's chain, then those lines.
-        """
-        self.migrate_until_switchover()
-        after = lines(0, count, 'dst')
-        self.dst.append(self.uuid, 'console.log', after)
-        return self.before + after
-
-
-class TestNonSharedMigration(MigrationTestBase):
+class TestNonSharedMigration(migration_cases.MigrationTestBase):
 
     def test_whole_log_on_every_read_and_after_import(self):
         whole = self.guest_prints_on_dst(50)
@@ -244,7 +159,7 @@ class TestNonSharedMigration(MigrationTestBase):
             '../etc', 'dst', False))
 
 
-class TestSharedMigration(MigrationTestBase):
+class TestSharedMigration(migration_cases.MigrationTestBase):
 
     shared = True
 
@@ -346,7 +261,7 @@ class TestSharedMigration(MigrationTestBase):
         self.handed_over(self.before + rolled + after)
 
 
-class TestUnreachablePeer(MigrationTestBase):
+class TestUnreachablePeer(migration_cases.MigrationTestBase):
 
     def test_reads_do_not_wait_for_a_silent_peer_every_time(self):
         self.migrate_until_switchover()
@@ -374,7 +289,7 @@ class TestUnreachablePeer(MigrationTestBase):
         self.assertIsNone(record.load())
 
 
-class TestNewQemuOnTheSameHost(MigrationTestBase):
+class TestNewQemuOnTheSameHost(migration_cases.MigrationTestBase):
     """Reboots, stops and starts: every QEMU start truncates the log."""
 
     def test_every_boot_is_kept_in_order(self):
@@ -451,7 +366,7 @@ class TestNewQemuOnTheSameHost(MigrationTestBase):
                          os.listdir(self.dst.instance_dir(self.uuid)))
 
 
-class TestRebuildOnTheSameHost(MigrationTestBase):
+class TestRebuildOnTheSameHost(migration_cases.MigrationTestBase):
     """nova's rebuild deletes the instance directory between two boots."""
 
     def test_the_chain_outlives_the_instance_directory(self):
@@ -483,7 +398,7 @@ class TestRebuildOnTheSameHost(MigrationTestBase):
         self.assertFalse(os.path.exists(self.src.instance_dir(other)))
 
 
-class TestColdMigration(MigrationTestBase):
+class TestColdMigration(migration_cases.MigrationTestBase):
     """Resize and cold migration, in nova's order, confirmed or reverted.
 
     The test stands in for nova: it renames the source's instance
@@ -669,7 +584,7 @@ class TestColdMigration(MigrationTestBase):
         stash = self.src.steps.held_stashes(self.uuid)[0]
         self.assertEqual('dst', stash.destination)
         # Another host finds no held stash of its own to install locally.
-        third = Host(self.hosts, 'third')
+        third = migration_cases.Host(self.hosts, 'third')
         third.conf.set_override('rpc_timeout', 2, group='consolelog')
         third.steps.cold_migration_finished(self.uuid, 'src')
         self.assertEqual(1, len(self.src.steps.held_stashes(self.uuid)))

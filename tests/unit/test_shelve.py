@@ -24,12 +24,12 @@ from unittest import mock
 from nova_consolelog.handover.record import State
 from nova_consolelog import stash as cl_stash
 
-from tests.unit import test_migration
+from tests.unit import migration_cases
 
-lines = test_migration.lines
+lines = migration_cases.lines
 
 
-class ShelveTestBase(test_migration.MigrationTestBase):
+class ShelveTestBase(migration_cases.MigrationTestBase):
 
     def offload(self, host=None):
         """nova's shelve offload on ``host``: stash, then destroy."""

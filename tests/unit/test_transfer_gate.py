@@ -34,7 +34,7 @@ from nova_consolelog import transfer
 from nova_consolelog.transfer import gate as cl_gate
 
 from tests import fixtures as test_fixtures
-from tests.unit import test_migration
+from tests.unit import migration_cases
 
 WAIT = 10
 
@@ -224,7 +224,7 @@ class TestPullsThroughTheGate(test_base.BaseTestCase):
         self.assertEqual(37, self.gate.running)
 
 
-class TestDeferredLiveImport(test_migration.MigrationTestBase):
+class TestDeferredLiveImport(migration_cases.MigrationTestBase):
     """post_live_migration_at_destination never waits for a slot."""
 
     def setUp(self):
@@ -237,7 +237,7 @@ class TestDeferredLiveImport(test_migration.MigrationTestBase):
 
     def test_full_gate_defers_the_import_and_reads_stay_whole(self):
         self.migrate_until_switchover()
-        after = test_migration.lines(0, 50, 'dst')
+        after = migration_cases.lines(0, 50, 'dst')
         self.dst.append(self.uuid, 'console.log', after)
         whole = self.before + after
         self.src.steps.post_live_migration_at_source(
