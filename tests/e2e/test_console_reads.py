@@ -60,7 +60,6 @@ counters are from the failure listings):
 import collections
 import os
 import shutil
-import subprocess
 import threading
 import time
 import traceback
@@ -73,7 +72,7 @@ from nova_consolelog import conf as cl_conf
 from tests.e2e import base
 from tests.e2e import guest
 from tests.e2e import hosts
-from tests.e2e import test_live_migration as e2e_lm
+from tests.e2e import migrations
 
 LOG = logging.getLogger(__name__)
 
@@ -186,12 +185,7 @@ class ConsoleReadsDuringMigrationTest(base.E2ETestCase):
 
     @classmethod
     def setUpClass(cls):
-        result = subprocess.run([e2e_lm.ENSURE_RABBITMQ], capture_output=True,
-                                text=True)
-        if result.returncode:
-            raise hosts.HarnessUnavailable(
-                'RabbitMQ is needed on 127.0.0.1:5672 (guest/guest): %s'
-                % result.stderr.strip())
+        migrations.ensure_rabbitmq()
         super().setUpClass()
 
     def compute_hosts(self, shared):
@@ -201,7 +195,7 @@ class ConsoleReadsDuringMigrationTest(base.E2ETestCase):
         for host in (self.a, self.b):
             path = hosts.SHARED_INSTANCES if shared else \
                 host.private_instances
-            compute = e2e_lm.ComputeHost(host, path, topic)
+            compute = migrations.ComputeHost(host, path, topic)
             self.addCleanup(compute.stop)
             compute.conf.set_override('max_console_bytes',
                                       MAX_CONSOLE_BYTES, cl_conf.GROUP)

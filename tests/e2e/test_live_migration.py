@@ -37,90 +37,25 @@ and handed over, are undefined; the running one is kept.
 
 import os
 import shutil
-import subprocess
 import time
-import uuid as uuidlib
 
 import libvirt
-from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_consolelog import chain as cl_chain
-from nova_consolelog import conf as cl_conf
-from nova_consolelog import migration
-from nova_consolelog.rpc import api as cl_api
-from nova_consolelog.rpc import server as cl_server
 from nova_consolelog import virt
 
 from tests.e2e import base
 from tests.e2e import guest
 from tests.e2e import hosts
+from tests.e2e import migrations
 
 LOG = logging.getLogger(__name__)
 
-RABBIT_URL = 'rabbit://guest:guest@127.0.0.1:5672/'
-ENSURE_RABBITMQ = os.path.join(
-    os.path.dirname(__file__), '..', '..', 'tools',
-    'ensure-rabbitmq.sh')
 MERGED_READ_BYTES = 64 * 1024 * 1024
 
 
-def ensure_rabbitmq():
-    """Start RabbitMQ when nothing listens; say how to get it otherwise."""
-    result = subprocess.run([ENSURE_RABBITMQ], capture_output=True,
-                            text=True)
-    if result.returncode:
-        raise hosts.HarnessUnavailable(
-            'RabbitMQ is needed on 127.0.0.1:5672 (guest/guest): %s'
-            % result.stderr.strip())
-
-
-class ComputeHost:
-    """The console-log side of one compute host: RPC endpoint + steps."""
-
-    def __init__(self, libvirt_host, instances_path, topic):
-        self.libvirt_host = libvirt_host
-        self.name = '%s-%s' % (libvirt_host.name, topic[-8:])
-        self.instances_path = instances_path
-        self.conf = cfg.ConfigOpts()
-        cl_conf.register_opts(self.conf)
-        self.conf([], project='nova-consolelog-e2e', default_config_files=[])
-        self.conf.set_override('instances_path', instances_path,
-                               cl_conf.GROUP)
-        self.conf.set_override('topic', topic, cl_conf.GROUP)
-        self.server = cl_server.ConsoleLogServer(
-            self.conf, self.name, transport_url=RABBIT_URL).start()
-        self.rpcapi = cl_api.ConsoleLogAPI(self.conf,
-                                           transport_url=RABBIT_URL)
-        self.steps = migration.ConsoleLogMigration(
-            self.conf, self.name, self.rpcapi, instances_path=instances_path)
-
-    def stop(self):
-        self.server.stop()
-        self.rpcapi.transport.cleanup()
-
-    def stash_age(self, uuid):
-        ages = [s.age() for s in self.steps.stashes(uuid)]
-        return max(ages) if ages else None
-
-
-class ConsoleLogMigrationTest(base.E2ETestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        ensure_rabbitmq()
-        super().setUpClass()
-
-    def compute_hosts(self, shared):
-        topic = 'nova-consolelog-e2e-%s' % uuidlib.uuid4().hex
-        computes = {}
-        for host in self.cluster.hosts:
-            path = hosts.SHARED_INSTANCES if shared else \
-                host.private_instances
-            compute = ComputeHost(host, path, topic)
-            self.addCleanup(compute.stop)
-            computes[host.name] = compute
-        return computes['a'], computes['b']
+class ConsoleLogMigrationTest(migrations.MigrationTestCase):
 
     def hop(self, src, dst, uuid, shared, seen):
         """One live migration of ``uuid`` in nova's order of steps."""

@@ -25,7 +25,7 @@ from oslo_log import log as logging
 
 from tests.e2e import base
 from tests.e2e import guest
-from tests.e2e import test_live_migration
+from tests.e2e import migrations
 
 LOG = logging.getLogger(__name__)
 
@@ -43,14 +43,7 @@ def boots(values):
     return runs
 
 
-class NewQemuTest(base.E2ETestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        test_live_migration.ensure_rabbitmq()
-        super().setUpClass()
-
-    compute_hosts = test_live_migration.ConsoleLogMigrationTest.compute_hosts
+class NewQemuTest(migrations.MigrationTestCase):
 
     def _restart(self, compute, uuid, keep, soft=False):
         """nova's hard reboot (or soft: keep before the shutdown)."""
