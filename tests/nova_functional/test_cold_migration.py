@@ -16,8 +16,8 @@ nova's ``migrate_disk_and_power_off`` renames the source's instance
 directory to ``<dir>_resize`` and copies only the disks; the destination's
 QEMU starts without console output; a confirm deletes ``<dir>_resize``
 (console.log included), a revert renames it back and starts the guest on
-the source again (DESIGN.md facts 11 and 13). ``FakeQemu`` (see
-test_new_qemu) makes every start truncate the console as virtlogd does.
+the source again (DESIGN.md facts 11 and 13). ``FakeQemu`` (in
+fake_qemu.py) makes every start truncate the console as virtlogd does.
 
 Each host has its own instance directory, so the source stashes the chain
 and the destination pulls it over our RPC (on nova's fake transport); the
@@ -26,13 +26,13 @@ here (one CONF: both hosts have the same address, fact 13).
 """
 
 from tests.nova_functional import base
-from tests.nova_functional import test_new_qemu
+from tests.nova_functional import fake_qemu
 
-LINES_PER_BOOT = test_new_qemu.LINES_PER_BOOT
-text = test_new_qemu.text
+LINES_PER_BOOT = fake_qemu.LINES_PER_BOOT
+text = fake_qemu.text
 
 
-class ColdMigrationTest(test_new_qemu.CountingGuestTestBase):
+class ColdMigrationTest(fake_qemu.CountingGuestTestBase):
 
     def held(self, hostname):
         return self.consolelog(hostname).held_stashes(self.uuid)
@@ -132,7 +132,7 @@ class NovaDriverControlTest(base.ConsoleLogNovaTestBase):
     """
 
     def test_cold_migration_loses_the_history(self):
-        qemu = self.useFixture(test_new_qemu.FakeQemu(self))
+        qemu = self.useFixture(fake_qemu.FakeQemu(self))
         for hostname in ('host1', 'host2'):
             self.start_host(hostname,
                             compute_driver='libvirt.LibvirtDriver')

@@ -21,7 +21,7 @@ reserved slot, and once host1 is back (nova's ``init_host`` destroys the
 evacuated guest, our driver stashes first) host2's periodic task collects
 it, merged before everything host2 wrote.
 
-QEMU starts are faithful (``test_new_qemu.FakeQemu``: virtlogd's
+QEMU starts are faithful (``fake_qemu.FakeQemu``: virtlogd's
 truncation, one descriptor per QEMU).
 """
 
@@ -32,7 +32,7 @@ import fixtures
 
 from nova_consolelog.handover import evacuation
 from tests.nova_functional import base
-from tests.nova_functional import test_new_qemu
+from tests.nova_functional import fake_qemu
 
 LINES = 30
 
@@ -43,7 +43,7 @@ class EvacuationTestBase(base.ConsoleLogNovaTestBase):
 
     def setUp(self):
         super().setUp()
-        self.qemu = self.useFixture(test_new_qemu.FakeQemu(self))
+        self.qemu = self.useFixture(fake_qemu.FakeQemu(self))
         # host1 is down: a probe must not hold the test for long.
         self.useFixture(fixtures.MockPatchObject(evacuation, 'PROBE_TIMEOUT',
                                                  1))
@@ -63,7 +63,7 @@ class EvacuationTestBase(base.ConsoleLogNovaTestBase):
             b'boot %02d line %04d' % (self.boots, i) for i in range(LINES)])
 
     def everything(self):
-        return test_new_qemu.text(self.qemu.printed[self.uuid])
+        return fake_qemu.text(self.qemu.printed[self.uuid])
 
     def host1_down(self):
         self.computes['host1'].stop()

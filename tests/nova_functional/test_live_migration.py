@@ -24,15 +24,11 @@ from nova_consolelog import stash as cl_stash
 from nova_consolelog import virt
 
 from tests.nova_functional import base
+from tests.nova_functional import guest_lines
 
 
-def lines(prefix, count):
-    return [b'%s %04d' % (prefix.encode(), i) for i in range(count)]
-
-
-def text(*groups):
-    return b''.join(line + b'\n' for group in groups
-                    for line in group).decode()
+lines = guest_lines.lines
+text = guest_lines.text
 
 
 class LiveMigrationTest(base.ConsoleLogNovaTestBase):

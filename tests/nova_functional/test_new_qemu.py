@@ -20,174 +20,16 @@ unrescue, rebuild, the resume after a cold snapshot. With nova's
 loses every earlier boot. Our driver renames the files into history first.
 
 fakelibvirt starts a domain without touching any file, so a test would
-pass whatever the driver does. ``FakeQemu`` makes the start faithful:
-
-* every ``Domain.createWithFlags`` (``Guest.launch``; ``Domain.create``
-  goes through it) first truncates the instance's console exactly as
-  virtlogd does (``virtlogd_truncates``), then opens ``console.log`` for
-  the new QEMU the way virtlogd holds it: one descriptor per QEMU, which
-  keeps writing into the file wherever it is renamed. The guest's lines are
-  written through that descriptor;
-* a started domain gets a new domain id, as in libvirt (fakelibvirt leaves
-  -1 after the first shutdown, and nova's soft reboot compares ids);
-* an ACPI shutdown (``Domain.shutdown``) lets the guest print its last
-  line before it stops, which must not be lost either (our driver renames
-  before nova asks the guest to shut down);
-* each start records the nova driver methods on its stack, so a test
-  proves it took the start path it claims (soft reboot through
-  ``_soft_reboot``'s own ``guest.launch``, not the hard-reboot fallback).
-
-nova's own read (the control class) looks for the console path in the
-domain XML; fakelibvirt's names a relative ``dummy.log``, which nova never
-finds. ``FakeQemu`` names ``<instance dir>/console.log`` as nova's real XML
-does, so the control shows what nova really serves: the newest boot only.
+pass whatever the driver does: ``fake_qemu.FakeQemu`` makes every start,
+ACPI shutdown and console path faithful (see there). With it the control
+class shows what nova really serves: the newest boot only.
 """
 
-import os
-import sys
-
-import fixtures
-
 from tests.nova_functional import base
+from tests.nova_functional import fake_qemu
 
-NOVA_LIBVIRT_DRIVER = os.path.join('nova', 'virt', 'libvirt', 'driver.py')
-FAKE = 'nova.tests.fixtures.libvirt.Domain.'
 # A raw image of nova's Glance fixture other than the boot image.
 REBUILD_IMAGE = '76fa36fc-c930-4bf3-8c8a-ea2a2420deb6'
-LINES_PER_BOOT = 40
-
-
-def text(lines):
-    return b''.join(line + b'\n' for line in lines).decode()
-
-
-def boot_lines(boot):
-    """The ``LINES_PER_BOOT`` lines the guest prints at boot ``boot``."""
-    return [b'boot %02d line %04d' % (boot, i)
-            for i in range(LINES_PER_BOOT)]
-
-
-def _nova_methods_on_stack():
-    """Names of nova libvirt driver methods calling this (why it starts)."""
-    names = set()
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(NOVA_LIBVIRT_DRIVER):
-            names.add(frame.f_code.co_name)
-        frame = frame.f_back
-    return names
-
-
-class FakeQemu(fixtures.Fixture):
-    """QEMU starts and shutdowns of fakelibvirt that behave like libvirt's.
-
-    :param test: the ``ConsoleLogNovaTestBase`` whose hosts run the domains.
-    """
-
-    def __init__(self, test):
-        super().__init__()
-        self.test = test
-        # instance uuid -> [(host, nova methods on the stack)], one a start
-        self.starts = {}
-        # instance uuid -> every line the guest printed, in order
-        self.printed = {}
-        # instance uuid -> index in printed[uuid] of the newest QEMU's first
-        self.newest_from = {}
-        # instance uuid -> virtlogd's descriptor of the newest QEMU's log
-        self.logs = {}
-        self.acpi_ignored = False
-
-    def _setUp(self):
-        create_with_flags = base.fakelibvirt.Domain.createWithFlags
-        shutdown = base.fakelibvirt.Domain.shutdown
-        xml_desc = base.fakelibvirt.Domain.XMLDesc
-        fake = self
-
-        def start(domain, flags):
-            # libvirt: virtlogd truncates, then the new QEMU runs.
-            fake.qemu_starts(domain)
-            create_with_flags(domain, flags)
-            domain._id = domain._connection._id_counter - 1
-
-        def acpi_shutdown(domain):
-            uuid = domain.UUIDString()
-            if fake.acpi_ignored:
-                fake.guest_prints(uuid, [b'ACPI shutdown ignored'])
-                return
-            fake.guest_prints(uuid, [b'ACPI shutdown: goodbye'])
-            shutdown(domain)
-
-        def xml_with_console_path(domain, flags):
-            xml = xml_desc(domain, flags)
-            host = fake.test.host_of_connection(domain._connection)
-            if host is None:
-                return xml
-            path = os.path.join(fake.test.instance_dir(
-                host, domain.UUIDString()), 'console.log')
-            return xml.replace(
-                "<source path='dummy.log'/>", "<source path='%s'/>" % path)
-
-        self.useFixture(fixtures.MonkeyPatch(FAKE + 'createWithFlags', start))
-        self.useFixture(fixtures.MonkeyPatch(FAKE + 'shutdown',
-                                             acpi_shutdown))
-        self.useFixture(fixtures.MonkeyPatch(FAKE + 'XMLDesc',
-                                             xml_with_console_path))
-        self.addCleanup(self._close_logs)
-
-    def _close_logs(self):
-        for log in self.logs.values():
-            log.close()
-        self.logs.clear()
-
-    def qemu_starts(self, domain):
-        uuid = domain.UUIDString()
-        host = self.test.host_of_connection(domain._connection)
-        self.starts.setdefault(uuid, []).append(
-            (host, _nova_methods_on_stack()))
-        self.test.virtlogd_truncates(host, uuid)
-        old = self.logs.pop(uuid, None)
-        if old is not None:
-            old.close()
-        directory = self.test.instance_dir(host, uuid)
-        os.makedirs(directory, exist_ok=True)
-        self.logs[uuid] = open(os.path.join(directory, 'console.log'), 'ab')
-        self.newest_from[uuid] = len(self.printed.setdefault(uuid, []))
-
-    def guest_prints(self, uuid, lines):
-        """The running QEMU's output, through virtlogd's descriptor."""
-        log = self.logs[uuid]
-        log.write(text(lines).encode())
-        log.flush()
-        self.printed[uuid].extend(lines)
-
-
-class CountingGuestTestBase(base.ConsoleLogNovaTestBase):
-    """One server whose every boot prints numbered lines through FakeQemu.
-
-    For the scenarios that move the guest between hosts (resize, cold
-    migration, shelve): ``boot`` creates it, ``boot_prints`` is the
-    newest QEMU's output, ``printed`` all it printed so far.
-    """
-
-    def setUp(self):
-        super().setUp()
-        self.qemu = self.useFixture(FakeQemu(self))
-        self.boots = 0
-
-    def boot(self, hostname='host1'):
-        self.server = self._create_server(host=hostname, networks='none')
-        self.uuid = self.server['id']
-        self.boot_prints()
-
-    def boot_prints(self):
-        self.boots += 1
-        self.qemu.guest_prints(self.uuid, boot_lines(self.boots))
-
-    def printed(self):
-        return list(self.qemu.printed[self.uuid])
-
-    def consolelog(self, hostname):
-        return self.computes[hostname].driver.consolelog
 
 
 class NewQemuScenarios:
@@ -205,7 +47,7 @@ class NewQemuScenarios:
         # fakelibvirt's guest answers ACPI at once; one that ignores it
         # (acpi_ignored) must not hold the test for nova's default 120 s.
         self.flags(wait_soft_reboot_seconds=1, group='libvirt')
-        self.qemu = self.useFixture(FakeQemu(self))
+        self.qemu = self.useFixture(fake_qemu.FakeQemu(self))
         self.compute = self.start_host('host1',
                                        compute_driver=self.compute_driver)
         self.server = self._create_server(host='host1', networks='none')
@@ -216,7 +58,7 @@ class NewQemuScenarios:
     def boot_prints(self):
         """The newest QEMU's guest prints its boot's lines."""
         self.boots += 1
-        self.qemu.guest_prints(self.uuid, boot_lines(self.boots))
+        self.qemu.guest_prints(self.uuid, fake_qemu.boot_lines(self.boots))
 
     def started_by(self, before, *methods):
         """Exactly one new QEMU since ``before`` starts, through methods."""
@@ -242,11 +84,11 @@ class NewQemuScenarios:
         return via
 
     def expected_everything(self):
-        return text(self.qemu.printed[self.uuid])
+        return fake_qemu.text(self.qemu.printed[self.uuid])
 
     def expected_newest_boot(self):
         printed = self.qemu.printed[self.uuid]
-        return text(printed[self.qemu.newest_from[self.uuid]:])
+        return fake_qemu.text(printed[self.qemu.newest_from[self.uuid]:])
 
     def check_console(self):
         """Overridden: what the console holds after a new QEMU."""
@@ -336,7 +178,7 @@ class NewQemuTest(NewQemuScenarios, base.ConsoleLogNovaTestBase):
         self.assertFalse(self.compute.driver.consolelog.has_stash(self.uuid))
         # nova's length: the last length - 1 lines (the text ends in \n).
         self.assertEqual(
-            text(self.qemu.printed[self.uuid][-5:]),
+            fake_qemu.text(self.qemu.printed[self.uuid][-5:]),
             self.console_output(self.server, length=6))
 
 

@@ -18,7 +18,7 @@ migration: the log is simply not migrated, and a warning says so.
 """
 
 from tests.nova_functional import base
-from tests.nova_functional import test_live_migration as t
+from tests.nova_functional import guest_lines
 
 
 class CappedDestinationTest(base.ConsoleLogNovaTestBase):
@@ -32,14 +32,15 @@ class CappedDestinationTest(base.ConsoleLogNovaTestBase):
         self.assertFalse(
             self.dest.driver.consolelog.rpcapi.can_send_version('1.1'))
         server = self._create_server(host='src', networks='none')
-        before = t.lines('src', 200)
-        after = t.lines('dest', 10)
+        before = guest_lines.lines('src', 200)
+        after = guest_lines.lines('dest', 10)
         self.write_console('src', server['id'], before)
 
         server = self._live_migrate(server)
         self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
         self.write_console('dest', server['id'], after)
-        self.assertEqual(t.text(before, after), self.console_output(server))
+        self.assertEqual(guest_lines.text(before, after),
+                         self.console_output(server))
 
 
 class SourceWithoutEndpointTest(base.ConsoleLogNovaTestBase):
@@ -48,8 +49,8 @@ class SourceWithoutEndpointTest(base.ConsoleLogNovaTestBase):
         self.src = self.start_host('src', 'libvirt.LibvirtDriver')
         self.dest = self.start_host('dest')
         server = self._create_server(host='src', networks='none')
-        self.write_console('src', server['id'], t.lines('src', 30))
-        after = t.lines('dest', 5)
+        self.write_console('src', server['id'], guest_lines.lines('src', 30))
+        after = guest_lines.lines('dest', 5)
 
         server = self._live_migrate(server)
         self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
@@ -60,7 +61,7 @@ class SourceWithoutEndpointTest(base.ConsoleLogNovaTestBase):
         self.assertIsNone(self.domain('src', server['id']))
         self.write_console('dest', server['id'], after)
 
-        self.assertEqual(t.text(after), self.console_output(server))
+        self.assertEqual(guest_lines.text(after), self.console_output(server))
         warnings = [line for line in self.stdlog.logger.output.splitlines()
                     if 'WARNING [nova_consolelog' in line and
                     server['id'] in line]

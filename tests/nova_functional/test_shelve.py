@@ -14,7 +14,7 @@
 
 nova's shelve offload destroys the guest on its host (the instance
 directory, console.log included, goes); the unshelve spawns it on a
-scheduled host. ``FakeQemu`` (see test_new_qemu) makes every start
+scheduled host. ``FakeQemu`` (fake_qemu.py) makes every start
 truncate the console as virtlogd does. The offloading host stashes the
 chain; the unshelving host installs it (same host) or pulls it from the
 shelved host over our RPC on nova's fake transport (another host, picked
@@ -28,13 +28,13 @@ from nova.tests.functional.api import client
 from nova.virt.libvirt import driver as libvirt_driver
 
 from tests.nova_functional import base
-from tests.nova_functional import test_new_qemu
+from tests.nova_functional import fake_qemu
 
-LINES_PER_BOOT = test_new_qemu.LINES_PER_BOOT
-text = test_new_qemu.text
+LINES_PER_BOOT = fake_qemu.LINES_PER_BOOT
+text = fake_qemu.text
 
 
-class ShelveTest(test_new_qemu.CountingGuestTestBase):
+class ShelveTest(fake_qemu.CountingGuestTestBase):
 
     microversion = '2.91'
 
@@ -148,7 +148,7 @@ class NovaDriverControlTest(base.ConsoleLogNovaTestBase):
     """nova's own driver: an unshelve leaves the newest boot only."""
 
     def test_shelve_offload_loses_the_history(self):
-        qemu = self.useFixture(test_new_qemu.FakeQemu(self))
+        qemu = self.useFixture(fake_qemu.FakeQemu(self))
         self.start_host('host1', compute_driver='libvirt.LibvirtDriver')
         server = self._create_server(host='host1', networks='none')
         uuid = server['id']
