@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from unittest import mock
 import uuid
 import zlib
 
@@ -36,8 +37,11 @@ from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import frames
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog import transfer
+from nova_consolelog.transfer import bulk_path
 
 from tests import fixtures as test_fixtures
+
+MiB = 1024 * 1024
 
 
 class Manager11(cl_manager.ConsoleLogManager):
@@ -285,3 +289,200 @@ class TestNegotiation(test_base.BaseTestCase):
         return b''.join(
             open(os.path.join(chain.directory, f.name), 'rb').read()
             for f in chain.history())
+
+
+class FakeConnection:
+    """A kombu connection as the receiver uses it, failing on demand."""
+
+    def __init__(self, name):
+        self.name = name
+        self.released = False
+        self.fail_channel = False
+        self.channels = []
+
+    def ensure_connection(self, max_retries=None):
+        return self
+
+    def channel(self):
+        if self.fail_channel:
+            raise ConnectionResetError('connection cut while idle')
+        channel = mock.Mock(name='channel of %s' % self.name)
+        self.channels.append(channel)
+        return channel
+
+    def drain_events(self, timeout=None):
+        raise TimeoutError()
+
+    def release(self):
+        self.released = True
+
+
+class TestReceiverPool(test_base.BaseTestCase):
+    """A destination's bulk connections, reused across pulls."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = 100.0
+        self.made = []
+
+        def connection(url, ssl_params=False):
+            conn = FakeConnection(len(self.made))
+            self.made.append(conn)
+            return conn
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.bulk._connection', connection))
+        # No real queue or consumer: they talk to the channel only.
+        self.useFixture(fixtures.MonkeyPatch('kombu.Queue', mock.Mock()))
+        self.useFixture(fixtures.MonkeyPatch('kombu.Consumer', mock.Mock()))
+        self.pool = cl_bulk.ReceiverPool('amqp://x/', size=2, idle_max=30,
+                                         clock=lambda: self.now)
+        self.addCleanup(self.pool.close)
+
+    def receiver(self):
+        return cl_bulk.Receiver('amqp://x/', 8, pool=self.pool)
+
+    def test_a_clean_pull_leaves_its_connection_to_the_next(self):
+        first = self.receiver()
+        with first:
+            pass
+        second = self.receiver()
+        with second:
+            pass
+        self.assertEqual(1, len(self.made))
+        self.assertEqual((1, 1, 0), (self.pool.created, self.pool.reused,
+                                     self.pool.discarded))
+        # Each pull has a queue of its own on a channel of its own, and
+        # closed its channel at the end.
+        self.assertNotEqual(first.queue_name, second.queue_name)
+        self.assertEqual(2, len(self.made[0].channels))
+        for channel in self.made[0].channels:
+            channel.close.assert_called_once_with()
+        self.assertFalse(self.made[0].released)
+
+    def test_a_failed_connection_is_never_reused(self):
+        receiver = self.receiver()
+        with receiver:
+            self.made[0].drain_events = mock.Mock(
+                side_effect=ConnectionResetError('broker gone'))
+            self.assertRaises(exception.BulkUnavailable, receiver.receive,
+                              0.1)
+        self.assertTrue(self.made[0].released)
+        self.assertEqual(0, self.pool.idle())
+        with self.receiver():
+            pass
+        self.assertEqual(2, len(self.made))
+        self.assertEqual((2, 0, 1), (self.pool.created, self.pool.reused,
+                                     self.pool.discarded))
+
+    def test_a_failed_round_trip_or_close_drops_the_connection(self):
+        receiver = self.receiver()
+        with receiver:
+            receiver._queue.queue_declare.side_effect = OSError('gone')
+            self.assertRaises(exception.BulkUnavailable,
+                              receiver.round_trip)
+        self.assertTrue(self.made[0].released)
+        receiver = self.receiver()
+        with receiver:
+            receiver._channel.close.side_effect = OSError('gone')
+        self.assertTrue(self.made[1].released)
+        self.assertEqual(0, self.pool.idle())
+        self.assertEqual(2, self.pool.discarded)
+
+    def test_a_connection_cut_while_idle_is_replaced(self):
+        with self.receiver():
+            pass
+        # The broker restarted meanwhile: the kept connection fails at
+        # once; the pull opens a new one and the old one is closed.
+        self.made[0].fail_channel = True
+        receiver = self.receiver()
+        with receiver:
+            self.assertIs(self.made[1], receiver._conn)
+        self.assertTrue(self.made[0].released)
+        self.assertEqual((2, 1, 1), (self.pool.created, self.pool.reused,
+                                     self.pool.discarded))
+        self.assertEqual(1, self.pool.idle())
+
+    def test_a_new_connection_that_fails_is_not_retried(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.bulk._connection',
+            lambda url, ssl_params=False: self._failing()))
+        self.assertRaises(exception.BulkUnavailable,
+                          self.receiver().__enter__)
+        self.assertEqual(1, len(self.made))
+        self.assertTrue(self.made[0].released)
+        self.assertEqual(0, self.pool.idle())
+
+    def _failing(self):
+        conn = FakeConnection(len(self.made))
+        conn.fail_channel = True
+        self.made.append(conn)
+        return conn
+
+    def test_idle_too_long_is_closed_not_reused(self):
+        with self.receiver():
+            pass
+        self.now += 31
+        receiver = self.receiver()
+        with receiver:
+            self.assertIs(self.made[1], receiver._conn)
+        self.assertTrue(self.made[0].released)
+        self.assertEqual(0, self.pool.reused)
+        # A timer closes them too when no pull comes.
+        self.now += 31
+        self.pool._prune()
+        self.assertTrue(self.made[1].released)
+        self.assertEqual(0, self.pool.idle())
+
+    def test_pool_keeps_at_most_size(self):
+        receivers = [self.receiver() for _ in range(3)]
+        for r in receivers:
+            r.__enter__()
+        for r in receivers:
+            r.__exit__(None, None, None)
+        self.assertEqual(3, len(self.made))
+        self.assertEqual(2, self.pool.idle())
+        self.assertEqual([False, False, True],
+                         [c.released for c in self.made])
+        self.pool.close()
+        self.assertTrue(all(c.released for c in self.made))
+
+    def test_process_pool_per_broker_and_tls(self):
+        a = cl_bulk.receiver_pool_for('amqp://a/', False)
+        self.assertIs(a, cl_bulk.receiver_pool_for('amqp://a/', False))
+        self.assertIsNot(a, cl_bulk.receiver_pool_for('amqp://b/', False))
+        self.assertIsNot(a, cl_bulk.receiver_pool_for(
+            'amqp://a/', {'ca_certs': '/x'}))
+
+
+class TestWindowsInFlight(test_base.BaseTestCase):
+    """How many bulk windows a pull asks for before the first is settled."""
+
+    def windows_asked(self, sizes, bulk_window=8 * MiB):
+        job = mock.Mock(bulk_window=bulk_window)
+        path = bulk_path.BulkPath(job, chunks=None)
+        inflight, at = [], 0
+        for size in sizes:
+            w = bulk_path._Window('f', at, at + size)
+            at += size
+            if not path._may_ask(inflight, w):
+                break
+            inflight.append(w)
+        return [w.end - w.start for w in inflight]
+
+    def test_default_chain_is_asked_for_at_once(self):
+        # virtlogd's default chain: four windows of 2 MiB, one round trip.
+        self.assertEqual([2 * MiB] * 4, self.windows_asked([2 * MiB] * 4))
+
+    def test_bytes_in_flight_stay_two_windows(self):
+        self.assertEqual([8 * MiB] * 2, self.windows_asked([8 * MiB] * 5))
+        self.assertEqual([8 * MiB, 6 * MiB, 2 * MiB],
+                         self.windows_asked([8 * MiB, 6 * MiB, 2 * MiB,
+                                             MiB]))
+
+    def test_calls_in_flight_are_bounded(self):
+        self.assertEqual(bulk_path.MAX_WINDOW_CALLS,
+                         len(self.windows_asked([64 * 1024] * 20)))
+
+    def test_one_window_always_goes(self):
+        # A window larger than our budget (a source's larger bulk_window).
+        self.assertEqual([32 * MiB], self.windows_asked([32 * MiB, MiB]))
