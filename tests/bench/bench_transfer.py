@@ -790,6 +790,8 @@ def summarize(runs):
                 continue
             values = [lead[0] for lead in leads]
             fmt = '%.1f' if max(abs(v) for v in values) < 100 else '%.0f'
+            if rows[0][column].lstrip().startswith('+'):
+                fmt = fmt.replace('%', '%+')
             cells.append(('%s %s (%s)' % (fmt % median(values), leads[0][1],
                                           spread(values, fmt))))
         ratios = [row[3] for row in rows]
