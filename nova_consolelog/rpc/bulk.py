@@ -168,8 +168,9 @@ class Publisher:
         """Publish ``(headers, body)`` pairs to ``reply_queue`` in order.
 
         A pooled connection the broker (or a firewall) closed while idle
-        fails on its first message: that message is sent again once on a
-        new connection.
+        fails on its first message: the idle connections beside it are
+        closed too (a broker restart cut them all) and that message is sent
+        again once on a new connection.
 
         The first message is published mandatory and confirmed before any
         other goes out: when no queue of that name exists (the puller's
@@ -221,11 +222,23 @@ class Publisher:
             if sent == 0 and retry_first:
                 LOG.debug('Bulk publish on a pooled connection failed (%s); '
                           'once more on a new one', e)
+                # Whatever cut this one (a broker restart) cut the idle
+                # ones beside it too: the retry must not take one of them.
+                self._drop_idle()
                 return False
             raise exception.BulkUnavailable(reason='publishing failed: %s'
                                             % e)
         finally:
             self._release(conn, healthy)
+
+    def _drop_idle(self):
+        """Close the pooled connections no window holds now."""
+        with self._lock:
+            free, self._free = self._free, []
+            for conn in free:
+                self._probes.pop(id(conn), None)
+        for conn in free:
+            _close_quietly(conn)
 
     def _probe(self, conn, reply_queue, message):
         """Publish ``message`` mandatory and wait for the broker's confirm.

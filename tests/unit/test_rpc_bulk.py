@@ -299,6 +299,7 @@ class FakeConnection:
         self.released = False
         self.fail_channel = False
         self.channels = []
+        self.default_channel = mock.Mock(name='default channel')
 
     def ensure_connection(self, max_retries=None):
         return self
@@ -486,3 +487,31 @@ class TestWindowsInFlight(test_base.BaseTestCase):
     def test_one_window_always_goes(self):
         # A window larger than our budget (a source's larger bulk_window).
         self.assertEqual([32 * MiB], self.windows_asked([32 * MiB, MiB]))
+
+
+class TestPublisherAfterABrokerRestart(test_base.BaseTestCase):
+    """A source's pooled publisher connections, all cut at once."""
+
+    def test_retry_never_takes_another_cut_connection(self):
+        cut = [FakeConnection('cut-%d' % i) for i in range(3)]
+        fresh = FakeConnection('fresh')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.bulk._connection',
+            lambda url, ssl_params=False: fresh))
+        self.useFixture(fixtures.MonkeyPatch('kombu.Producer', mock.Mock()))
+        publisher = cl_bulk.Publisher('amqp://x/')
+        publisher._free = list(cut)
+        probed = []
+
+        def probe(conn, queue, message):
+            probed.append(conn)
+            if conn is not fresh:
+                raise ConnectionResetError('cut by the restart')
+        publisher._probe = probe
+        publisher.publish(cl_bulk.new_queue_name(),
+                          iter([({}, b'a'), ({}, b'b')]))
+        # One cut connection tried, then a new one: not another cut one.
+        self.assertEqual([cut[-1], fresh], probed)
+        self.assertTrue(all(c.released for c in cut))
+        self.assertEqual([fresh], publisher._free)
+        self.assertFalse(fresh.released)
