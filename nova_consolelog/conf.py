@@ -179,12 +179,10 @@ releases, are pulled with RPC chunk calls.
         min=64 * 1024,
         max=64 * 1024 * 1024,
         help="""
-Bytes a puller asks for with one bulk call (RPC 1.2); a puller keeps up to
-two windows' worth of bytes asked for (at most four calls: a window stops at
-the end of its file, so the four 2 MiB files of virtlogd's default chain are
-asked for at once). The source publishes a window as ``chunk_size`` messages
-and cuts requests larger than its own ``bulk_window`` (the puller then asks
-for the rest).
+Bytes a puller asks for with one bulk call (RPC 1.2); two windows are kept in
+flight, so a puller holds at most about two windows of messages. The source
+publishes a window as ``chunk_size`` messages and cuts requests larger than
+its own ``bulk_window`` (the puller then asks for the rest).
 """),
     cfg.BoolOpt(
         'bulk_compression',

@@ -29,10 +29,9 @@ vouched for over RPC are installed, each exactly once:
    stopped, or finds the import in place already (the ledger) — then only
    the release is left;
 3. fetch the bytes. When both sides speak RPC 1.2 or later over RabbitMQ,
-   over the bulk channel (rpc.bulk): one call per window, up to two
-   windows' worth of bytes in flight (four calls at most), the bytes
-   arriving as binary AMQP messages on a queue of our own (on a connection
-   the process keeps for its pulls); each
+   over the bulk channel (rpc.bulk): one call per window, two in flight,
+   the bytes arriving as binary AMQP messages on a queue of our own (on a
+   connection the process keeps for its pulls); each
    window carries a random token that every message must repeat with the
    instance, stash, file and offset, or it is dropped and counted.
    Otherwise, and for whatever the bulk channel did not deliver, chunk by

@@ -13,8 +13,7 @@
 """The bulk path of a pull: RPC 1.2/1.3 windows over rpc.bulk.
 
 When both sides speak RPC 1.2 or later over RabbitMQ, a pull asks for a
-window of a file per call, up to ``BULK_WINDOWS`` windows' worth of bytes
-in flight (``_may_ask``), and the bytes
+window of a file per call, ``BULK_WINDOWS`` calls in flight, and the bytes
 arrive as binary AMQP messages on a queue of our own (``rpc.bulk``). Each
 window carries a random token that every message must repeat with the
 instance, stash, file and offset (1.3), or it is dropped and counted:
@@ -39,18 +38,9 @@ from nova_consolelog.transfer import job as cl_job
 
 LOG = logging.getLogger(__name__)
 
-# Bytes asked for and not yet settled, in bulk windows (``bulk_window``
-# bytes each): one being published while the next is asked for, so the
-# link never idles on a round trip. This bounds what the source is asked
-# to publish ahead, and so what waits for us in the broker.
+# Bulk windows (RPC 1.2 calls) in flight: one being published while the
+# next is asked for, so the link never idles on a round trip.
 BULK_WINDOWS = 2
-# Window calls (RPC 1.2) in flight at most. A window stops at the end of
-# its file, so a chain of small files is many small windows: virtlogd's
-# default chain (4 files of 2 MiB) is four windows of 2 MiB, which fit in
-# BULK_WINDOWS windows of 8 MiB and are asked for at once, one round trip
-# in all instead of two after each other. No more than a source's
-# publisher pool (rpc.bulk.POOL_SIZE) can publish at once.
-MAX_WINDOW_CALLS = 4
 # Bulk messages taken from the broker before they are processed.
 BULK_PREFETCH = 8
 # Seconds to wait, after a window's call returned and while none of its
@@ -150,8 +140,7 @@ class BulkPath:
         if not windows:
             return
         callers = concurrent.futures.ThreadPoolExecutor(
-            max_workers=MAX_WINDOW_CALLS,
-            thread_name_prefix='consolelog-bulk')
+            max_workers=BULK_WINDOWS, thread_name_prefix='consolelog-bulk')
         # One thread checks and writes what arrives, in order, while this
         # one reads the next messages: decompressing, hashing and pwrite
         # release the GIL, reading AMQP frames does not, so the two share
@@ -184,7 +173,7 @@ class BulkPath:
                 # The broker's small-call latency steers the pacing.
                 self.job.pacer.observe(receiver.round_trip())
                 next_probe = time.monotonic() + PROBE_INTERVAL
-            while windows and self._may_ask(inflight, windows[0]):
+            while windows and len(inflight) < BULK_WINDOWS:
                 w = windows.popleft()
                 w.future = callers.submit(self._send_window, w,
                                           receiver.queue_name)
@@ -223,20 +212,6 @@ class BulkPath:
                         self._sink.submit(self.job.deliver, imp,
                                           by_name[w.name], lo, data,
                                           wire).result()
-
-    def _may_ask(self, inflight, w):
-        """Whether window ``w`` may be asked for now.
-
-        At most ``MAX_WINDOW_CALLS`` calls and ``BULK_WINDOWS`` full
-        windows' worth of bytes in flight; one window is always allowed
-        (a source's window may be larger than ours).
-        """
-        if not inflight:
-            return True
-        if len(inflight) >= MAX_WINDOW_CALLS:
-            return False
-        asked = sum(x.end - x.start for x in inflight) + (w.end - w.start)
-        return asked <= BULK_WINDOWS * self.job.bulk_window
 
     def _send_window(self, w, queue_name):
         job = self.job

@@ -52,7 +52,6 @@ from oslo_log import log as logging
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
 from nova_consolelog import fileutils
-from nova_consolelog.transfer import bulk_path as cl_bulk_path
 
 LOG = logging.getLogger(__name__)
 
@@ -309,10 +308,9 @@ def host_tickets_dir(conf, host):
 
 
 # RPC calls one pull keeps in flight at most: ``pull_window`` chunk calls,
-# or ``bulk_path.MAX_WINDOW_CALLS`` bulk windows (a settled window's hole is
-# read with a chunk call while at most the others are in flight).
+# or two bulk windows and a chunk call for a window's hole.
 def calls_per_pull(conf):
-    return max(conf.consolelog.pull_window, cl_bulk_path.MAX_WINDOW_CALLS)
+    return max(conf.consolelog.pull_window, 3)
 
 
 def check_pool(conf, transport_conf=None):

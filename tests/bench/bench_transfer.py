@@ -849,14 +849,13 @@ def _run(root, topic, src, pub, probe, hand):
     for opt in ('chunk_size', 'bulk_window'):
         if src.conf.consolelog[opt] != group[opt]:
             raise RuntimeError('source and destination differ in %s' % opt)
-    print('defaults: chunk_size %d KiB, bulk_window %d MiB, %d bulk windows\' '
-          'bytes (%d calls at most) in flight, prefetch %d, '
-          'bulk_compression %s, bulk_rate_limit %d bytes/s; source and '
-          'destination in separate processes, raw kombu publisher in a '
-          'third' % (chunk // 1024, group.bulk_window // MiB,
-                     bulk_path.BULK_WINDOWS, bulk_path.MAX_WINDOW_CALLS,
-                     bulk_path.BULK_PREFETCH, group.bulk_compression,
-                     group.bulk_rate_limit), flush=True)
+    print('defaults: chunk_size %d KiB, bulk_window %d MiB, %d bulk windows '
+          'in flight, prefetch %d, bulk_compression %s, bulk_rate_limit %d '
+          'bytes/s; source and destination in separate processes, raw '
+          'kombu publisher in a third' % (
+              chunk // 1024, group.bulk_window // MiB,
+              bulk_path.BULK_WINDOWS, bulk_path.BULK_PREFETCH,
+              group.bulk_compression, group.bulk_rate_limit), flush=True)
 
     # Rows 1 and 2: throughput.
     stashed = []

@@ -37,7 +37,6 @@ from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import frames
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog import transfer
-from nova_consolelog.transfer import bulk_path
 
 from tests import fixtures as test_fixtures
 
@@ -453,40 +452,6 @@ class TestReceiverPool(test_base.BaseTestCase):
         self.assertIsNot(a, cl_bulk.receiver_pool_for('amqp://b/', False))
         self.assertIsNot(a, cl_bulk.receiver_pool_for(
             'amqp://a/', {'ca_certs': '/x'}))
-
-
-class TestWindowsInFlight(test_base.BaseTestCase):
-    """How many bulk windows a pull asks for before the first is settled."""
-
-    def windows_asked(self, sizes, bulk_window=8 * MiB):
-        job = mock.Mock(bulk_window=bulk_window)
-        path = bulk_path.BulkPath(job, chunks=None)
-        inflight, at = [], 0
-        for size in sizes:
-            w = bulk_path._Window('f', at, at + size)
-            at += size
-            if not path._may_ask(inflight, w):
-                break
-            inflight.append(w)
-        return [w.end - w.start for w in inflight]
-
-    def test_default_chain_is_asked_for_at_once(self):
-        # virtlogd's default chain: four windows of 2 MiB, one round trip.
-        self.assertEqual([2 * MiB] * 4, self.windows_asked([2 * MiB] * 4))
-
-    def test_bytes_in_flight_stay_two_windows(self):
-        self.assertEqual([8 * MiB] * 2, self.windows_asked([8 * MiB] * 5))
-        self.assertEqual([8 * MiB, 6 * MiB, 2 * MiB],
-                         self.windows_asked([8 * MiB, 6 * MiB, 2 * MiB,
-                                             MiB]))
-
-    def test_calls_in_flight_are_bounded(self):
-        self.assertEqual(bulk_path.MAX_WINDOW_CALLS,
-                         len(self.windows_asked([64 * 1024] * 20)))
-
-    def test_one_window_always_goes(self):
-        # A window larger than our budget (a source's larger bulk_window).
-        self.assertEqual([32 * MiB], self.windows_asked([32 * MiB, MiB]))
 
 
 class TestPublisherAfterABrokerRestart(test_base.BaseTestCase):
