@@ -20,11 +20,11 @@ from tests.nova_e2e import base
 LINES_PER_STAY = 40
 
 
-class LeftoverDomainScenario:
+class LeftoverDomainTest(base.NovaE2ETestCase):
     """Scenario 5: the shut-off source domain our flags leave defined.
 
-    A mixin: it runs in test_live_migration.SharedPathTest, whose hosts are
-    up already.
+    Ours on both computes, one shared instance path (nova 34 calls no
+    driver.cleanup after a live migration over a shared path).
     """
 
     def nova_periodic_tasks(self, name):
