@@ -82,6 +82,17 @@ class MovesTest(base.NovaE2ETestCase):
         self.assertEqual(boots, len(runs), '%s: %s' % (what, runs))
         return output, runs
 
+    def last_boot_only(self, server):
+        """The control's output: one run, the boot since the operation.
+
+        Waits for a run twice as long as a boot gets before an operation,
+        so it is the new boot's, not an earlier one's.
+        """
+        output = self.wait_for_boots(server, 1, 2 * base.LINES_PER_BOOT)
+        runs, _ = base.check_boots(output)
+        self.assertEqual(1, len(runs), runs)
+        return output, runs
+
     # -- cold migration and resize --------------------------------------
 
     def test_cold_migration_and_resize(self):
@@ -142,20 +153,13 @@ class MovesTest(base.NovaE2ETestCase):
             s, 'beta'), server)
         server = self.timed('confirm', lambda s: self.confirm(s, 'beta'),
                             server)
-        output = self.wait_for_boots(server, 1, 2 *
-                                     base.LINES_PER_BOOT)
-        runs, _ = base.check_boots(output)
-        # Two boots, and only the one on beta is left (it is the long
-        # run: the boot on alpha stopped before the wait's length).
-        self.assertEqual(1, len(runs), runs)
+        # Two boots, and only the one on beta is left.
+        self.last_boot_only(server)
         server = self.timed('resize', lambda s: self.resize(s, 'alpha'),
                             server)
         server = self.timed('revert', lambda s: self.revert(s, 'beta'),
                             server)
-        output = self.wait_for_boots(server, 1, 2 *
-                                     base.LINES_PER_BOOT)
-        runs, _ = base.check_boots(output)
-        self.assertEqual(1, len(runs), runs)
+        output, runs = self.last_boot_only(server)
         self.report('issue 12, nova (control), shared path: after cold '
                     'migration, confirm, resize, revert only %s; %s' % (
                         _runs(runs), base.times(self.op_times)),
@@ -224,11 +228,8 @@ class MovesTest(base.NovaE2ETestCase):
 
     def test_control_evacuation(self):
         server, _ = self.evacuation()
-        output = self.wait_for_boots(server, 1, 2 *
-                                     base.LINES_PER_BOOT)
-        runs, _ = base.check_boots(output)
         # Two boots, the one on alpha gone.
-        self.assertEqual(1, len(runs), runs)
+        output, runs = self.last_boot_only(server)
         self.report('issue 12, nova (control), shared path: evacuation '
                     'leaves %s; %s' % (_runs(runs), base.times(self.op_times)),
                     counters(output))

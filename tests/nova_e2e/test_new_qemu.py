@@ -44,7 +44,13 @@ class NewQemuTest(base.NovaE2ETestCase):
                 {'unrescue': None}, 'ACTIVE'), 2),
         ]
 
-    def test_every_boot_kept(self):
+    def run_operations(self, wait_for, check):
+        """Boot, then every operation in turn, ``check``-ed after each.
+
+        ``wait_for(server, boots)`` gives the output to check once the
+        operation's boots should show; returns ``(boots, seen, output)``,
+        ``seen`` the runs after each operation for the report.
+        """
         self.fast_shutdown()
         self.op_times = []
         server = self.boot('alpha', base.LINES_PER_BOOT)
@@ -52,12 +58,19 @@ class NewQemuTest(base.NovaE2ETestCase):
         for name, operation, new_boots in self.operations():
             server = self.timed(name, operation, server)
             boots += new_boots
-            output = self.wait_for_boots(server, boots)
+            output = wait_for(server, boots)
             runs, problems = base.check_boots(output)
-            self.assertEqual([], problems, 'after %s' % name)
-            self.assertEqual(boots, len(runs), 'after %s: %s' % (name, runs))
+            check(name, boots, runs, problems)
             seen.append('%s: %s' % (name, ' '.join(
                 '%d..%d' % run for run in runs)))
+        return boots, seen, output
+
+    def test_every_boot_kept(self):
+        def check(name, boots, runs, problems):
+            self.assertEqual([], problems, 'after %s' % name)
+            self.assertEqual(boots, len(runs), 'after %s: %s' % (name, runs))
+
+        boots, seen, output = self.run_operations(self.wait_for_boots, check)
         self.assertNoConsoleLogTrouble()
         self.report('issue 12, ours: %d boots kept (%s); %s' % (
             boots, '; '.join(seen), base.times(self.op_times)),
@@ -67,19 +80,12 @@ class NewQemuTest(base.NovaE2ETestCase):
         # The same operations on nova's driver: after each, the output
         # holds the last boot only (a resumed guest's counting goes on
         # from where it was, without the lines before).
-        self.fast_shutdown()
-        self.op_times = []
-        server = self.boot('alpha', base.LINES_PER_BOOT)
-        boots, seen = 1, []
-        for name, operation, new_boots in self.operations():
-            server = self.timed(name, operation, server)
-            boots += new_boots
-            output = self.wait_for_boots(server, 1)
-            runs, problems = base.check_boots(output)
+        def check(name, boots, runs, problems):
             self.assertTrue(len(runs) < boots or problems,
                             'after %s nova kept %s' % (name, runs))
-            seen.append('%s: %s' % (name, ' '.join(
-                '%d..%d' % run for run in runs)))
+
+        boots, seen, output = self.run_operations(
+            lambda server, _boots: self.wait_for_boots(server, 1), check)
         self.report('issue 12, nova (control): %d boots, kept only (%s); %s'
                     % (boots, '; '.join(seen), base.times(self.op_times)),
                     guest.counters(output.encode()))
