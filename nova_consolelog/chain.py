@@ -56,14 +56,9 @@ retained byte (history retention, bytes skipped by an import). It is kept in
 virtlogd drops its oldest backup at a rollover or a QEMU start truncates the
 log: we cannot observe that, and the live part's offsets shift down.
 
-**Rollover safety.** virtlogd may rotate while we read. A read opens every
-member first (the descriptors pin the inodes), then lists the directory
-again; if any name now points at another inode (or vanished), a rotation
-happened and the snapshot is retried. Identity is ``(st_dev, st_ino)``, so
-one inode is never read twice and a read never duplicates bytes; bytes
-rotated away during a read may be missing from it. If the chain keeps
-rotating through every retry, the read falls back to ``console.log`` alone
-(consistent with itself).
+**Rollover safety.** virtlogd may rotate while we read: every read works
+on a snapshot, every member opened at one instant and checked against a
+second listing (``chain_snapshot``).
 
 **Importing history.** ``begin_import`` stages another host's chain and
 installs it as the next ``console.history.<seq>``, checked on disk and
@@ -75,12 +70,12 @@ import errno
 import os
 import re
 import stat
-import time
 
 from oslo_log import log as logging
 
 from nova_consolelog import chain_history
 from nova_consolelog import chain_reads
+from nova_consolelog import chain_snapshot
 from nova_consolelog import exception
 from nova_consolelog import fileutils
 from nova_consolelog import names
@@ -99,10 +94,6 @@ IMPORT_ID_RE = names.IMPORT_ID_RE
 
 # O_NONBLOCK: opening a FIFO planted under a member name must not hang.
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-_SNAPSHOT_ATTEMPTS = 20
-# Snapshots taken again while the backup numbers have a gap (a rollover
-# between two of its renames); see ConsoleLogChain._snapshot.
-_GAP_RETRIES = 5
 
 # One file of a chain, as found by a scan. ``kind`` is one of
 # objects.fields.FileKind; ``index`` is the backup number N or the history
@@ -111,50 +102,12 @@ ChainFile = collections.namedtuple(
     'ChainFile', ['name', 'kind', 'index', 'size', 'mtime'])
 
 
-# An open member of a snapshot: the descriptor pins the inode.
-_Member = collections.namedtuple('_Member', ['file', 'fd', 'size'])
-
-
 # Callers outside this refactor (stash, migration, demo, and their tests)
 # still find these here.
 last_lines = chain_reads.last_lines
 ReadResult = chain_reads.ReadResult
 fsync_dir = fileutils.fsync_dir
 write_atomic = fileutils.write_atomic
-
-
-class _Snapshot:
-    """Open members of a chain at one instant, oldest first."""
-
-    def __init__(self, members):
-        self.members = members
-
-    def close(self):
-        for m in self.members:
-            os.close(m.fd)
-        self.members = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def stream(self):
-        """The members read by read_tail/read: nova's view plus history."""
-        history = [m for m in self.members
-                   if m.file.kind == cl_fields.FileKind.HISTORY]
-        logs = [m for m in self.members
-                if m.file.kind == cl_fields.FileKind.LOG]
-        if not logs:
-            return history
-        backups = {m.file.index: m for m in self.members
-                   if m.file.kind == cl_fields.FileKind.BACKUP}
-        newer_than_gap = []
-        while len(newer_than_gap) in backups:
-            newer_than_gap.append(backups[len(newer_than_gap)])
-        return history + sorted(newer_than_gap + logs,
-                                key=lambda m: _order_key(m.file))
 
 
 class ConsoleLogChain(chain_reads.ChainReads, chain_history.ChainHistory):
@@ -246,7 +199,7 @@ class ConsoleLogChain(chain_reads.ChainReads, chain_history.ChainHistory):
             found.append((ChainFile(name, kind_index[0], kind_index[1],
                                     st.st_size, st.st_mtime),
                           (st.st_dev, st.st_ino)))
-        found.sort(key=lambda item: _order_key(item[0]))
+        found.sort(key=lambda item: chain_snapshot.order_key(item[0]))
         return found
 
     def _check_directory(self):
@@ -300,61 +253,26 @@ class ConsoleLogChain(chain_reads.ChainReads, chain_history.ChainHistory):
     def _snapshot(self):
         """Every member opened, consistent with one listing.
 
-        Members are opened oldest first: virtlogd only ever moves a file to
-        an older name, so a rotation between two opens can make a later
-        open see a newer file (bytes skipped) but never an older one
-        (bytes repeated). The second listing then detects the rotation and
-        the snapshot is retried.
-
-        A rollover is several renames (``.N-1`` to ``.N`` ... ``.0`` to
-        ``.1``, then ``console.log`` to ``.0``, then a new base), and a
-        truncation several unlinks: a listing between two of them shows a
-        gap in the backup numbers or backups without a base, where nova's
-        read (and ours) stops, so a read there would show less than the
-        read before it. Such a snapshot is taken again a few times; a gap
-        that stays is a real one.
+        See ``chain_snapshot.take``: a listing taken during a rotation is
+        taken again.
         """
-        gap_retries = _GAP_RETRIES
-        for _attempt in range(_SNAPSHOT_ATTEMPTS):
-            listed = self._list()
-            members = []
-            consistent = True
-            try:
-                for f, ident in listed:
-                    fd = self._open(f.name, missing_ok=True)
-                    if fd is None:
-                        consistent = False
-                        break
-                    st = os.fstat(fd)
-                    members.append(_Member(f, fd, st.st_size))
-                    if (st.st_dev, st.st_ino) != ident:
-                        consistent = False
-                        break
-                if consistent:
-                    again = self._list()
-                    consistent = (
-                        [(f.name, i) for f, i in again] ==
-                        [(f.name, i) for f, i in listed] and
-                        len({i for _f, i in listed}) == len(listed))
-            except BaseException:
-                _Snapshot(members).close()
-                raise
-            if consistent and gap_retries > 0 and _backup_gap(listed):
-                gap_retries -= 1
-                consistent = False
-            if consistent:
-                return _Snapshot(members)
-            _Snapshot(members).close()
-            time.sleep(0.001)
-        # Rotating faster than we can list: the live log alone is always
-        # consistent with itself.
+        return chain_snapshot.take(
+            self._list, lambda name: self._open(name, missing_ok=True),
+            self._live_only)
+
+    def _live_only(self):
+        """A snapshot of the live log alone.
+
+        Rotating faster than we can list: the live log alone is always
+        consistent with itself.
+        """
         LOG.debug('Console log in %s kept rotating; reading %s only',
                   self.directory, self.log_name)
         fd = self._open(self.log_name, missing_ok=True)
         if fd is None:
-            return _Snapshot([])
+            return chain_snapshot.Snapshot([])
         st = os.fstat(fd)
-        return _Snapshot([_Member(
+        return chain_snapshot.Snapshot([chain_snapshot.Member(
             ChainFile(self.log_name, cl_fields.FileKind.LOG, None,
                       st.st_size, st.st_mtime), fd, st.st_size)])
 
@@ -420,39 +338,3 @@ class ConsoleLogChain(chain_reads.ChainReads, chain_history.ChainHistory):
         descriptors pin the inodes until the snapshot is closed.
         """
         return self._snapshot()
-
-
-def _backup_gap(listed):
-    """Whether a listing looks taken in the middle of a rollover.
-
-    Backup numbers that skip one below the highest, or backups without the
-    base log: virtlogd renames ``.0`` to ``.1`` and then the base to
-    ``.0`` before it creates a new base, and a truncation unlinks the base
-    before the backups.
-    """
-    numbers = {f.index for f, _ident in listed
-               if f.kind == cl_fields.FileKind.BACKUP}
-    if not numbers:
-        return False
-    has_log = any(f.kind == cl_fields.FileKind.LOG for f, _ident in listed)
-    return not has_log or len(numbers) != max(numbers) + 1
-
-
-def _order_key(f):
-    """Oldest first: history by sequence, then virtlogd's files by mtime.
-
-    virtlogd's files are ordered by their last write, ties broken by
-    virtlogd's numbering (``.N`` … ``.0``, then ``console.log``). On a
-    chain only one virtlogd wrote, that is exactly the numbering nova reads
-    in. On a shared instance path during a live migration two virtlogds
-    rotate the same names: the source's keeps writing into the chain moved
-    aside and, when it rolls over, renames the destination's new
-    ``console.log`` to ``.0`` and starts another ``console.log``; numbers
-    then no longer follow time, but each file still holds one interval of
-    output and its mtime says when that interval ended.
-    """
-    if f.kind == cl_fields.FileKind.HISTORY:
-        return (0, f.index, 0)
-    if f.kind == cl_fields.FileKind.BACKUP:
-        return (1, f.mtime, -f.index)
-    return (1, f.mtime, 1)

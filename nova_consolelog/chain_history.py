@@ -21,7 +21,8 @@ ledger, so a dropped import is still one installed once).
 
 Why a module of its own: virtlogd owns ``console.log`` and its backups and
 never touches these names; everything here is ours. The chain module
-keeps what both share: names, listing, snapshots and the base offset.
+keeps what both share: names, listing and the base offset (snapshots:
+``chain_snapshot``).
 """
 
 import os

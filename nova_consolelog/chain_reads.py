@@ -16,10 +16,10 @@
 tail (nova's ``os-getConsoleOutput`` view, extended to imported history),
 paged reads over the whole stream, chunk reads of one member for a peer's
 pull, and ``describe`` (sizes, hash lists, a tail sample) for the RPC
-endpoint. Every read works on a snapshot (``ConsoleLogChain._snapshot``:
-every member opened at one instant, consistent across a virtlogd
-rollover), so it never splices two generations of the files. A stray
-``OSError`` of a read becomes ``ChainFileUnreadable`` (``typed_io``).
+endpoint. Every read works on a snapshot (``chain_snapshot``: every
+member opened at one instant, consistent across a virtlogd rollover), so
+it never splices two generations of the files. A stray ``OSError`` of a
+read becomes ``ChainFileUnreadable`` (``typed_io``).
 
 Why a module of its own: the chain class had grown to hold listing,
 snapshots, reading, history and retention in 500 lines; the read side

@@ -172,6 +172,15 @@ def pread_exact(fd, length, offset):
     return b''.join(parts)
 
 
+def pwrite_all(fd, data, offset):
+    """Write all of ``data`` at ``offset`` (``os.pwrite`` may write less)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
 def fsync_dir(directory):
     """fsync a directory, so that renames in it survive a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -29,7 +29,8 @@ installed unverified, whatever crashes and whoever else runs. So:
   directory). An import whose ledger entry exists while the staging path no
   longer holds that inode was renamed: a re-run, a retry after a crash
   between the rename and the release, or a concurrent pull finds it
-  installed and only releases the source's stash (``import_ledger``).
+  installed and only releases the source's stash (``import_ledger``). The
+  order of the install's steps, and their undo, is ``history_install``.
 * **In its place.** An import owed since before a QEMU start here fills
   the slot reserved for it (``history_slots``).
 
@@ -38,13 +39,13 @@ The names other modules use from here (the staging file's name parts,
 """
 
 import errno
-import json
 import os
 
 from oslo_log import log as logging
 
 from nova_consolelog import exception
 from nova_consolelog import fileutils
+from nova_consolelog import history_install
 from nova_consolelog import history_slots
 from nova_consolelog import import_ledger
 from nova_consolelog import import_progress
@@ -201,13 +202,8 @@ class Import:
             offset = first
         if not data:
             return
-        target = position + offset - self.skip
         try:
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(fd, view, target)
-                view = view[written:]
-                target += written
+            fileutils.pwrite_all(fd, data, position + offset - self.skip)
         except OSError as e:
             self._fail(e)
         self.progress.wrote(name, offset, len(data))
@@ -230,11 +226,8 @@ class Import:
         try:
             os.fsync(fd)
             durable[name] = upto
-            state = self._state()
-            state['durable'] = durable
-            self.chain.write_state(os.path.basename(self.sidecar),
-                                   json.dumps(state, sort_keys=True).encode(
-                                       'utf-8'))
+            import_staging.save_sidecar(self.chain, self.sidecar,
+                                        self._state(), durable)
         except OSError as e:
             self._fail(e)
 
@@ -261,9 +254,6 @@ class Import:
         fd = self._open_fd()
         try:
             os.fsync(fd)
-        except OSError as e:
-            self._fail(e)
-        try:
             return self.progress.verify(fd)
         except OSError as e:
             self._fail(e)
@@ -279,8 +269,8 @@ class Import:
 
         Only a ``complete`` import is installed. Returns its name. Either
         the chain is as before (and InstallFailed is raised) or the history
-        is in place, with the ledger naming it; retention then drops old
-        history.
+        is in place, with the ledger naming it (``history_install``);
+        retention then drops old history.
         """
         fd = self._open_fd()
         if self.verify() or not self.complete():
@@ -288,75 +278,25 @@ class Import:
                 instance=self.chain.instance,
                 reason='bytes not written or not matching the source: %s' %
                 str(self.missing())[:200])
-        chain = self.chain
-        try:
-            # A reserved slot (``reserve_slot``) places the import before
-            # the history written here since; otherwise it is the newest.
-            name = (history_slots.slot_to_fill(chain) or
-                    chain.next_history_name())
-            had_history = any(f.name != name for f in chain.history())
-            old_base = chain.base_offset()
-        except exception.InstallFailed:
-            raise
-        except exception.ConsoleLogError as e:
-            raise exception.InstallFailed(instance=chain.instance,
-                                          reason=str(e))
-        target = chain.path(name)
-        new_base = old_base if had_history else self.base_offset + self.skip
-        base_changed = new_base != old_base
-        try:
-            st = os.fstat(fd)
-            if os.path.lexists(target) and not history_slots.is_placeholder(
-                    chain, name):
-                raise exception.InstallFailed(
-                    instance=chain.instance, reason='%s appeared' % name)
-            if base_changed:
-                chain.set_base_offset(new_base)
-            self.ledger.add(self.import_id, name=name, ino=st.st_ino,
-                            digests_id=digests_id(self.digests))
-            # Over a placeholder: atomic, the slot reads as empty until
-            # then (and again if the fsync fails and it is put back).
-            placeholder = os.path.lexists(target)
-            os.rename(self.staging, target)
-            try:
-                chain.fsync()
-            except OSError:
-                os.rename(target, self.staging)
-                if placeholder:
-                    history_slots.create_placeholder(chain, name)
-                raise
-        except (OSError, exception.ConsoleLogError) as e:
-            self._undo_commit(base_changed, old_base)
-            if isinstance(e, exception.InstallFailed):
-                raise
-            if isinstance(e, OSError):
-                self._fail(e)
-            raise exception.InstallFailed(instance=chain.instance,
-                                          reason=str(e))
+        name = history_install.install(
+            self.chain, self.ledger, self.staging, fd,
+            import_id=self.import_id, digests_id=digests_id(self.digests),
+            base_offset=self.base_offset + self.skip, fail=self._fail)
         self._close()
         _unlink_quietly(self.sidecar)
         self.installed = name
         if self.skip:
             LOG.warning('Imported console-log history of instance %s '
                         'without its oldest %d byte(s): more than '
-                        'history_max_bytes (%d)', chain.instance, self.skip,
-                        chain.conf.consolelog.history_max_bytes)
+                        'history_max_bytes (%d)', self.chain.instance,
+                        self.skip,
+                        self.chain.conf.consolelog.history_max_bytes)
         try:
-            chain.apply_retention(keep=name)
+            self.chain.apply_retention(keep=name)
         except (OSError, exception.ConsoleLogError) as e:
             LOG.warning('Console-log history retention in %s failed: %s',
-                        chain.directory, e)
+                        self.chain.directory, e)
         return name
-
-    def _undo_commit(self, base_changed, old_base):
-        try:
-            if os.path.lexists(self.staging):
-                self.ledger.remove(self.import_id)
-            if base_changed:
-                self.chain.set_base_offset(old_base)
-        except (OSError, exception.ConsoleLogError) as undo:
-            LOG.error('Could not undo a failed install in %s: %s',
-                      self.chain.directory, undo)
 
     def close(self):
         """Stop for now; ``begin_import`` with the same id resumes."""

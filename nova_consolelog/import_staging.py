@@ -27,6 +27,7 @@ Staging files nobody holds any more are removed by ``remove_abandoned``.
 
 import errno
 import fcntl
+import json
 import os
 import time
 
@@ -116,6 +117,17 @@ def load_sidecar(sidecar, state):
                  sidecar)
         return None
     return durable
+
+
+def save_sidecar(chain, sidecar, state, durable):
+    """Save the durable watermark ``durable`` of ``state`` in ``sidecar``.
+
+    Atomically (``chain.write_state``): a crash leaves the old watermark
+    or the new one, which ``load_sidecar`` reads back for the same state.
+    """
+    saved = dict(state, durable=durable)
+    chain.write_state(os.path.basename(sidecar),
+                      json.dumps(saved, sort_keys=True).encode('utf-8'))
 
 
 def remove_abandoned(chain, older_than):

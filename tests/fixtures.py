@@ -24,8 +24,9 @@ test module imports ``tests.fixtures`` and no other test module.
 - chains: ``UUID``, ``TEXT``, ``write_chain``, ``sample_chain``,
   ``chain_bytes``, ``tree``, ``ChainTestCase``;
 - hosts on the bus: ``Hosts`` (endpoints on ``fake://`` or RabbitMQ),
-  ``OldManager`` (a 1.0 peer), ``ManagerWithoutStashes`` (a broken peer),
-  ``ManagerTestCase`` (an endpoint called directly);
+  ``OldManager`` (a 1.0 peer), ``Manager11`` (a peer before the bulk
+  channel), ``ManagerWithoutStashes`` and ``NoChunksManager`` (broken
+  peers), ``ManagerTestCase`` (an endpoint called directly);
 - faults: ``FaultyAPI``/``corrupt``/``time_out`` (a client that damages
   or loses chosen chunks), ``FaultyOS`` (an ``os`` failing its n-th
   call) given to every chain module (``chain_os``) or every module that
@@ -52,9 +53,11 @@ from oslotest import base as test_base
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import chain_history
 from nova_consolelog import chain_reads
+from nova_consolelog import chain_snapshot
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import fileutils
 from nova_consolelog import history_import
+from nova_consolelog import history_install
 from nova_consolelog import history_slots
 from nova_consolelog import import_ledger
 from nova_consolelog import import_progress
@@ -205,6 +208,14 @@ class OldManager(cl_manager.ConsoleLogManager):
             ctxt, instance_uuid, name, offset, length, stash_id=stash_id)
 
 
+class Manager11(cl_manager.ConsoleLogManager):
+    """A release before the bulk channel: RPC 1.1, chunk calls only."""
+
+    # The dispatcher refuses 1.2 calls by this version, as it would on a
+    # release that does not have send_console_log_range at all.
+    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
+
+
 class ManagerWithoutStashes:
     """An endpoint lacking a method its version claims (a broken peer)."""
 
@@ -216,6 +227,14 @@ class ManagerWithoutStashes:
     @oslo_messaging.expose
     def describe_console_log(self, ctxt, **kwargs):
         return self._manager.describe_console_log(ctxt, **kwargs)
+
+
+class NoChunksManager(ManagerWithoutStashes):
+    """An endpoint that describes and lists, but serves no chunk."""
+
+    @oslo_messaging.expose
+    def list_console_log_stashes(self, ctxt, **kwargs):
+        return self._manager.list_console_log_stashes(ctxt, **kwargs)
 
 
 def tree(root):
@@ -376,6 +395,7 @@ class ChainTestCase(test_base.BaseTestCase):
 def chain_os(faulty):
     """The chain's modules (listing, reads, history) get ``faulty``."""
     with mock.patch.object(cl_chain, 'os', faulty), \
+            mock.patch.object(chain_snapshot, 'os', faulty), \
             mock.patch.object(chain_reads, 'os', faulty), \
             mock.patch.object(chain_history, 'os', faulty):
         yield
@@ -386,6 +406,7 @@ def faulty_os(faulty):
     """Every module that touches an import's files gets ``faulty``."""
     with chain_os(faulty), \
             mock.patch.object(history_import, 'os', faulty), \
+            mock.patch.object(history_install, 'os', faulty), \
             mock.patch.object(import_staging, 'os', faulty), \
             mock.patch.object(import_progress, 'os', faulty), \
             mock.patch.object(history_slots, 'os', faulty), \

@@ -20,8 +20,9 @@ moves it back before the source's guest starts again (``_keep_console``).
 See ``handover.cold``.
 """
 
-from nova import objects
 from oslo_log import log as logging
+
+from nova_consolelog.nova_driver import migration_record
 
 LOG = logging.getLogger(__name__)
 
@@ -52,16 +53,10 @@ class ColdMigrationHooks:
         None when nova's database does not say: the stash is then granted
         to whichever host asks.
         """
-        try:
-            mig = objects.Migration.get_by_id_and_instance(
-                context, instance.migration_context.migration_id,
-                instance.uuid)
-            return mig.dest_compute
-        except Exception as e:
-            LOG.warning('Destination of the resize unknown (%s); its '
-                        'console-log stash is not bound to one host', e,
-                        instance=instance)
-            return None
+        return migration_record.migration_host(
+            context, instance, 'dest_compute', LOG,
+            'Destination of the resize unknown (%s); its console-log stash '
+            'is not bound to one host')
 
     def finish_migration(self, context, migration, instance, disk_info,
                          network_info, image_meta, resize_instance,

@@ -30,6 +30,8 @@ from nova.compute import task_states
 from nova import objects
 from oslo_log import log as logging
 
+from nova_consolelog.nova_driver import migration_record
+
 LOG = logging.getLogger(__name__)
 
 
@@ -59,16 +61,10 @@ class EvacuationHooks:
     @staticmethod
     def _evacuation_source(context, instance):
         """The host the guest was evacuated from (None: unknown)."""
-        try:
-            mig = objects.Migration.get_by_id_and_instance(
-                context, instance.migration_context.migration_id,
-                instance.uuid)
-            return mig.source_compute
-        except Exception as e:
-            LOG.warning('Evacuation source unknown (%s); the console output '
-                        'from before the evacuation is not collected', e,
-                        instance=instance)
-            return None
+        return migration_record.migration_host(
+            context, instance, 'source_compute', LOG,
+            'Evacuation source unknown (%s); the console output from before '
+            'the evacuation is not collected')
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):

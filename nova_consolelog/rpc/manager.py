@@ -12,70 +12,32 @@
 
 """The console-log RPC endpoint: what a host serves to its peers.
 
-Everything a caller sends is untrusted. The endpoint only ever serves files
-of the named instance's chain (``<instances_path>/<uuid>``) or of one of
-its stashes (``<stash_path>/<uuid>/<stash_id>``): directories come from
-configuration and a validated uuid/stash id, file names must be exact
-member names of that chain, and the chain module opens them without
-following symlinks. Bad input raises a typed error from
+Everything a caller sends is untrusted. Each call checks its arguments
+first (``rpc.endpoint_checks``), then serves files of the named instance's
+chain or of one of its stashes or pins, and nothing else
+(``rpc.served``). Bad input raises a typed error from
 ``nova_consolelog.exception`` (sent back to the caller as that class) and
 changes nothing.
 """
 
-import functools
-import inspect
-
 from oslo_log import log as logging
 import oslo_messaging
 
-from nova_consolelog import chain as cl_chain
-from nova_consolelog import conf as cl_conf
 from nova_consolelog import exception
-from nova_consolelog import names
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import bulk as cl_bulk
-from nova_consolelog.rpc import frames
+from nova_consolelog.rpc import endpoint_checks as checks
+from nova_consolelog.rpc import served
 from nova_consolelog import stash as cl_stash
 
 LOG = logging.getLogger(__name__)
 
-# Hard upper bound of one read, whatever the configuration: the largest
-# ``chunk_size`` allowed. Within it a read is cut to this host's chunk_size.
-MAX_READ = 8 * 1024 * 1024
-# Hard upper bound of one bulk window (the largest ``bulk_window``).
-MAX_WINDOW = 64 * 1024 * 1024
+# Re-exported: tests and callers name the bounds from here.
+MAX_READ = checks.MAX_READ
+MAX_WINDOW = checks.MAX_WINDOW
 
-_expected = oslo_messaging.expected_exceptions(exception.ConsoleLogError)
-
-
-def _rpc(method):
-    """An RPC method: dispatched (explicit access policy), typed errors.
-
-    Arguments that do not fit the method (unknown, missing) are the
-    caller's error, InvalidInput, not a TypeError from deep inside.
-    """
-    signature = inspect.signature(method)
-
-    @functools.wraps(method)
-    def checked(self, ctxt, *args, **kwargs):
-        try:
-            signature.bind(self, ctxt, *args, **kwargs)
-        except TypeError as e:
-            raise _invalid(str(e)[:200]) from None
-        return method(self, ctxt, *args, **kwargs)
-    return oslo_messaging.expose(_expected(checked))
-
-
-def _invalid(reason):
-    return exception.InvalidInput(reason=reason)
-
-
-def _check_stash_id(stash_id, required=False):
-    """A stash id, or None where the call allows none (the live chain)."""
-    if stash_id is None and not required:
-        return None
-    return names.check_stash_id(stash_id)
+_rpc = checks.rpc
 
 
 class ConsoleLogManager:
@@ -112,77 +74,19 @@ class ConsoleLogManager:
         """(url, ssl) of the bulk channel; url None when there is none."""
         return self._bulk_url, self._bulk_ssl
 
-    # -- helpers ---------------------------------------------------------
-
-    def _stash_root(self):
-        return cl_conf.stash_path(self._conf)
-
-    def _instance_chain(self, instance_uuid):
-        return cl_chain.ConsoleLogChain.for_instance(instance_uuid,
-                                                     conf=self._conf)
-
-    def _lock(self, shared=False):
-        """The host's hand-over lock (see stash.handover_lock).
-
-        No stash is half made or half released while this host describes,
-        lists or releases one.
-        """
-        return cl_stash.handover_lock(self._conf.consolelog.instances_path,
-                                      shared=shared)
-
-    def _stash(self, instance_uuid, stash_id):
-        root = self._stash_root()
-        if cl_stash.is_pin_id(stash_id):
-            root = cl_stash.pin_root(root)
-        return cl_stash.Stash.load(instance_uuid, stash_id, root=root,
-                                   conf=self._conf)
+    # -- what is served ---------------------------------------------------
 
     def _source(self, instance_uuid, stash_id):
         """(chain, {name: size the reads stop at}) of what is read."""
-        if stash_id is None:
-            return self._instance_chain(instance_uuid), {}
-        stash = self._stash(instance_uuid, stash_id)
-        limits = {}
-        if stash.manifest.get('block_size'):
-            limits = {e['name']: e['size']
-                      for e in stash.manifest.get('files', ())
-                      if 'blocks' in e}
-        return stash.chain, limits
+        return served.source(self._conf, instance_uuid, stash_id)
 
     def _read(self, chain, limits, name, offset, length):
-        """``chain.read_chunk`` within the size a pin or stash recorded.
+        """Every read of a chunk call or a bulk window goes through here.
 
-        A pinned file may have grown since (virtlogd appends to the linked
-        inode): the bytes past its recorded size are not part of it.
+        ``served.read_within``: reads of a stash or pin stop at the size
+        it recorded.
         """
-        limit = limits.get(name)
-        if limit is None:
-            return chain.read_chunk(name, offset, length)
-        if offset > limit:
-            raise _invalid('offset %d is beyond the end of %s (%d bytes)' % (
-                offset, name, limit))
-        data, _eof = chain.read_chunk(name, offset,
-                                      min(length, limit - offset))
-        return data, offset + len(data) >= limit
-
-    def _describe_stash(self, instance_uuid, stash, checksums, tail_bytes):
-        return stash.chain.describe(
-            self._host, instance_uuid, checksums=checksums,
-            tail_bytes=tail_bytes, stash_id=stash.stash_id,
-            live_names=stash.live_names)
-
-    def _check_tail(self, tail_bytes):
-        return names.check_int('tail_bytes', tail_bytes, 0, MAX_READ)
-
-    @staticmethod
-    def _compatible(console_log_set):
-        """The set as version 1.0, which callers of 1.0 to 1.2 know.
-
-        The object keeps that version, so the serializer sends its 1.0
-        primitive (a 1.1 set would not deserialize on an older peer).
-        """
-        return cl_objects.ConsoleLogSet.obj_from_primitive(
-            console_log_set.obj_to_primitive(target_version='1.0'))
+        return served.read_within(chain, limits, name, offset, length)
 
     # -- 1.0 -------------------------------------------------------------
 
@@ -194,17 +98,17 @@ class ConsoleLogManager:
         ``checksums`` adds the sha256 of every file no longer written to;
         ``tail_bytes`` adds each file's last bytes for a merged read.
         """
-        names.check_instance_uuid(instance_uuid)
-        _check_stash_id(stash_id)
-        names.check_bool('checksums', checksums)
-        self._check_tail(tail_bytes)
-        with self._lock(shared=True):
+        checks.check_describe(instance_uuid, stash_id, checksums,
+                              tail_bytes)
+        with served.handover_lock(self._conf, shared=True):
             if stash_id is not None:
-                stash = self._stash(instance_uuid, stash_id)
-                return self._compatible(self._describe_stash(
-                    instance_uuid, stash, checksums, tail_bytes))
-            chain = self._instance_chain(instance_uuid)
-            return self._compatible(chain.describe(
+                stash = served.load_stash(self._conf, instance_uuid,
+                                          stash_id)
+                return served.compatible(served.describe_stash(
+                    self._host, instance_uuid, stash, checksums,
+                    tail_bytes))
+            chain = served.instance_chain(self._conf, instance_uuid)
+            return served.compatible(chain.describe(
                 self._host, instance_uuid, checksums=checksums,
                 tail_bytes=tail_bytes))
 
@@ -212,26 +116,14 @@ class ConsoleLogManager:
     def list_console_log_stashes(self, ctxt, instance_uuid, checksums=False,
                                  tail_bytes=0):
         """ConsoleLogSet of every stash of the instance, oldest first."""
-        names.check_instance_uuid(instance_uuid)
-        names.check_bool('checksums', checksums)
-        self._check_tail(tail_bytes)
-        with self._lock(shared=True):
+        checks.check_describe(instance_uuid, None, checksums, tail_bytes)
+        with served.handover_lock(self._conf, shared=True):
             stashes = cl_stash.Stash.list(
-                instance_uuid, root=self._stash_root(), conf=self._conf)
-            return [self._compatible(self._describe_stash(
-                instance_uuid, s, checksums, tail_bytes)) for s in stashes]
-
-    def _check_read(self, instance_uuid, stash_id, name, offset, length,
-                    compression, max_length):
-        names.check_instance_uuid(instance_uuid)
-        _check_stash_id(stash_id)
-        if not isinstance(name, str) or len(name) > 64:
-            raise _invalid('name must be a file name')
-        names.check_int('offset', offset, 0, 2 ** 63 - 1)
-        names.check_int('length', length, 1, max_length)
-        if compression is not None and (
-                compression not in cl_fields.Compression.ALL):
-            raise _invalid('unknown compression %.40r' % (compression,))
+                instance_uuid, root=served.stash_root(self._conf),
+                conf=self._conf)
+            return [served.compatible(served.describe_stash(
+                self._host, instance_uuid, s, checksums, tail_bytes))
+                for s in stashes]
 
     @_rpc
     def read_console_log_chunk(self, ctxt, instance_uuid, name, offset,
@@ -243,8 +135,8 @@ class ConsoleLogManager:
         primitive of ConsoleLogChunk 1.0, which its deserializer knows.
         Reads of a stash or pin stop at the size it recorded.
         """
-        self._check_read(instance_uuid, stash_id, name, offset, length,
-                         compression, MAX_READ)
+        checks.check_read(instance_uuid, stash_id, name, offset, length,
+                          compression, MAX_READ)
         length = min(length, self._conf.consolelog.chunk_size)
         chain, limits = self._source(instance_uuid, stash_id)
         data, eof = self._read(chain, limits, name, offset, length)
@@ -277,13 +169,8 @@ class ConsoleLogManager:
         :raises: BulkUnavailable when this host has no bulk channel or
             cannot publish (the caller reads the range with chunk calls).
         """
-        self._check_read(instance_uuid, stash_id, name, offset, length,
-                         compression, MAX_WINDOW)
-        if compression is None:
-            raise _invalid('compression is required')
-        if request_token is not None:
-            names.check_token(request_token)
-        cl_bulk.check_queue_name(reply_queue)
+        checks.check_range(instance_uuid, stash_id, name, offset, length,
+                           reply_queue, compression, request_token)
         group = self._conf.consolelog
         if self._bulk_url is None or not group.bulk_transfer:
             raise exception.BulkUnavailable(
@@ -300,30 +187,13 @@ class ConsoleLogManager:
         if request_token is not None:
             binding = dict(token=request_token, instance_uuid=instance_uuid,
                            stash_id=stash_id)
-
-        def chunks():
-            data, eof = first
-            position = offset
-            end = offset + length
-            while True:
-                chunk = cl_objects.ConsoleLogChunk.from_bytes(
-                    data,
-                    compress=compression == cl_fields.Compression.ZLIB)
-                yield (frames.chunk_headers(
-                    name, position, len(data), chunk.sha256,
-                    chunk.compression, eof, **binding), chunk.data)
-                summary['chunks'] += 1
-                summary['bytes'] += len(data)
-                summary['eof'] = eof
-                position += len(data)
-                if eof or not data or position >= end:
-                    return
-                data, eof = self._read(
-                    chain, limits, name, position,
-                    min(end - position, group.chunk_size))
-
+        frames = served.range_frames(
+            lambda position, size: self._read(chain, limits, name, position,
+                                              size),
+            first, name, offset, length, group.chunk_size, compression,
+            binding, summary)
         cl_bulk.publisher_for(self._bulk_url, self._bulk_ssl).publish(
-            reply_queue, chunks())
+            reply_queue, frames)
         return summary
 
     # -- 1.3 -------------------------------------------------------------
@@ -339,21 +209,20 @@ class ConsoleLogManager:
         ``stash_id`` None the live chain is pinned first: the set's
         ``stash_id`` names the pin, read and released like a stash.
         """
-        names.check_instance_uuid(instance_uuid)
-        _check_stash_id(stash_id)
-        names.check_host_name(puller_host)
-        stash_root = self._stash_root()
+        checks.check_open(instance_uuid, stash_id, puller_host)
+        stash_root = served.stash_root(self._conf)
         group = self._conf.consolelog
         cl_stash.expire(2 * group.pull_timeout,
                         root=cl_stash.pin_root(stash_root), conf=self._conf)
         if stash_id is None:
-            with self._lock(shared=True):
-                chain = self._instance_chain(instance_uuid)
+            with served.handover_lock(self._conf, shared=True):
+                chain = served.instance_chain(self._conf, instance_uuid)
                 stash = cl_stash.Stash.pin(instance_uuid, chain, stash_root,
                                            host=puller_host, conf=self._conf)
-        with self._lock():
+        with served.handover_lock(self._conf):
             if stash_id is not None:
-                stash = self._stash(instance_uuid, stash_id)
+                stash = served.load_stash(self._conf, instance_uuid,
+                                          stash_id)
             entries = stash.transfer_files()
             token = stash.grant(puller_host)
             base = stash.manifest.get('base_offset')
@@ -388,20 +257,10 @@ class ConsoleLogManager:
         and the stash stays: no byte is dropped on the word of a caller
         that does not have it.
         """
-        names.check_instance_uuid(instance_uuid)
-        _check_stash_id(stash_id, required=True)
-        if not isinstance(sha256s, dict) or len(sha256s) > 4096 or not all(
-                isinstance(k, str) and isinstance(v, str)
-                for k, v in sha256s.items()):
-            raise _invalid('sha256s must map file names to hex digests')
-        if transfer_token is None:
-            raise exception.HandoverRefused(
-                stash_id=stash_id, instance=instance_uuid,
-                reason='a release needs the token of a transfer (RPC 1.3)')
-        names.check_token(transfer_token)
-        names.check_host_name(puller_host)
-        with self._lock():
-            stash = self._stash(instance_uuid, stash_id)
+        checks.check_release(instance_uuid, stash_id, sha256s,
+                             transfer_token, puller_host)
+        with served.handover_lock(self._conf):
+            stash = served.load_stash(self._conf, instance_uuid, stash_id)
             stash.check_release(puller_host, transfer_token, sha256s)
             # A resize's stash stays until the confirm (a revert needs it).
             deleted = stash.settle_install(puller_host)

@@ -157,7 +157,13 @@ class Stash:
             # is never followed: it is not a stash of ours.
             raise exception.StashNotFound(stash_id=stash_id,
                                           instance=instance_uuid)
-        manifest = cl_manifest.read(path, instance_uuid, stash_id)
+        try:
+            manifest = cl_manifest.read(path, instance_uuid, stash_id)
+        except FileNotFoundError:
+            # Released (by another thread or process) since the check
+            # above: a stash that is gone, not a failure.
+            raise exception.StashNotFound(stash_id=stash_id,
+                                          instance=instance_uuid)
         return cls(root, instance_uuid, stash_id, manifest, conf=conf)
 
     @classmethod
@@ -179,7 +185,11 @@ class Stash:
             parent = os.path.join(root, inst)
             if not fileutils.is_real_dir(parent):
                 continue
-            for name in os.listdir(parent):
+            try:
+                names = os.listdir(parent)
+            except FileNotFoundError:
+                continue  # its last stash released meanwhile
+            for name in names:
                 if cl_manifest.STASH_ID_RE.fullmatch(name) and \
                         fileutils.is_real_dir(os.path.join(parent, name)):
                     try:

@@ -69,6 +69,7 @@ from nova_consolelog import transfer
 from nova_consolelog.transfer import bulk_path
 
 from tests.bench import bench_transfer as bt
+from tests.bench import helper_process
 from tests import fixtures as test_fixtures
 from tests.functional import base
 
@@ -92,31 +93,19 @@ PROBE_WINDOW = 0.25
 SAMPLE_INTERVAL = 0.01
 
 
-class Proc:
+class Proc(helper_process.HelperProcess):
     """A helper process of this module, one JSON line per reply."""
 
-    def __init__(self, function, *args):
-        code = ('from tests.bench import bench_drain as '
-                'b; b.%s(*%r)' % (function, args))
-        self.proc = subprocess.Popen(
-            [sys.executable, '-c', code], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, bufsize=1, cwd=base.REPO)
+    MODULE = 'bench_drain'
+
+    def ready(self):
         self.reply()
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
     def send(self, *cmd):
-        self.proc.stdin.write(json.dumps(cmd) + '\n')
-        self.proc.stdin.flush()
+        self.write_line(json.dumps(cmd))
 
     def reply(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError('bench helper %d exited (%s)' % (
-                self.proc.pid, self.proc.poll()))
-        answer = json.loads(line)
+        answer = json.loads(self.read_line())
         if 'error' in answer:
             raise RuntimeError('bench helper %d: %s' % (self.proc.pid,
                                                         answer['error']))
@@ -125,9 +114,6 @@ class Proc:
     def ask(self, *cmd):
         self.send(*cmd)
         return self.reply()
-
-    def close(self):
-        bt.Child.close(self)
 
 
 def _serve(handlers):

@@ -75,6 +75,7 @@ from nova_consolelog import transfer
 from nova_consolelog.transfer import bulk_path
 from nova_consolelog.transfer import pacing as cl_pacing
 
+from tests.bench import helper_process
 from tests import fixtures as test_fixtures
 from tests.functional import base
 
@@ -142,31 +143,19 @@ def chain_files(total, kind, seed):
 # -- processes of their own ----------------------------------------------
 
 
-class Child:
-    """A helper process of this module, driven line by line over pipes."""
+class Child(helper_process.HelperProcess):
+    """A helper process of this module: words on a line, ``ok`` replies."""
 
-    def __init__(self, function, *args):
-        code = ('from tests.bench import bench_transfer as '
-                'b; b.%s(*%r)' % (function, args))
-        self.proc = subprocess.Popen(
-            [sys.executable, '-c', code], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True, bufsize=1, cwd=base.REPO)
+    MODULE = 'bench_transfer'
+
+    def ready(self):
         self.expect('ready')
 
-    @property
-    def pid(self):
-        return self.proc.pid
-
     def send(self, line):
-        self.proc.stdin.write(line + '\n')
-        self.proc.stdin.flush()
+        self.write_line(line)
 
     def reply(self):
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError('bench helper %d exited (%s)' % (
-                self.proc.pid, self.proc.poll()))
-        return line.split()
+        return self.read_line().split()
 
     def expect(self, word):
         got = self.reply()
@@ -177,15 +166,6 @@ class Child:
     def ask(self, line):
         self.send(line)
         return self.expect('ok')
-
-    def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.close()
-                self.proc.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
 
 
 def publisher_main(url):

@@ -25,49 +25,12 @@ import signal
 import sys
 import threading
 
-import oslo_messaging
-
-from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog.rpc import server as cl_server
 
 from tests import fixtures as test_fixtures
 
-
-class OldManager(cl_manager.ConsoleLogManager):
-    target = oslo_messaging.Target(version='1.0', namespace='consolelog')
-
-    @oslo_messaging.expose
-    def read_console_log_chunk(self, ctxt, instance_uuid, name, offset,
-                               length, stash_id=None):
-        return super().read_console_log_chunk(
-            ctxt, instance_uuid, name, offset, length, stash_id=stash_id)
-
-
-class Manager11(cl_manager.ConsoleLogManager):
-    """A release before the bulk channel: RPC 1.1, chunk calls only."""
-
-    # The dispatcher refuses 1.2 calls by this version, as it would on a
-    # release that does not have send_console_log_range at all.
-    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
-
-
-class NoChunksManager:
-    target = cl_manager.ConsoleLogManager.target
-
-    def __init__(self, conf, host):
-        self._manager = cl_manager.ConsoleLogManager(conf, host)
-
-    @oslo_messaging.expose
-    def describe_console_log(self, ctxt, **kwargs):
-        return self._manager.describe_console_log(ctxt, **kwargs)
-
-    @oslo_messaging.expose
-    def list_console_log_stashes(self, ctxt, **kwargs):
-        return self._manager.list_console_log_stashes(ctxt, **kwargs)
-
-
-MODES = {'old': OldManager, 'v1.1': Manager11,
-         'no-chunks': NoChunksManager}
+MODES = {'old': test_fixtures.OldManager, 'v1.1': test_fixtures.Manager11,
+         'no-chunks': test_fixtures.NoChunksManager}
 
 
 def main(argv):

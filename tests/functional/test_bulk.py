@@ -27,7 +27,6 @@ import fixtures
 import kombu
 
 from nova_consolelog import chain as cl_chain
-from nova_consolelog import exception
 from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import frames
@@ -313,14 +312,7 @@ class TestBulkPull(BulkTestCase):
         conf, rpcapi = self.client(chunk_size=MiB, bulk_window=MiB,
                                    rpc_timeout=2, pull_retries=1)
         chain = self.dest_chain(conf, instance)
-
-        def kill_at_6mib(done, total):
-            if done >= 6 * MiB:
-                self.src.kill()
-        self.assertRaises(exception.TransferFailed, transfer.pull, conf,
-                          rpcapi, 'src', instance, stash_id=stash_id,
-                          chain=chain, progress=kill_at_6mib)
-        self.assertEqual(b'', self.history(chain))
+        self.pull_killed_at(conf, rpcapi, instance, stash_id, chain, 6 * MiB)
         self.assertQueuesGone()
         # The verified part stays: the next pull resumes over bulk.
         self.src.start()

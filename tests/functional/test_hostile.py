@@ -327,7 +327,8 @@ class TestOnlyDocumentedCalls(HostileTestCase):
         for name in ('__init__', '__class__', '__dict__', '__call__',
                      '__getattribute__', '__reduce_ex__', '__del__',
                      '_lock', '_stash', '_chain', '_sha256', '_check_read',
-                     '_instance_chain', '_stash_root', '_describe_stash'):
+                     '_instance_chain', '_stash_root', '_describe_stash',
+                     '_source', '_read'):
             self.refused(UNDOCUMENTED, name, instance_uuid=self.uuid,
                          stash_id=self.stash_id)
         self.assertSafe()
@@ -752,16 +753,20 @@ class TestRelease(HostileTestCase):
         path = os.path.join(self.stash_root, self.other, self.stash_id)
         self.assertTrue(os.path.isdir(path), path)
 
+    def refused_release(self, sha256s, token, puller='dst'):
+        """A 1.3 release of the stash by ``puller`` with ``token``: refused."""
+        self.refused(RELEASE_REFUSED, 'release_console_log_stash',
+                     version='1.3', instance_uuid=self.other,
+                     stash_id=self.stash_id, sha256s=sha256s,
+                     transfer_token=token, puller_host=puller)
+
     def test_release_with_describe_checksums_and_no_token(self):
         """The checksums describe hands anyone are no proof of a pull."""
         sha256s = self._checksums()
         self.refused(RELEASE_REFUSED, 'release_console_log_stash',
                      instance_uuid=self.other, stash_id=self.stash_id,
                      sha256s=sha256s)
-        self.refused(RELEASE_REFUSED, 'release_console_log_stash',
-                     version='1.3', instance_uuid=self.other,
-                     stash_id=self.stash_id, sha256s=sha256s,
-                     transfer_token=None, puller_host='dst')
+        self.refused_release(sha256s, None)
         self.assertStashKept()
         self.assertSafe()
 
@@ -770,10 +775,7 @@ class TestRelease(HostileTestCase):
         sha256s = self._checksums()
         for token in (uuid.uuid4().hex, '0' * 32, '', 'x' * 4096, 1, None,
                       ['0' * 32]):
-            self.refused(RELEASE_REFUSED, 'release_console_log_stash',
-                         version='1.3', instance_uuid=self.other,
-                         stash_id=self.stash_id, sha256s=sha256s,
-                         transfer_token=token, puller_host='dst')
+            self.refused_release(sha256s, token)
         self.assertStashKept()
         self.assertSafe()
 
@@ -797,10 +799,7 @@ class TestRelease(HostileTestCase):
             sha256s[f['name']] = hashlist.root(f['size'], data['block_size'],
                                                f['blocks'])
         for puller in ('evil', None, 'dst ', 'DST', '*'):
-            self.refused(RELEASE_REFUSED, 'release_console_log_stash',
-                         version='1.3', instance_uuid=self.other,
-                         stash_id=self.stash_id, sha256s=sha256s,
-                         transfer_token=token, puller_host=puller)
+            self.refused_release(sha256s, token, puller)
         self.assertStashKept()
         self.assertSafe()
         self.assertTrue(self.call(
@@ -1320,6 +1319,14 @@ class TestFrameInjection(test_pull.PullTestCase):
         sniffer, attacked = self.attack(forge)
         self.pull_and_check(sniffer, attacked, [mark])
 
+    def forge_with_copied_headers(self, request):
+        """Frames with the request's headers, forged bytes, their sha256."""
+        args = request['args']
+        for offset, size, eof in self.chunks(args):
+            self.forger.frame(args['reply_queue'], args['name'], offset,
+                              self.forged(size), eof=eof,
+                              **self.copied_headers(args))
+
     def test_copied_headers_and_matching_sha256_on_a_live_pull(self):
         """(b) The request's own headers, other bytes, their true sha256.
 
@@ -1327,14 +1334,7 @@ class TestFrameInjection(test_pull.PullTestCase):
         stash manifest: only digests obtained over RPC can tell.
         """
         self.start()
-
-        def forge(request):
-            args = request['args']
-            for offset, size, eof in self.chunks(args):
-                self.forger.frame(args['reply_queue'], args['name'], offset,
-                                  self.forged(size), eof=eof,
-                                  **self.copied_headers(args))
-        sniffer, attacked = self.attack(forge)
+        sniffer, attacked = self.attack(self.forge_with_copied_headers)
         self.pull_and_check(sniffer, attacked, [self.forged_mark])
 
     def test_copied_headers_and_matching_sha256_on_a_stash_pull(self):
@@ -1344,14 +1344,7 @@ class TestFrameInjection(test_pull.PullTestCase):
         then fails the pull, lets any third party stop a hand-over for good.
         """
         self.start(stash=True)
-
-        def forge(request):
-            args = request['args']
-            for offset, size, eof in self.chunks(args):
-                self.forger.frame(args['reply_queue'], args['name'], offset,
-                                  self.forged(size), eof=eof,
-                                  **self.copied_headers(args))
-        sniffer, attacked = self.attack(forge)
+        sniffer, attacked = self.attack(self.forge_with_copied_headers)
         result = self.pull_and_check(sniffer, attacked, [self.forged_mark])
         self.assertTrue(result.released)
 

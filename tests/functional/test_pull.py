@@ -129,6 +129,20 @@ class PullTestCase(base.FunctionalTestCase):
         self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
         return result, chain
 
+    def pull_killed_at(self, conf, rpcapi, instance, stash_id, chain, at):
+        """A pull whose source is killed once ``at`` bytes are in.
+
+        The pull fails and installs nothing; the source stays down (the
+        caller restarts it).
+        """
+        def kill(done, total):
+            if done >= at:
+                self.src.kill()
+        self.assertRaises(exception.TransferFailed, transfer.pull, conf,
+                          rpcapi, 'src', instance, stash_id=stash_id,
+                          chain=chain, progress=kill)
+        self.assertEqual(b'', self.history(chain))
+
     def history(self, chain):
         return b''.join(
             open(os.path.join(chain.directory, f.name), 'rb').read()
@@ -252,14 +266,7 @@ class TestFaults(PullTestCase):
         conf, rpcapi = self.client(chunk_size=256 * 1024, rpc_timeout=2,
                                    pull_retries=1)
         chain = self.dest_chain(conf, instance)
-
-        def kill_at_6mib(done, total):
-            if done >= 6 * MiB:
-                self.src.kill()
-        self.assertRaises(exception.TransferFailed, transfer.pull, conf,
-                          rpcapi, 'src', instance, stash_id=stash_id,
-                          chain=chain, progress=kill_at_6mib)
-        self.assertEqual(b'', self.history(chain))
+        self.pull_killed_at(conf, rpcapi, instance, stash_id, chain, 6 * MiB)
         self.src.start()
         result = transfer.pull(conf, rpcapi, 'src', instance,
                                stash_id=stash_id, chain=chain)

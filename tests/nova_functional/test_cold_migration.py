@@ -59,6 +59,20 @@ class ColdMigrationTest(test_new_qemu.CountingGuestTestBase):
                          [s.installed_by for s in self.held('host1')])
         self.assertIsNone(self.consolelog('host2').record(self.uuid).load())
 
+    def reverted_on_host1(self, kept):
+        """After a revert: host1's new boot follows ``kept``, nothing held.
+
+        What the guest printed on the resized instance went with nova's
+        destroy there; everything from before the resize is back, in
+        order, once.
+        """
+        self.last_start_on('host1')
+        self.boot_prints()
+        self.assert_console(kept + self.printed()[len(kept) +
+                                                  LINES_PER_BOOT:])
+        self.assertEqual([], self.held('host1'))
+        self.assertFalse(self.consolelog('host1').has_stash(self.uuid))
+
     def test_cold_migration_then_confirm(self):
         self.migrate_to_host2()
         self.server = self._confirm_resize(self.server)
@@ -77,14 +91,7 @@ class ColdMigrationTest(test_new_qemu.CountingGuestTestBase):
         kept = self.printed()[:on_host2]
         self.server = self._revert_resize(self.server)
         self.assertEqual('host1', self.server['OS-EXT-SRV-ATTR:host'])
-        self.last_start_on('host1')
-        self.boot_prints()
-        # What the guest printed on host2 went with nova's destroy there;
-        # everything from before the migration is back, in order, once.
-        self.assert_console(kept + self.printed()[len(kept) +
-                                                  LINES_PER_BOOT:])
-        self.assertEqual([], self.held('host1'))
-        self.assertFalse(self.consolelog('host1').has_stash(self.uuid))
+        self.reverted_on_host1(kept)
         self.assertIsNone(self.consolelog('host2').record(self.uuid).load())
 
     # -- on the same host ----------------------------------------------------
@@ -114,12 +121,7 @@ class ColdMigrationTest(test_new_qemu.CountingGuestTestBase):
         resized_from = self.qemu.newest_from[self.uuid]
         kept = self.printed()[:resized_from]
         self.server = self._revert_resize(self.server)
-        self.last_start_on('host1')
-        self.boot_prints()
-        self.assert_console(kept + self.printed()[len(kept) +
-                                                  LINES_PER_BOOT:])
-        self.assertEqual([], self.held('host1'))
-        self.assertFalse(self.consolelog('host1').has_stash(self.uuid))
+        self.reverted_on_host1(kept)
 
 
 class NovaDriverControlTest(base.ConsoleLogNovaTestBase):

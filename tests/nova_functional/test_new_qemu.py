@@ -61,6 +61,12 @@ def text(lines):
     return b''.join(line + b'\n' for line in lines).decode()
 
 
+def boot_lines(boot):
+    """The ``LINES_PER_BOOT`` lines the guest prints at boot ``boot``."""
+    return [b'boot %02d line %04d' % (boot, i)
+            for i in range(LINES_PER_BOOT)]
+
+
 def _nova_methods_on_stack():
     """Names of nova libvirt driver methods calling this (why it starts)."""
     names = set()
@@ -175,9 +181,7 @@ class CountingGuestTestBase(base.ConsoleLogNovaTestBase):
 
     def boot_prints(self):
         self.boots += 1
-        self.qemu.guest_prints(self.uuid, [
-            b'boot %02d line %04d' % (self.boots, i)
-            for i in range(LINES_PER_BOOT)])
+        self.qemu.guest_prints(self.uuid, boot_lines(self.boots))
 
     def printed(self):
         return list(self.qemu.printed[self.uuid])
@@ -212,9 +216,7 @@ class NewQemuScenarios:
     def boot_prints(self):
         """The newest QEMU's guest prints its boot's lines."""
         self.boots += 1
-        self.qemu.guest_prints(self.uuid, [
-            b'boot %02d line %04d' % (self.boots, i)
-            for i in range(LINES_PER_BOOT)])
+        self.qemu.guest_prints(self.uuid, boot_lines(self.boots))
 
     def started_by(self, before, *methods):
         """Exactly one new QEMU since ``before`` starts, through methods."""

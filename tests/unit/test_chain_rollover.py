@@ -17,7 +17,7 @@ import threading
 import time
 from unittest import mock
 
-from nova_consolelog import chain as cl_chain
+from nova_consolelog import chain_snapshot
 
 from tests import fixtures as test_fixtures
 
@@ -144,7 +144,7 @@ class TestReadBetweenTheRenamesOfARollover(test_fixtures.ChainTestCase):
                           os.path.join(self.dir, 'console.log.0'))
                 self.write('console.log', b'third\n')
             real_sleep(seconds)
-        with mock.patch.object(cl_chain.time, 'sleep', sleep):
+        with mock.patch.object(chain_snapshot.time, 'sleep', sleep):
             self.assertEqual(b'first\nsecond\nthird\n',
                              self.chain.read_tail())
         self.assertTrue(done)

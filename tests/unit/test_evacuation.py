@@ -38,7 +38,6 @@ from nova_consolelog import history_import
 from nova_consolelog import import_ledger
 from nova_consolelog import transfer
 
-from tests import fixtures as test_fixtures
 from tests.unit import test_history_import
 from tests.unit import test_migration
 
@@ -172,17 +171,9 @@ class TestReservedSlot(test_history_import.ImportTestCase):
             self.restart(b'boot 1\n')
             imp = self.imported()
             before = self.visible()
-            faulty = test_fixtures.FaultyOS(step)
-            with test_fixtures.faulty_os(faulty):
-                try:
-                    imp.commit()
-                    committed = True
-                except exception.ConsoleLogError:
-                    committed = False
-            if faulty.failed is None:
-                self.assertTrue(committed)
+            committed, where = self.commit_failing_at(step, imp)
+            if where is None:
                 break
-            where = 'step %d (%s)' % (step, faulty.failed)
             if not committed:
                 # Exactly as before: the slot still empty, in its place.
                 self.assertEqual(before, self.visible(), where)

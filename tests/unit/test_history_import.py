@@ -74,6 +74,25 @@ class ImportTestCase(test_fixtures.ChainTestCase):
         return ({f.name: self.chain.read_chunk(f.name, 0, 10 ** 6)[0]
                  for f in self.chain.scan()}, self.chain.base_offset())
 
+    def commit_failing_at(self, step, imp):
+        """``imp.commit()`` with the ``step``-th os call failing.
+
+        Returns ``(committed, where)``; ``where`` names the call that
+        failed, None when the commit made fewer calls than ``step`` (it
+        then must have succeeded: the loop over the steps is done).
+        """
+        faulty = test_fixtures.FaultyOS(step)
+        with test_fixtures.faulty_os(faulty):
+            try:
+                imp.commit()
+                committed = True
+            except exception.ConsoleLogError:
+                committed = False
+        if faulty.failed is None:
+            self.assertTrue(committed)
+            return committed, None
+        return committed, 'step %d (%s)' % (step, faulty.failed)
+
 
 class TestImport(ImportTestCase):
 
@@ -327,17 +346,9 @@ class TestInterruptedInstall(ImportTestCase):
             step += 1
             imp = self._prepare(had_history)
             before = self.visible()
-            faulty = test_fixtures.FaultyOS(step)
-            with test_fixtures.faulty_os(faulty):
-                try:
-                    imp.commit()
-                    committed = True
-                except exception.ConsoleLogError:
-                    committed = False
-            if faulty.failed is None:
-                self.assertTrue(committed)
+            committed, where = self.commit_failing_at(step, imp)
+            if where is None:
                 break
-            where = 'step %d (%s)' % (step, faulty.failed)
             names, base = self.visible()
             if not committed:
                 # The previous state, exactly; the import resumable or

@@ -108,14 +108,21 @@ class MigrationTestBase(test_base.BaseTestCase):
         self.dst.steps.pre_live_migration(self.uuid, 'src', self.shared)
         self.dst.qemu_start(self.uuid)
 
+    def guest_prints_on_dst(self, count):
+        """Migrated up to the switch-over; ``count`` new lines on dst.
+
+        Returns the whole log: the source's chain, then those lines.
+        """
+        self.migrate_until_switchover()
+        after = lines(0, count, 'dst')
+        self.dst.append(self.uuid, 'console.log', after)
+        return self.before + after
+
 
 class TestNonSharedMigration(MigrationTestBase):
 
     def test_whole_log_on_every_read_and_after_import(self):
-        self.migrate_until_switchover()
-        after = lines(0, 50, 'dst')
-        self.dst.append(self.uuid, 'console.log', after)
-        whole = self.before + after
+        whole = self.guest_prints_on_dst(50)
         # The window: the guest runs on dst, nothing imported yet.
         self.assertEqual(whole, self.src.read(self.uuid))
         self.assertEqual(whole, self.dst.read(self.uuid))
@@ -177,9 +184,7 @@ class TestNonSharedMigration(MigrationTestBase):
 
     def test_installed_but_not_released_is_released_by_the_retry(self):
         """A crash (or a silent source) between install and release."""
-        self.migrate_until_switchover()
-        after = lines(0, 20, 'dst')
-        self.dst.append(self.uuid, 'console.log', after)
+        whole = self.guest_prints_on_dst(20)
         self.src.steps.post_live_migration_at_source(self.uuid, 'dst', False)
         self.src.nova_cleanup(self.uuid)
         with mock.patch.object(self.dst.rpcapi, 'release',
@@ -189,12 +194,12 @@ class TestNonSharedMigration(MigrationTestBase):
         self.assertEqual('installed',
                          self.dst.steps.record(self.uuid).load()['state'])
         self.assertTrue(self.src.steps.has_stash(self.uuid))
-        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertEqual(whole, self.dst.read(self.uuid))
         # The retry finds the import in the ledger: it releases only.
         self.assertEqual([self.uuid], self.dst.steps.retry_pending())
         self.assertIsNone(self.dst.steps.record(self.uuid).load())
         self.assertFalse(self.src.steps.has_stash(self.uuid))
-        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertEqual(whole, self.dst.read(self.uuid))
         history = [n for n in os.listdir(self.dst.instance_dir(self.uuid))
                    if n.startswith('console.history.0')]
         self.assertEqual(['console.history.000001'], history)
@@ -243,17 +248,17 @@ class TestSharedMigration(MigrationTestBase):
 
     shared = True
 
-    def test_chain_survives_the_incoming_qemu_and_is_installed(self):
-        self.migrate_until_switchover()
-        after = lines(0, 30, 'dst')
-        self.dst.append(self.uuid, 'console.log', after)
-        whole = self.before + after
+    def handed_over(self, whole):
+        """Both hosts read ``whole``; after the hand-over dst still does."""
         self.assertEqual(whole, self.dst.read(self.uuid))
         self.assertEqual(whole, self.src.read(self.uuid))
         self.src.steps.post_live_migration_at_source(self.uuid, 'dst', True)
         self.dst.steps.post_live_migration_at_destination(
             self.uuid, 'src', True)
         self.assertEqual(whole, self.dst.read(self.uuid))
+
+    def test_chain_survives_the_incoming_qemu_and_is_installed(self):
+        self.handed_over(self.guest_prints_on_dst(30))
         self.assertFalse(self.dst.steps.has_stash(self.uuid))
 
     def test_each_host_keeps_its_own_record(self):
@@ -338,13 +343,7 @@ class TestSharedMigration(MigrationTestBase):
         self.dst.qemu_start(self.uuid)
         after = lines(0, 30, 'dst')
         self.dst.append(self.uuid, 'console.log', after)
-        whole = self.before + rolled + after
-        self.assertEqual(whole, self.dst.read(self.uuid))
-        self.assertEqual(whole, self.src.read(self.uuid))
-        self.src.steps.post_live_migration_at_source(self.uuid, 'dst', True)
-        self.dst.steps.post_live_migration_at_destination(
-            self.uuid, 'src', True)
-        self.assertEqual(whole, self.dst.read(self.uuid))
+        self.handed_over(self.before + rolled + after)
 
 
 class TestUnreachablePeer(MigrationTestBase):
@@ -556,15 +555,22 @@ class TestColdMigration(MigrationTestBase):
         self.assertEqual([], self.dst.steps.retry_pending())
         self.assertEqual(['console.history.000001'], self.history(self.dst))
 
-    def test_to_another_host_then_revert(self):
-        self.migrate(self.src, self.dst)
-        self.finish(self.src, self.dst)
-        self.dst.steps.cold_migration_finished(self.uuid, 'src')
-        again = self.revert(self.src, self.dst)
+    def _resize_then_revert(self, dst):
+        """Resized to ``dst``, installed there, then reverted.
+
+        The source's log goes on; nothing is held or owed anywhere.
+        """
+        self.migrate(self.src, dst)
+        self.finish(self.src, dst)
+        dst.steps.cold_migration_finished(self.uuid, 'src')
+        again = self.revert(self.src, dst)
         self.assertEqual(self.before + again, self.src.read(self.uuid))
         self.assertEqual([], self.src.steps.held_stashes(self.uuid))
         self.assertFalse(self.src.steps.has_stash(self.uuid))
-        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertEqual([], dst.steps.retry_pending())
+
+    def test_to_another_host_then_revert(self):
+        self._resize_then_revert(self.dst)
 
     def test_same_host_resize_then_confirm(self):
         self.migrate(self.src, self.src)
@@ -582,25 +588,27 @@ class TestColdMigration(MigrationTestBase):
         self.assertEqual(['console.history.000001'], self.history(self.src))
 
     def test_same_host_resize_then_revert(self):
-        self.migrate(self.src, self.src)
-        self.finish(self.src, self.src)
-        self.src.steps.cold_migration_finished(self.uuid, 'src')
-        again = self.revert(self.src, self.src)
-        self.assertEqual(self.before + again, self.src.read(self.uuid))
-        self.assertFalse(self.src.steps.has_stash(self.uuid))
-        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+        self._resize_then_revert(self.src)
 
     def _source_away(self):
         self.hosts.servers['src'].stop()
         self.dst.conf.set_override('rpc_timeout', 1, group='consolelog')
         self.dst.conf.set_override('pull_timeout', 2, group='consolelog')
 
-    def test_failed_pull_retried(self):
+    def _pull_owed(self):
+        """Resized while the source is away: the destination owes a pull.
+
+        Returns what the guest printed on the destination.
+        """
         self.migrate(self.src, self.dst)
         after = self.finish(self.src, self.dst)
         self._source_away()
         self.assertIsNone(self.dst.steps.cold_migration_finished(
             self.uuid, 'src'))
+        return after
+
+    def test_failed_pull_retried(self):
+        after = self._pull_owed()
         record = self.dst.steps.record(self.uuid).load()
         self.assertEqual('pulling', record['state'])
         self.assertTrue(record['hold'])
@@ -617,10 +625,7 @@ class TestColdMigration(MigrationTestBase):
     def test_reboot_while_the_pull_is_owed_keeps_both_in_order(self):
         # A reboot of the resized guest before the source answers: its
         # output goes behind a reserved slot, the import fills the slot.
-        self.migrate(self.src, self.dst)
-        after = self.finish(self.src, self.dst)
-        self._source_away()
-        self.dst.steps.cold_migration_finished(self.uuid, 'src')
+        after = self._pull_owed()
         self.assertEqual(['console.history.000002'],
                          self.dst.steps.before_qemu_start(self.uuid))
         self.dst.qemu_start(self.uuid)
@@ -638,10 +643,7 @@ class TestColdMigration(MigrationTestBase):
         self.assertEqual([], self.src.steps.held_stashes(self.uuid))
 
     def test_confirm_before_the_pull_keeps_the_stash(self):
-        self.migrate(self.src, self.dst)
-        after = self.finish(self.src, self.dst)
-        self._source_away()
-        self.dst.steps.cold_migration_finished(self.uuid, 'src')
+        after = self._pull_owed()
         self.hosts.servers['src'].start()
         self.confirm(self.src)
         held = self.src.steps.held_stashes(self.uuid)
@@ -653,10 +655,7 @@ class TestColdMigration(MigrationTestBase):
         self.assertEqual(['console.history.000001'], self.history(self.dst))
 
     def test_revert_while_the_pull_is_owed(self):
-        self.migrate(self.src, self.dst)
-        self.finish(self.src, self.dst)
-        self._source_away()
-        self.dst.steps.cold_migration_finished(self.uuid, 'src')
+        self._pull_owed()
         self.hosts.servers['src'].start()
         again = self.revert(self.src, self.dst)
         self.assertIsNone(self.dst.steps.record(self.uuid).load())

@@ -26,7 +26,6 @@ import uuid
 import zlib
 
 import fixtures
-import oslo_messaging
 from oslotest import base as test_base
 
 from nova_consolelog import chain as cl_chain
@@ -41,12 +40,6 @@ from nova_consolelog import transfer
 from tests import fixtures as test_fixtures
 
 MiB = 1024 * 1024
-
-
-class Manager11(cl_manager.ConsoleLogManager):
-    """An endpoint of a release before the bulk channel."""
-
-    target = oslo_messaging.Target(version='1.1', namespace='consolelog')
 
 
 class CountingAPI(test_fixtures.FaultyAPI):
@@ -228,13 +221,7 @@ class TestNegotiation(test_base.BaseTestCase):
         self.assertFalse(rpcapi.bulk_supported('src'))
         self.assertIsNone(
             self.hosts.servers['src'].endpoint.bulk_channel[0])
-        api = CountingAPI(rpcapi)
-        chain = self._chain(conf)
-        result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)
-        self.assertEqual(0, api.windows)
-        self.assertEqual(0, result.bulk_bytes)
-        self.assertEqual(test_fixtures.chain_bytes(self.files),
-                         self._history(chain))
+        self._pulled_with_chunk_calls(conf, rpcapi)
 
     def test_bulk_off_or_capped(self):
         _conf, rpcapi = self.hosts.client('dst')
@@ -254,7 +241,7 @@ class TestNegotiation(test_base.BaseTestCase):
         self.assertTrue(api.bulk_supported('src'))
 
     def test_peer_of_release_1_1(self):
-        self.hosts.start('old', endpoint_cls=Manager11)
+        self.hosts.start('old', endpoint_cls=test_fixtures.Manager11)
         _conf, rpcapi = self.hosts.client('dst')
         # As if the transport were RabbitMQ: the version decides.
         rpcapi.bulk_url = 'amqp://127.0.0.1:1/'
@@ -271,6 +258,10 @@ class TestNegotiation(test_base.BaseTestCase):
         conf, rpcapi = self.hosts.client('dst')
         # A broker that refuses connections: the queue cannot be declared.
         rpcapi.bulk_url = 'amqp://guest:guest@127.0.0.1:1/'
+        self._pulled_with_chunk_calls(conf, rpcapi)
+
+    def _pulled_with_chunk_calls(self, conf, rpcapi):
+        """A pull from ``src`` is byte-exact, without one bulk window."""
         api = CountingAPI(rpcapi)
         chain = self._chain(conf)
         result = transfer.pull(conf, api, 'src', self.uuid, chain=chain)

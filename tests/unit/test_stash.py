@@ -244,6 +244,45 @@ class TestLoadList(StashTestCase):
                          [s.stash_id for s in cl_stash.Stash.list(
                              conf=self.conf)])
 
+    def test_stash_released_while_listed_is_skipped(self):
+        # Another thread releases a stash between the listing's directory
+        # check and its manifest read (a pull's release beside another
+        # pull's expiry pass): gone, not a failure of the listing.
+        self.create(stash_id='s1')
+        doomed = {'s2': self.create(stash_id='s2')}
+        read = cl_store.cl_manifest.read
+
+        def released_meanwhile(path, instance_uuid, stash_id):
+            if stash_id in doomed:
+                doomed.pop(stash_id).release()
+            return read(path, instance_uuid, stash_id)
+
+        with mock.patch.object(cl_store.cl_manifest, 'read',
+                               released_meanwhile):
+            self.assertEqual(['s1'], [s.stash_id for s in
+                                      cl_stash.Stash.list(conf=self.conf)])
+            doomed['s3'] = self.create(stash_id='s3')
+            self.assertRaises(exception.StashNotFound, cl_stash.Stash.load,
+                              UUID, 's3', conf=self.conf)
+        self.assertEqual({}, doomed)
+
+    def test_instance_dir_gone_while_listed_is_skipped(self):
+        # The last stash of an instance released (its directory removed)
+        # right after the listing saw the directory.
+        stash = self.create(stash_id='s1')
+        is_real_dir = cl_store.fileutils.is_real_dir
+
+        def released_after_check(path):
+            real = is_real_dir(path)
+            if path == os.path.dirname(stash.path) and real:
+                stash.release()
+            return real
+
+        with mock.patch.object(cl_store.fileutils, 'is_real_dir',
+                               released_after_check):
+            self.assertEqual([], cl_stash.Stash.list(conf=self.conf))
+        self.assertFalse(os.path.exists(os.path.dirname(stash.path)))
+
     def test_incomplete_stash_is_not_forgotten(self):
         stash = self.create(stash_id='s1')
         os.unlink(os.path.join(stash.path, 'manifest.json'))

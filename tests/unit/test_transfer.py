@@ -113,7 +113,11 @@ class TestPull(test_base.BaseTestCase):
             self.uuid, cl_chain.ConsoleLogChain(src_dir, conf=self.src),
             root=self.src.consolelog.stash_path, conf=self.src)
 
-    def test_gives_up_then_resumes(self):
+    def _pull_gives_up(self):
+        """A stash pull whose third file keeps timing out: it fails.
+
+        Returns the stash and the faulty client.
+        """
         stash = self._stash_on_source()
         api = test_fixtures.FaultyAPI(
             self.rpcapi, {('console.log.0', 8192): test_fixtures.time_out},
@@ -121,6 +125,10 @@ class TestPull(test_base.BaseTestCase):
         self.assertRaises(exception.TransferFailed, transfer.pull,
                           self.conf, api, 'src', self.uuid,
                           stash_id=stash.stash_id, chain=self.chain)
+        return stash, api
+
+    def test_gives_up_then_resumes(self):
+        stash, api = self._pull_gives_up()
         self.assertEqual(3, api.calls[('console.log.0', 8192)])
         self.assertEqual(b'', self.history())
         # The files before the faulty one are written and kept: a new pull
@@ -139,13 +147,7 @@ class TestPull(test_base.BaseTestCase):
 
     def test_resumed_part_changed_on_disk_is_fetched_again(self):
         """A byte of the resumed part that changed is never installed."""
-        stash = self._stash_on_source()
-        api = test_fixtures.FaultyAPI(
-            self.rpcapi, {('console.log.0', 8192): test_fixtures.time_out},
-            times=10)
-        self.assertRaises(exception.TransferFailed, transfer.pull,
-                          self.conf, api, 'src', self.uuid,
-                          stash_id=stash.stash_id, chain=self.chain)
+        stash, _api = self._pull_gives_up()
         staging = os.path.join(self.chain.directory, self.leftovers()[0])
         with open(staging, 'r+b') as f:
             f.seek(100)
