@@ -30,7 +30,8 @@ vouched for over RPC are installed, each exactly once:
    the release is left;
 3. fetch the bytes. When both sides speak RPC 1.2 or later over RabbitMQ,
    over the bulk channel (rpc.bulk): one call per window, two in flight,
-   the bytes arriving as binary AMQP messages on a queue of our own; each
+   the bytes arriving as binary AMQP messages on a queue of our own (on a
+   connection the process keeps for its pulls); each
    window carries a random token that every message must repeat with the
    instance, stash, file and offset, or it is dropped and counted.
    Otherwise, and for whatever the bulk channel did not deliver, chunk by
@@ -44,8 +45,9 @@ vouched for over RPC are installed, each exactly once:
    by the next retry, and the source expires stashes).
 
 Memory stays bounded: chunks are written (pwrite) as soon as they arrive,
-at most ``pull_window`` chunks (or, on the bulk channel, the messages of
-two windows) are held at a time, and no file is ever held whole.
+at most ``pull_window`` chunks (or, on the bulk channel, a prefetch of
+messages and the sink's backlog) are held at a time, and no file is ever
+held whole.
 
 The package tells that story module by module:
 

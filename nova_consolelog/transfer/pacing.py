@@ -93,6 +93,8 @@ class Pacer:
         self._last_backoff = None
         self._blocked = False
         self.backoffs = 0
+        # Seconds requests of the process waited for tokens, in all.
+        self.waited = 0.0
 
     @property
     def enabled(self):
@@ -132,8 +134,23 @@ class Pacer:
         if max_wait is not None:
             wait = min(wait, max(0.0, max_wait))
         if wait > 0:
+            with self._lock:
+                self.waited += wait
             self._sleep(wait)
         return wait
+
+    def full_in(self):
+        """Seconds until the bucket is full again at the current rate.
+
+        0 when pacing is off. What a process that pulls nothing meanwhile
+        waits before its next pull starts with a whole second's burst (the
+        bench's hand-over on an idle destination).
+        """
+        if not self.enabled:
+            return 0.0
+        with self._lock:
+            self._refill(self._clock())
+            return max(0.0, (self.rate - self._tokens) / self.rate)
 
     def observe(self, latency):
         """A broker round trip (seconds); halves the rate when high."""

@@ -450,7 +450,7 @@ def run():
         pub = Proc('source_main', bt.KOMBU_URL, PUBLISHERS, MiB,
                    CHAIN_SIZE // MiB)
         procs.append(pub)
-        _run(root, topic, src, probe, dests, sinks, pub)
+        return _run(root, topic, src, probe, dests, sinks, pub)
     finally:
         for proc in procs:
             proc.close()
@@ -612,6 +612,7 @@ def _run(root, topic, src, probe, dests, sinks, pub):
               'with the source; no stash left on the source')
     goals.table()
     print('bench_drain took %.0f s' % (time.monotonic() - started))
+    return goals.rows
 
 
 def _watermark():

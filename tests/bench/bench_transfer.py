@@ -52,6 +52,7 @@ on signals, and by a watchdog process when this one is killed).
 import atexit
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -67,10 +68,12 @@ import oslo_messaging
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog.rpc import api as cl_api
+from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 from nova_consolelog.transfer import bulk_path
+from nova_consolelog.transfer import pacing as cl_pacing
 
 from tests.bench import helper_process
 from tests import fixtures as test_fixtures
@@ -91,6 +94,8 @@ CONTENT_TYPE = 'application/octet-stream'
 # flatters whichever side had the lucky run.
 RUNS = 5
 HANDOVER_RUNS = 9
+# Hand-overs that open their bulk connection inside their time (info).
+HANDOVER_COLD_RUNS = 5
 LINK_RUNS = 3
 # Rounds of (idle, 1 pull, 4 pulls) for the p99 rows, and each window.
 P99_ROUNDS = 3
@@ -608,6 +613,62 @@ class PullLoad:
         return self.moved / (time.monotonic() - self.started) / 1e6
 
 
+def handover_main(root, topic):
+    """A destination with the default options in a process of its own.
+
+    Why a process of its own: the bench's own process has just pulled
+    64 MiB chains, and with ``bulk_rate_limit`` its bucket is in debt (an
+    8 MiB hand-over would wait for the rows before it) and its pacing may
+    have backed off. Here every hand-over finds an otherwise idle
+    destination, as after a live migration on a host that was not
+    importing anything.
+
+    ``pull INSTANCE STASH_ID KIND SEED`` waits until the process's bucket
+    is full again (``Pacer.full_in``), pulls the stash (release included)
+    into a fresh chain, compares the installed history with
+    ``chain_files(8 MiB, KIND, SEED)`` and answers ``ok MS WAITED_MS
+    CONNECTIONS``: the pull's milliseconds, how long it waited for the
+    rate limit, and the bulk connections it had to open (0 when it took
+    one an earlier pull left, ``rpc.bulk.ReceiverPool``). ``cold`` closes
+    the pooled connections: the next pull opens its own inside its time,
+    as the first pull of a process does.
+    """
+    conf, rpcapi = puller(root, topic, host='handover')
+    pacer = cl_pacing.pacer_for(conf)
+    pool = cl_bulk.receiver_pool_for(rpcapi.bulk_url, rpcapi.bulk_ssl)
+    chains = {}
+    print('ready', flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == 'cold':
+            pool.close()
+            print('ok', flush=True)
+            continue
+        instance, stash_id, kind, seed = cmd[1], cmd[2], cmd[3], int(cmd[4])
+        if (kind, seed) not in chains:
+            chains[kind, seed] = test_fixtures.chain_bytes(
+                chain_files(4 * HANDOVER_PART, kind, seed))
+        expected = chains[kind, seed]
+        chain = _fresh_chain(conf, instance)
+        time.sleep(pacer.full_in())
+        waited, created = pacer.waited, pool.created
+        started = time.perf_counter()
+        result = transfer.pull(conf, rpcapi, 'src', instance,
+                               stash_id=stash_id, chain=chain)
+        elapsed = time.perf_counter() - started
+        if result.bytes != len(expected) or not result.released:
+            raise RuntimeError('hand-over of %s: %s' % (instance, result))
+        with open(os.path.join(chain.directory, chain.history()[-1].name),
+                  'rb') as f:
+            if f.read() != expected:
+                raise RuntimeError('hand-over of %s: installed bytes '
+                                   'differ' % (instance,))
+        print('ok %.3f %.3f %d' % (elapsed * 1e3,
+                                   (pacer.waited - waited) * 1e3,
+                                   pool.created - created), flush=True)
+    rpcapi.transport.cleanup()
+
+
 def rss_child(root, topic, instance, stash_id, expected):
     """Run in a child: pull, print RSS before and peak after, in KiB."""
     conf, rpcapi = puller(root, topic, host='rss')
@@ -639,20 +700,30 @@ def rss_child(root, topic, instance, stash_id, expected):
 
 
 class Goals:
-    """The goal rows, printed as they come and again as a table."""
+    """The goal rows, printed as they come and again as a table.
+
+    A row without a goal (``goal`` None) is information: printed and
+    tabled the same way, verdict ``info``. ``rows`` is what ``run()``
+    returns, so that ``python -m tests.bench --runs N`` can give every
+    row's median and range over N runs (``summarize``).
+    """
 
     def __init__(self):
         self.rows = []
 
     def add(self, label, ours, baseline, ratio, goal, detail):
-        op, limit = goal
-        met = ratio >= limit if op == '>=' else ratio <= limit
-        row = (label, ours, baseline, ratio, '%s %g' % (op, limit),
-               'MET' if met else 'MISS', detail)
+        if goal is None:
+            goal_text, verdict = '-', 'info'
+        else:
+            op, limit = goal
+            met = ratio >= limit if op == '>=' else ratio <= limit
+            goal_text = '%s %g' % (op, limit)
+            verdict = 'MET' if met else 'MISS'
+        row = (label, ours, baseline, ratio, goal_text, verdict, detail)
         self.rows.append(row)
-        print('GOAL %-44s %.2f (goal %s) %s  [%s; baseline %s; %s]' % (
-            label, ratio, row[4], row[5], ours, baseline, detail),
-            flush=True)
+        print('%s %-44s %.2f (goal %s) %s  [%s; baseline %s; %s]' % (
+            'GOAL' if goal else 'INFO', label, ratio, goal_text, verdict,
+            ours, baseline, detail), flush=True)
 
     def table(self):
         print('\n%-46s %-26s %-26s %6s %-7s %s' % (
@@ -661,6 +732,63 @@ class Goals:
         for label, ours, baseline, ratio, goal, verdict, _ in self.rows:
             print('%-46s %-26s %-26s %6.2f %-7s %s' % (
                 label, ours, baseline, ratio, goal, verdict))
+
+
+_LEAD = re.compile(r'\s*([+-]?[0-9]+(?:\.[0-9]+)?)\s*([A-Za-z/%]*)')
+
+
+def _lead(text):
+    """``(number, unit)`` a row's figure starts with, or None."""
+    match = _LEAD.match(text)
+    if not match:
+        return None
+    return float(match.group(1)), match.group(2)
+
+
+def summarize(runs):
+    """Every row's median and range over several runs of one bench.
+
+    ``runs``: the ``Goals.rows`` of each run. A row's verdict is that of
+    its median ratio; its figures are the medians (and ranges) of the
+    numbers each run's figure starts with. Rows are matched by label.
+    """
+    labels = []
+    for rows in runs:
+        for row in rows:
+            if row[0] not in labels:
+                labels.append(row[0])
+    print('\nover %d runs: median (range) of each run\'s figure' % len(runs))
+    print('%-46s %-24s %-24s %-18s %-7s %s' % (
+        'row', 'ours', 'baseline', 'ratio', 'goal', ''))
+    for label in labels:
+        rows = [row for rs in runs for row in rs if row[0] == label]
+        cells = []
+        for column in (1, 2):
+            leads = [_lead(row[column]) for row in rows]
+            if any(lead is None for lead in leads):
+                cells.append(rows[0][column][:24])
+                continue
+            values = [lead[0] for lead in leads]
+            fmt = '%.1f' if max(abs(v) for v in values) < 100 else '%.0f'
+            if rows[0][column].lstrip().startswith('+'):
+                fmt = fmt.replace('%', '%+')
+            cells.append(('%s %s (%s)' % (fmt % median(values), leads[0][1],
+                                          spread(values, fmt))))
+        ratios = [row[3] for row in rows]
+        goal = rows[0][4]
+        ratio = median(ratios)
+        if goal == '-':
+            verdict = 'info'
+        else:
+            op, limit = goal.split()
+            met = (ratio >= float(limit) if op == '>=' else
+                   ratio <= float(limit))
+            verdict = 'MET' if met else 'MISS'
+        print('%-46s %-24s %-24s %-18s %-7s %s' % (
+            label, cells[0], cells[1], '%.2f (%s)' % (
+                ratio, spread(ratios, '%.2f')), goal, verdict))
+        if len(rows) != len(runs):
+            print('  (in %d of %d runs)' % (len(rows), len(runs)))
 
 
 def run():
@@ -681,7 +809,8 @@ def run():
         children.append(Child('publisher_main', KOMBU_URL))
         children.append(Child('probe_main', root, base.TRANSPORT_URL,
                               topic + '-probe'))
-        _run(root, topic, src, *children)
+        children.append(Child('handover_main', root, topic))
+        return _run(root, topic, src, *children)
     finally:
         for child in children:
             child.close()
@@ -691,7 +820,7 @@ def run():
             signal.signal(s, handler)
 
 
-def _run(root, topic, src, pub, probe):
+def _run(root, topic, src, pub, probe, hand):
     started = time.monotonic()
     goals = Goals()
     conf, rpcapi = puller(root, topic)
@@ -701,11 +830,12 @@ def _run(root, topic, src, pub, probe):
         if src.conf.consolelog[opt] != group[opt]:
             raise RuntimeError('source and destination differ in %s' % opt)
     print('defaults: chunk_size %d KiB, bulk_window %d MiB, %d bulk windows '
-          'in flight, prefetch %d, bulk_compression %s; source and '
-          'destination in separate processes, raw kombu publisher in a '
-          'third' % (chunk // 1024, group.bulk_window // MiB,
-                     bulk_path.BULK_WINDOWS, bulk_path.BULK_PREFETCH,
-                     group.bulk_compression), flush=True)
+          'in flight, prefetch %d, bulk_compression %s, bulk_rate_limit %d '
+          'bytes/s; source and destination in separate processes, raw '
+          'kombu publisher in a third' % (
+              chunk // 1024, group.bulk_window // MiB,
+              bulk_path.BULK_WINDOWS, bulk_path.BULK_PREFETCH,
+              group.bulk_compression, group.bulk_rate_limit), flush=True)
 
     # Rows 1 and 2: throughput.
     stashed = []
@@ -735,23 +865,75 @@ def _run(root, topic, src, pub, probe):
           'included: %.1f ms per MiB (median)' % (
               median(stashed) * 1e3 / (SIZE / MiB)), flush=True)
 
-    # Row 3: hand-over of the default chain, connection set-up included.
+    # Row 3: hand-over of the default chain on an otherwise idle
+    # destination (a process of its own, default options), against raw
+    # kombu with its connection set-up inside the timer.
     files = chain_files(4 * HANDOVER_PART, 'text', 5)
     total = 4 * HANDOVER_PART
     instance = str(uuid.uuid4())
-    kombu_times, pull_times = [], []
+
+    def handover(cold=False):
+        stash_id, _ = make_stash(src, instance, files)
+        if cold:
+            hand.ask('cold')
+        ms, waited, made = (float(x) for x in hand.ask(
+            'pull %s %s text 5' % (instance, stash_id)))
+        return ms, waited, made
+
+    kombu_times, pull_times, waits, made = [], [], [], []
     for i in range(HANDOVER_RUNS + 1):
         k = raw_kombu(pub, total, chunk, 'text', setup=True)
-        _, p = our_pull(conf, rpcapi, src, instance, files)
+        p, w, m = handover()
         if i:  # the first of each is a warm-up
             kombu_times.append(k * 1e3)
-            pull_times.append(p * 1e3)
+            pull_times.append(p)
+            waits.append(w)
+            made.append(m)
     ours, kombu_ms = median(pull_times), median(kombu_times)
-    goals.add('hand-over 4 x 2 MiB stash / raw kombu+setup',
+    goals.add('hand-over 4 x 2 MiB, idle dest / raw kombu+setup',
               '%.0f ms (%s)' % (ours, spread(pull_times)),
               '%.1f ms (%s)' % (kombu_ms, spread(kombu_times, '%.1f')),
               ours / kombu_ms, ('<=', 2.0),
-              'median of %d, release included' % HANDOVER_RUNS)
+              'median of %d, release included; a destination process of '
+              'its own with the default options (bulk_rate_limit %d), its '
+              'bucket full before each pull: rate-limit wait %.0f ms '
+              '(max); bulk connections opened %d of %d pulls (the others '
+              'reused the one an earlier pull left)' % (
+                  HANDOVER_RUNS, group.bulk_rate_limit, max(waits),
+                  sum(made), len(made)))
+    # Information: the first pull of a process opens its bulk connection
+    # inside its time.
+    cold_times, cold_kombu = [], []
+    for _ in range(HANDOVER_COLD_RUNS):
+        cold_kombu.append(raw_kombu(pub, total, chunk, 'text',
+                                    setup=True) * 1e3)
+        cold_times.append(handover(cold=True)[0])
+    goals.add('info: hand-over, first pull of a process',
+              '%.0f ms (%s)' % (median(cold_times), spread(cold_times)),
+              '%.1f ms (%s)' % (median(cold_kombu),
+                                spread(cold_kombu, '%.1f')),
+              median(cold_times) / median(cold_kombu), None,
+              'median of %d; the same destination process, its pooled '
+              'bulk connection closed before each pull' % HANDOVER_COLD_RUNS)
+    # Information: the same hand-over in this process, right after the
+    # 64 MiB rows and back to back: with bulk_rate_limit each pays the
+    # debt the ones before it left in the bucket.
+    debt_times, debt_kombu = [], []
+    for i in range(HANDOVER_RUNS + 1):
+        k = raw_kombu(pub, total, chunk, 'text', setup=True)
+        _, p = our_pull(conf, rpcapi, src, instance, files)
+        if i:
+            debt_kombu.append(k * 1e3)
+            debt_times.append(p * 1e3)
+    goals.add('info: hand-over, back to back after 64 MiB',
+              '%.0f ms (%s)' % (median(debt_times), spread(debt_times)),
+              '%.1f ms (%s)' % (median(debt_kombu),
+                                spread(debt_kombu, '%.1f')),
+              median(debt_times) / median(debt_kombu), None,
+              'median of %d; in the process that just pulled the 64 MiB '
+              'rows, one hand-over after the other: each waits for the '
+              'rate limit (%d bytes/s) the ones before it used up' % (
+                  HANDOVER_RUNS, group.bulk_rate_limit))
 
     # Rows 4 and 5: a small call on the same broker, idle and under pulls.
     one = PullLoad(conf, rpcapi, src, 1,
@@ -821,6 +1003,7 @@ def _run(root, topic, src, pub, probe):
     rpcapi.transport.cleanup()
     goals.table()
     print('bench_transfer took %.0f s' % (time.monotonic() - started))
+    return goals.rows
 
 
 def on_a_link(root, topic, conf, rpcapi, src, pub, chunk, rate='1gbit'):

@@ -325,6 +325,138 @@ class TestBulkPull(BulkTestCase):
         self.assertQueuesGone()
 
 
+class TestBulkConnections(BulkTestCase):
+    """The destination's bulk connection, kept across pulls."""
+
+    def pool(self, rpcapi):
+        return cl_bulk.receiver_pool_for(rpcapi.bulk_url, rpcapi.bulk_ssl)
+
+    def stash(self, files):
+        test_fixtures.write_chain(self.src.conf, self.instance, files)
+        return cl_stash.Stash.create(
+            self.instance, cl_chain.ConsoleLogChain.for_instance(
+                self.instance, conf=self.src.conf),
+            root=self.src.conf.consolelog.stash_path,
+            conf=self.src.conf).stash_id
+
+    def counts(self, pool):
+        return pool.created, pool.reused, pool.discarded
+
+    def pull_again(self, conf, rpcapi, stash_id, files):
+        """Pull ``stash_id`` into a chain of its own; assert byte-exact."""
+        directory = os.path.join(self.root, 'again-%s' % stash_id)
+        os.makedirs(directory)
+        chain = cl_chain.ConsoleLogChain(directory, instance=self.instance,
+                                         conf=conf)
+        result = transfer.pull(conf, rpcapi, 'src', self.instance,
+                               stash_id=stash_id, chain=chain)
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
+        return result
+
+    def test_pulls_of_a_process_share_a_connection(self):
+        files = self.files()
+        self.instance, first = self.make_source(files, chunk_size=MiB)
+        conf, rpcapi = self.client(chunk_size=MiB)
+        pool = self.pool(rpcapi)
+        pool.close()
+        before = self.counts(pool)
+        total = len(test_fixtures.chain_bytes(files))
+        result, _ = self.pull_exact(conf, rpcapi, self.instance, first,
+                                    files)
+        self.assertEqual(total, result.bulk_bytes)
+        self.assertEqual(1, pool.idle())
+        second = self.stash(files)
+        result = self.pull_again(conf, rpcapi, second, files)
+        self.assertEqual(total, result.bulk_bytes)
+        self.assertTrue(result.released)
+        # One connection made, taken again by the second pull.
+        created, reused, discarded = self.counts(pool)
+        self.assertEqual((1, 1, 0), (created - before[0],
+                                     reused - before[1],
+                                     discarded - before[2]))
+        # Each pull's queue is gone although the connection is kept.
+        self.assertEqual(2, len(self.queues))
+        self.assertQueuesGone()
+
+    def test_connection_cut_by_a_broker_restart_is_not_reused(self):
+        files = self.files()
+        self.instance, first = self.make_source(files, chunk_size=MiB)
+        conf, rpcapi = self.client(chunk_size=MiB, rpc_timeout=5,
+                                   pull_retries=8, pull_timeout=180)
+        pool = self.pool(rpcapi)
+        total = len(test_fixtures.chain_bytes(files))
+        result, _ = self.pull_exact(conf, rpcapi, self.instance, first,
+                                    files)
+        self.assertEqual(total, result.bulk_bytes)
+        self.assertGreaterEqual(pool.idle(), 1)
+        kept = [conn for conn, _since in pool._idle]
+        self.addCleanup(subprocess.run, ['rabbitmqctl', 'start_app'],
+                        capture_output=True, check=False)
+        subprocess.run(['rabbitmqctl', 'stop_app'], capture_output=True,
+                       check=True)
+        subprocess.run(['rabbitmqctl', 'start_app'], capture_output=True,
+                       check=True)
+        second = self._stash_when_served(files)
+        before = self.counts(pool)
+        result = self.pull_again(conf, rpcapi, second, files)
+        # The kept connection died with the broker: it was dropped and
+        # the pull opened a new one; every byte still came over the bulk
+        # channel and was checked.
+        self.assertEqual(total, result.bulk_bytes)
+        self.assertTrue(result.released)
+        created, reused, discarded = self.counts(pool)
+        self.assertGreaterEqual(discarded - before[2], 1)
+        self.assertGreaterEqual(created - before[0], 1)
+        idle = [conn for conn, _since in pool._idle]
+        self.assertFalse(any(conn in idle for conn in kept))
+        self.assertQueuesGone()
+
+    def _stash_when_served(self, files):
+        """A new stash, once the source serves again after the restart."""
+        stash_id = self.stash(files)
+        _conf, api = self.client('probe')
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                api.describe({}, 'src', self.instance, stash_id=stash_id)
+                return stash_id
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def test_connection_that_failed_mid_pull_is_not_reused(self):
+        files = test_pull.TestFaults.FILES
+        self.instance, stash_id = self.make_source(files, chunk_size=MiB,
+                                                   bulk_window=MiB)
+        conf, rpcapi = self.client(chunk_size=MiB, bulk_window=MiB,
+                                   rpc_timeout=5, pull_retries=8,
+                                   pull_timeout=180)
+        pool = self.pool(rpcapi)
+        pool.close()
+        before = self.counts(pool)
+        chain = self.dest_chain(conf, self.instance)
+        restart = test_pull.BrokerRestart(self, self.src, at=2 * MiB)
+        result = transfer.pull(conf, rpcapi, 'src', self.instance,
+                               stash_id=stash_id, chain=chain,
+                               progress=restart.progress)
+        restart.join()
+        self.assertEqual(test_fixtures.chain_bytes(files), self.history(chain))
+        total = sum(len(d) for d in files.values())
+        self.assertLess(result.bulk_bytes, total)
+        # The pull's connection broke: closed, not kept for the next pull.
+        self.assertEqual(1, pool.discarded - before[2])
+        self.assertEqual(0, pool.idle())
+        # The next pull opens a new connection and moves everything over
+        # the bulk channel.
+        second = self.stash(files)
+        result = self.pull_again(conf, rpcapi, second, files)
+        self.assertEqual(total, result.bulk_bytes)
+        self.assertEqual(2, pool.created - before[0])
+        self.assertEqual(0, pool.reused - before[1])
+        self.assertQueuesGone()
+
+
 class TestBulkFaults(BulkTestCase):
 
     def test_rabbitmq_restarted_mid_pull(self):

@@ -19,8 +19,6 @@ import libvirt
 
 from tests.nova_e2e import base
 from tests.e2e import guest  # noqa: H306  (after base: nova first)
-from tests.nova_e2e import test_computes
-from tests.nova_e2e import test_moves
 
 # Lines the guest logs on a host before it moves on (~18 lines/s).
 LINES_PER_STAY = 40
@@ -154,14 +152,8 @@ class Scenarios:
                     % (self.PATH, reads), values)
 
 
-class SharedPathTest(Scenarios, test_computes.LeftoverDomainScenario,
-                     test_moves.MoveScenarios, base.NovaE2ETestCase):
-    """Ours on both computes, one shared instance path.
-
-    Scenario 5 and issue 12's (every new QEMU, cold migration, resize,
-    evacuation) run here too: the same set-up, and one start of the hosts
-    for all.
-    """
+class SharedPathTest(Scenarios, base.NovaE2ETestCase):
+    """Ours on both computes, one shared instance path."""
 
     PATH = 'shared path'
 

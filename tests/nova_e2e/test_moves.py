@@ -24,21 +24,18 @@ is the control.
 import libvirt
 
 # base first: it imports nova the way each concurrency mode needs.
-from tests.nova_e2e import base  # noqa: F401
+from tests.nova_e2e import base
 from tests.e2e import guest  # noqa: H306
-from tests.nova_e2e import test_new_qemu
-from tests.nova_e2e.test_new_qemu import check_boots
-from tests.nova_e2e.test_new_qemu import times
 
 
 def counters(output):
     return guest.counters(output.encode('utf-8'))
 
 
-class MoveScenarios(test_new_qemu.NewQemuScenarios):
+class MovesTest(base.NovaE2ETestCase):
     """Ours keeps every boot across hosts; nova's driver keeps the last.
 
-    A mixin: it runs in test_live_migration.SharedPathTest.
+    One shared instance path for both computes.
     """
 
     def cold_migrate(self, server, dest):
@@ -69,8 +66,8 @@ class MoveScenarios(test_new_qemu.NewQemuScenarios):
         By runs, not by counters alone: every boot counts from 1, so a new
         boot would pass for a lost one in a comparison of counter lists.
         """
-        was, _ = check_boots(before)
-        now, _ = check_boots(output)
+        was, _ = base.check_boots(before)
+        now, _ = base.check_boots(output)
         self.assertGreaterEqual(len(now), len(was), what)
         self.assertEqual(was[:-1], now[:len(was) - 1],
                          '%s: an earlier boot changed' % what)
@@ -80,9 +77,20 @@ class MoveScenarios(test_new_qemu.NewQemuScenarios):
 
     def boots_after(self, server, boots, what):
         output = self.wait_for_boots(server, boots)
-        runs, problems = check_boots(output)
+        runs, problems = base.check_boots(output)
         self.assertEqual([], problems, what)
         self.assertEqual(boots, len(runs), '%s: %s' % (what, runs))
+        return output, runs
+
+    def last_boot_only(self, server):
+        """The control's output: one run, the boot since the operation.
+
+        Waits for a run twice as long as a boot gets before an operation,
+        so it is the new boot's, not an earlier one's.
+        """
+        output = self.wait_for_boots(server, 1, 2 * base.LINES_PER_BOOT)
+        runs, _ = base.check_boots(output)
+        self.assertEqual(1, len(runs), runs)
         return output, runs
 
     # -- cold migration and resize --------------------------------------
@@ -90,7 +98,7 @@ class MoveScenarios(test_new_qemu.NewQemuScenarios):
     def test_cold_migration_and_resize(self):
         self.fast_shutdown()
         self.op_times = []
-        server = self.boot('alpha', test_new_qemu.LINES_PER_BOOT)
+        server = self.boot('alpha', base.LINES_PER_BOOT)
         seen = []
 
         # Cold migration alpha -> beta, confirmed: two boots, both whole.
@@ -135,33 +143,26 @@ class MoveScenarios(test_new_qemu.NewQemuScenarios):
         seen.append('resize + confirm: %s' % _runs(runs))
         self.assertNoConsoleLogTrouble()
         self.report('issue 12, ours, shared path: %s; %s' % (
-            '; '.join(seen), times(self.op_times)), counters(output))
+            '; '.join(seen), base.times(self.op_times)), counters(output))
 
     def test_control_cold_migration_and_resize(self):
         self.fast_shutdown()
         self.op_times = []
-        server = self.boot('alpha', test_new_qemu.LINES_PER_BOOT)
+        server = self.boot('alpha', base.LINES_PER_BOOT)
         server = self.timed('cold migration', lambda s: self.cold_migrate(
             s, 'beta'), server)
         server = self.timed('confirm', lambda s: self.confirm(s, 'beta'),
                             server)
-        output = self.wait_for_boots(server, 1, 2 *
-                                     test_new_qemu.LINES_PER_BOOT)
-        runs, _ = check_boots(output)
-        # Two boots, and only the one on beta is left (it is the long
-        # run: the boot on alpha stopped before the wait's length).
-        self.assertEqual(1, len(runs), runs)
+        # Two boots, and only the one on beta is left.
+        self.last_boot_only(server)
         server = self.timed('resize', lambda s: self.resize(s, 'alpha'),
                             server)
         server = self.timed('revert', lambda s: self.revert(s, 'beta'),
                             server)
-        output = self.wait_for_boots(server, 1, 2 *
-                                     test_new_qemu.LINES_PER_BOOT)
-        runs, _ = check_boots(output)
-        self.assertEqual(1, len(runs), runs)
+        output, runs = self.last_boot_only(server)
         self.report('issue 12, nova (control), shared path: after cold '
                     'migration, confirm, resize, revert only %s; %s' % (
-                        _runs(runs), times(self.op_times)),
+                        _runs(runs), base.times(self.op_times)),
                     counters(output))
 
     # -- evacuation -----------------------------------------------------
@@ -204,7 +205,7 @@ class MoveScenarios(test_new_qemu.NewQemuScenarios):
         """
         self.fast_shutdown()
         self.op_times = []
-        server = self.boot('alpha', test_new_qemu.LINES_PER_BOOT)
+        server = self.boot('alpha', base.LINES_PER_BOOT)
         # Read while alpha still answers (reads go to the instance's host).
         before = self.console(server)
         self.host_down('alpha', server)
@@ -222,18 +223,15 @@ class MoveScenarios(test_new_qemu.NewQemuScenarios):
         self.assertKept(before, output, 'evacuation')
         self.assertNoConsoleLogTrouble()
         self.report('issue 12, ours, shared path: evacuation, old host '
-                    'back: %s; %s' % (_runs(runs), times(self.op_times)),
+                    'back: %s; %s' % (_runs(runs), base.times(self.op_times)),
                     counters(output))
 
     def test_control_evacuation(self):
         server, _ = self.evacuation()
-        output = self.wait_for_boots(server, 1, 2 *
-                                     test_new_qemu.LINES_PER_BOOT)
-        runs, _ = check_boots(output)
         # Two boots, the one on alpha gone.
-        self.assertEqual(1, len(runs), runs)
+        output, runs = self.last_boot_only(server)
         self.report('issue 12, nova (control), shared path: evacuation '
-                    'leaves %s; %s' % (_runs(runs), times(self.op_times)),
+                    'leaves %s; %s' % (_runs(runs), base.times(self.op_times)),
                     counters(output))
 
 

@@ -21,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from unittest import mock
 import uuid
 import zlib
 
@@ -37,6 +38,8 @@ from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog import transfer
 
 from tests import fixtures as test_fixtures
+
+MiB = 1024 * 1024
 
 
 class CountingAPI(test_fixtures.FaultyAPI):
@@ -276,3 +279,195 @@ class TestNegotiation(test_base.BaseTestCase):
         return b''.join(
             open(os.path.join(chain.directory, f.name), 'rb').read()
             for f in chain.history())
+
+
+class FakeConnection:
+    """A kombu connection as the receiver uses it, failing on demand."""
+
+    def __init__(self, name):
+        self.name = name
+        self.released = False
+        self.fail_channel = False
+        self.channels = []
+        self.default_channel = mock.Mock(name='default channel')
+
+    def ensure_connection(self, max_retries=None):
+        return self
+
+    def channel(self):
+        if self.fail_channel:
+            raise ConnectionResetError('connection cut while idle')
+        channel = mock.Mock(name='channel of %s' % self.name)
+        self.channels.append(channel)
+        return channel
+
+    def drain_events(self, timeout=None):
+        raise TimeoutError()
+
+    def release(self):
+        self.released = True
+
+
+class TestReceiverPool(test_base.BaseTestCase):
+    """A destination's bulk connections, reused across pulls."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = 100.0
+        self.made = []
+
+        def connection(url, ssl_params=False):
+            conn = FakeConnection(len(self.made))
+            self.made.append(conn)
+            return conn
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.bulk._connection', connection))
+        # No real queue or consumer: they talk to the channel only.
+        self.useFixture(fixtures.MonkeyPatch('kombu.Queue', mock.Mock()))
+        self.useFixture(fixtures.MonkeyPatch('kombu.Consumer', mock.Mock()))
+        self.pool = cl_bulk.ReceiverPool('amqp://x/', size=2, idle_max=30,
+                                         clock=lambda: self.now)
+        self.addCleanup(self.pool.close)
+
+    def receiver(self):
+        return cl_bulk.Receiver('amqp://x/', 8, pool=self.pool)
+
+    def test_a_clean_pull_leaves_its_connection_to_the_next(self):
+        first = self.receiver()
+        with first:
+            pass
+        second = self.receiver()
+        with second:
+            pass
+        self.assertEqual(1, len(self.made))
+        self.assertEqual((1, 1, 0), (self.pool.created, self.pool.reused,
+                                     self.pool.discarded))
+        # Each pull has a queue of its own on a channel of its own, and
+        # closed its channel at the end.
+        self.assertNotEqual(first.queue_name, second.queue_name)
+        self.assertEqual(2, len(self.made[0].channels))
+        for channel in self.made[0].channels:
+            channel.close.assert_called_once_with()
+        self.assertFalse(self.made[0].released)
+
+    def test_a_failed_connection_is_never_reused(self):
+        receiver = self.receiver()
+        with receiver:
+            self.made[0].drain_events = mock.Mock(
+                side_effect=ConnectionResetError('broker gone'))
+            self.assertRaises(exception.BulkUnavailable, receiver.receive,
+                              0.1)
+        self.assertTrue(self.made[0].released)
+        self.assertEqual(0, self.pool.idle())
+        with self.receiver():
+            pass
+        self.assertEqual(2, len(self.made))
+        self.assertEqual((2, 0, 1), (self.pool.created, self.pool.reused,
+                                     self.pool.discarded))
+
+    def test_a_failed_round_trip_or_close_drops_the_connection(self):
+        receiver = self.receiver()
+        with receiver:
+            receiver._queue.queue_declare.side_effect = OSError('gone')
+            self.assertRaises(exception.BulkUnavailable,
+                              receiver.round_trip)
+        self.assertTrue(self.made[0].released)
+        receiver = self.receiver()
+        with receiver:
+            receiver._channel.close.side_effect = OSError('gone')
+        self.assertTrue(self.made[1].released)
+        self.assertEqual(0, self.pool.idle())
+        self.assertEqual(2, self.pool.discarded)
+
+    def test_a_connection_cut_while_idle_is_replaced(self):
+        with self.receiver():
+            pass
+        # The broker restarted meanwhile: the kept connection fails at
+        # once; the pull opens a new one and the old one is closed.
+        self.made[0].fail_channel = True
+        receiver = self.receiver()
+        with receiver:
+            self.assertIs(self.made[1], receiver._conn)
+        self.assertTrue(self.made[0].released)
+        self.assertEqual((2, 1, 1), (self.pool.created, self.pool.reused,
+                                     self.pool.discarded))
+        self.assertEqual(1, self.pool.idle())
+
+    def test_a_new_connection_that_fails_is_not_retried(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.bulk._connection',
+            lambda url, ssl_params=False: self._failing()))
+        self.assertRaises(exception.BulkUnavailable,
+                          self.receiver().__enter__)
+        self.assertEqual(1, len(self.made))
+        self.assertTrue(self.made[0].released)
+        self.assertEqual(0, self.pool.idle())
+
+    def _failing(self):
+        conn = FakeConnection(len(self.made))
+        conn.fail_channel = True
+        self.made.append(conn)
+        return conn
+
+    def test_idle_too_long_is_closed_not_reused(self):
+        with self.receiver():
+            pass
+        self.now += 31
+        receiver = self.receiver()
+        with receiver:
+            self.assertIs(self.made[1], receiver._conn)
+        self.assertTrue(self.made[0].released)
+        self.assertEqual(0, self.pool.reused)
+        # A timer closes them too when no pull comes.
+        self.now += 31
+        self.pool._prune()
+        self.assertTrue(self.made[1].released)
+        self.assertEqual(0, self.pool.idle())
+
+    def test_pool_keeps_at_most_size(self):
+        receivers = [self.receiver() for _ in range(3)]
+        for r in receivers:
+            r.__enter__()
+        for r in receivers:
+            r.__exit__(None, None, None)
+        self.assertEqual(3, len(self.made))
+        self.assertEqual(2, self.pool.idle())
+        self.assertEqual([False, False, True],
+                         [c.released for c in self.made])
+        self.pool.close()
+        self.assertTrue(all(c.released for c in self.made))
+
+    def test_process_pool_per_broker_and_tls(self):
+        a = cl_bulk.receiver_pool_for('amqp://a/', False)
+        self.assertIs(a, cl_bulk.receiver_pool_for('amqp://a/', False))
+        self.assertIsNot(a, cl_bulk.receiver_pool_for('amqp://b/', False))
+        self.assertIsNot(a, cl_bulk.receiver_pool_for(
+            'amqp://a/', {'ca_certs': '/x'}))
+
+
+class TestPublisherAfterABrokerRestart(test_base.BaseTestCase):
+    """A source's pooled publisher connections, all cut at once."""
+
+    def test_retry_never_takes_another_cut_connection(self):
+        cut = [FakeConnection('cut-%d' % i) for i in range(3)]
+        fresh = FakeConnection('fresh')
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.bulk._connection',
+            lambda url, ssl_params=False: fresh))
+        self.useFixture(fixtures.MonkeyPatch('kombu.Producer', mock.Mock()))
+        publisher = cl_bulk.Publisher('amqp://x/')
+        publisher._free = list(cut)
+        probed = []
+
+        def probe(conn, queue, message):
+            probed.append(conn)
+            if conn is not fresh:
+                raise ConnectionResetError('cut by the restart')
+        publisher._probe = probe
+        publisher.publish(cl_bulk.new_queue_name(),
+                          iter([({}, b'a'), ({}, b'b')]))
+        # One cut connection tried, then a new one: not another cut one.
+        self.assertEqual([cut[-1], fresh], probed)
+        self.assertTrue(all(c.released for c in cut))
+        self.assertEqual([fresh], publisher._free)
+        self.assertFalse(fresh.released)

@@ -62,6 +62,23 @@ class TestPacer(test_base.BaseTestCase):
         # 88 MB at 10 MB/s with 10 MB of burst: 7.8 s.
         self.assertAlmostEqual(7.8, self.clock.now - started, places=6)
 
+    def test_full_in_and_waited(self):
+        self.assertEqual(0.0, self.pacer.full_in())
+        self.pacer.take(8 * MB)
+        self.assertAlmostEqual(0.8, self.pacer.full_in())
+        self.clock.now += 0.5
+        self.assertAlmostEqual(0.3, self.pacer.full_in())
+        self.assertEqual(0.0, self.pacer.waited)
+        # 7 MB in the bucket: 9 MB more is 0.2 s of debt, waited and
+        # counted.
+        waited = self.pacer.take(9 * MB)
+        self.assertAlmostEqual(0.2, waited)
+        self.assertAlmostEqual(0.2, self.pacer.waited)
+        self.assertAlmostEqual(1.0, self.pacer.full_in())
+        off = pacing.Pacer(0, clock=self.clock, sleep=self.clock.sleep)
+        off.take(8 * MB)
+        self.assertEqual(0.0, off.full_in())
+
     def test_wait_is_bounded_by_the_deadline(self):
         self.pacer.take(10 * MB)
         self.assertEqual(0.5, self.pacer.take(8 * MB, max_wait=0.5))
