@@ -426,7 +426,7 @@ class TestBulkConnections(BulkTestCase):
                 time.sleep(0.5)
 
     def test_connection_that_failed_mid_pull_is_not_reused(self):
-        files = test_pull.TestFaults.FILES
+        files = pulls.FAULT_FILES
         self.instance, stash_id = self.make_source(files, chunk_size=MiB,
                                                    bulk_window=MiB)
         conf, rpcapi = self.client(chunk_size=MiB, bulk_window=MiB,
@@ -436,7 +436,7 @@ class TestBulkConnections(BulkTestCase):
         pool.close()
         before = self.counts(pool)
         chain = self.dest_chain(conf, self.instance)
-        restart = test_pull.BrokerRestart(self, self.src, at=2 * MiB)
+        restart = pulls.BrokerRestart(self, self.src, at=2 * MiB)
         result = transfer.pull(conf, rpcapi, 'src', self.instance,
                                stash_id=stash_id, chain=chain,
                                progress=restart.progress)
