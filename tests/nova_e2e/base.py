@@ -127,6 +127,16 @@ ORIGINALS = {
     'glob.iglob': glob.iglob,
 }
 _INIT_EVENTS = libvirt_host.Host._init_events
+
+# A compute's stop runs nova's graceful shutdown in a thread of its own
+# (Service._run_manager_graceful_shutdown), which ends in cleanup_host and
+# shutdown_all_executors(). On a real driver cleanup_host takes a while, and
+# the thread can outlive stop(), the service's fixture and the test: the
+# executors of every later test in the process then refuse to start
+# ("shutdown has been started"). ServiceFixture neutralises the call only
+# while the service's fixture lives; here it is a no-op for the whole
+# process (nova's IsolatedExecutorFixture cleans each test's executors up).
+thread_pool_factory.shutdown_all_executors = lambda: None
 _PREPARE_FLAGS = libvirt_driver.LibvirtDriver._prepare_migration_flags
 _DISK_INFO = libvirt_driver.LibvirtDriver._get_instance_disk_info_from_config
 _UPDATED_XML = libvirt_migration.get_updated_guest_xml
@@ -373,13 +383,6 @@ class NovaE2ETestCase(integrated_helpers._IntegratedTestBase,
             self.fail('nova api-paste.ini not found at %s: run these tests '
                       'with tox -e nova-e2e' %
                       os.environ['OS_WSGI__API_PASTE_CONFIG'])
-        # A compute's stop runs nova's graceful shutdown in the background
-        # (its cleanup_host takes a while on a real driver) and that ends in
-        # shutdown_all_executors(), which ServiceFixture neutralises only
-        # while the service's fixture lives: for the whole test here (nova's
-        # IsolatedExecutorFixture cleans the executors up).
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.thread_pool_factory.shutdown_all_executors', lambda: None))
         # Registered first, so run last: after nova's services stopped.
         self.addCleanup(self._remove_instances)
         for name in self.cluster.hosts:
