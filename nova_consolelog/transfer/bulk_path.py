@@ -32,7 +32,7 @@ import time
 from oslo_log import log as logging
 
 from nova_consolelog import exception
-from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import bulk_receiver
 from nova_consolelog.rpc import frames
 from nova_consolelog.transfer import job as cl_job
 
@@ -148,7 +148,7 @@ class BulkPath:
         self._sink = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix='consolelog-sink')
         try:
-            with cl_bulk.Receiver(
+            with bulk_receiver.Receiver(
                     self.job.rpcapi.bulk_url, BULK_PREFETCH,
                     getattr(self.job.rpcapi, 'bulk_ssl', False)) as receiver:
                 self._loop(imp, by_name, windows, receiver, callers)

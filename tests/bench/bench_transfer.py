@@ -68,7 +68,7 @@ import oslo_messaging
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog.rpc import api as cl_api
-from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import bulk_receiver
 from nova_consolelog.rpc import transport as cl_transport
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
@@ -629,13 +629,13 @@ def handover_main(root, topic):
     ``chain_files(8 MiB, KIND, SEED)`` and answers ``ok MS WAITED_MS
     CONNECTIONS``: the pull's milliseconds, how long it waited for the
     rate limit, and the bulk connections it had to open (0 when it took
-    one an earlier pull left, ``rpc.bulk.ReceiverPool``). ``cold`` closes
-    the pooled connections: the next pull opens its own inside its time,
-    as the first pull of a process does.
+    one an earlier pull left, ``rpc.bulk_receiver.ReceiverPool``).
+    ``cold`` closes the pooled connections: the next pull opens its own
+    inside its time, as the first pull of a process does.
     """
     conf, rpcapi = puller(root, topic, host='handover')
     pacer = cl_pacing.pacer_for(conf)
-    pool = cl_bulk.receiver_pool_for(rpcapi.bulk_url, rpcapi.bulk_ssl)
+    pool = bulk_receiver.receiver_pool_for(rpcapi.bulk_url, rpcapi.bulk_ssl)
     chains = {}
     print('ready', flush=True)
     for line in sys.stdin:

@@ -30,6 +30,7 @@ import kombu
 from nova_consolelog import chain as cl_chain
 from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import bulk_receiver
 from nova_consolelog.rpc import frames
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
@@ -329,7 +330,8 @@ class TestBulkConnections(BulkTestCase):
     """The destination's bulk connection, kept across pulls."""
 
     def pool(self, rpcapi):
-        return cl_bulk.receiver_pool_for(rpcapi.bulk_url, rpcapi.bulk_ssl)
+        return bulk_receiver.receiver_pool_for(rpcapi.bulk_url,
+                                               rpcapi.bulk_ssl)
 
     def stash(self, files):
         test_fixtures.write_chain(self.src.conf, self.instance, files)

@@ -25,6 +25,7 @@ import time
 from nova_consolelog import exception
 from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import bulk_receiver
 from nova_consolelog.rpc import frames
 
 from tests import fixtures as test_fixtures
@@ -78,13 +79,13 @@ class PublisherBoundsTest(base.FunctionalTestCase):
         self.assertIn(queue, str(e))
         self.assertEqual(1, chunks.taken)
         # The connection is still good for the next window.
-        with cl_bulk.Receiver(self.url, 16) as receiver:
+        with bulk_receiver.Receiver(self.url, 16) as receiver:
             chunks = CountingChunks(3 * MiB)
             self.publisher.publish(receiver.queue_name, iter(chunks))
             self.assertEqual(3, len(self.receive_all(receiver, 3)))
 
     def test_exclusive_queue_of_another_connection(self):
-        with cl_bulk.Receiver(self.url, 16) as receiver:
+        with bulk_receiver.Receiver(self.url, 16) as receiver:
             chunks = CountingChunks(5 * MiB + 3)
             self.publisher.publish(receiver.queue_name, iter(chunks))
             got = self.receive_all(receiver, 6)
@@ -97,7 +98,7 @@ class PublisherBoundsTest(base.FunctionalTestCase):
             self.assertEqual(hashlib.sha256(raw).hexdigest(), sha256)
 
     def test_queue_gone_between_windows(self):
-        receiver = cl_bulk.Receiver(self.url, 16)
+        receiver = bulk_receiver.Receiver(self.url, 16)
         with receiver:
             self.publisher.publish(receiver.queue_name,
                                    iter(CountingChunks(2 * MiB)))
@@ -110,7 +111,7 @@ class PublisherBoundsTest(base.FunctionalTestCase):
     def test_many_windows_stay_quick(self):
         # One extra round trip per window: 50 small windows in well under
         # the time a slow path would take.
-        with cl_bulk.Receiver(self.url, 64) as receiver:
+        with bulk_receiver.Receiver(self.url, 64) as receiver:
             started = time.monotonic()
             for _ in range(50):
                 self.publisher.publish(receiver.queue_name,
@@ -133,8 +134,8 @@ class SourceBoundsTest(pulls.PullTestCase):
                               queue, timeout=60)
         self.assertIn('does not exist', str(e))
         # The endpoint still serves a good window afterwards.
-        with cl_bulk.Receiver(broker.kombu_url(_conf, base.TRANSPORT_URL),
-                              16) as receiver:
+        url = broker.kombu_url(_conf, base.TRANSPORT_URL)
+        with bulk_receiver.Receiver(url, 16) as receiver:
             summary = api.send_range({}, 'src', instance, 'console.log.0',
                                      0, MiB, receiver.queue_name,
                                      timeout=60)

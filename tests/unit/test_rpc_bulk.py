@@ -33,6 +33,7 @@ from nova_consolelog import exception
 from nova_consolelog.objects import fields as cl_fields
 from nova_consolelog.rpc import api as cl_api
 from nova_consolelog.rpc import bulk as cl_bulk
+from nova_consolelog.rpc import bulk_receiver
 from nova_consolelog.rpc import frames
 from nova_consolelog.rpc import manager as cl_manager
 from nova_consolelog import transfer
@@ -321,16 +322,16 @@ class TestReceiverPool(test_base.BaseTestCase):
             self.made.append(conn)
             return conn
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_consolelog.rpc.bulk._connection', connection))
+            'nova_consolelog.rpc.bulk.connect', connection))
         # No real queue or consumer: they talk to the channel only.
         self.useFixture(fixtures.MonkeyPatch('kombu.Queue', mock.Mock()))
         self.useFixture(fixtures.MonkeyPatch('kombu.Consumer', mock.Mock()))
-        self.pool = cl_bulk.ReceiverPool('amqp://x/', size=2, idle_max=30,
-                                         clock=lambda: self.now)
+        self.pool = bulk_receiver.ReceiverPool(
+            'amqp://x/', size=2, idle_max=30, clock=lambda: self.now)
         self.addCleanup(self.pool.close)
 
     def receiver(self):
-        return cl_bulk.Receiver('amqp://x/', 8, pool=self.pool)
+        return bulk_receiver.Receiver('amqp://x/', 8, pool=self.pool)
 
     def test_a_clean_pull_leaves_its_connection_to_the_next(self):
         first = self.receiver()
@@ -395,7 +396,7 @@ class TestReceiverPool(test_base.BaseTestCase):
 
     def test_a_new_connection_that_fails_is_not_retried(self):
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_consolelog.rpc.bulk._connection',
+            'nova_consolelog.rpc.bulk.connect',
             lambda url, ssl_params=False: self._failing()))
         self.assertRaises(exception.BulkUnavailable,
                           self.receiver().__enter__)
@@ -438,10 +439,11 @@ class TestReceiverPool(test_base.BaseTestCase):
         self.assertTrue(all(c.released for c in self.made))
 
     def test_process_pool_per_broker_and_tls(self):
-        a = cl_bulk.receiver_pool_for('amqp://a/', False)
-        self.assertIs(a, cl_bulk.receiver_pool_for('amqp://a/', False))
-        self.assertIsNot(a, cl_bulk.receiver_pool_for('amqp://b/', False))
-        self.assertIsNot(a, cl_bulk.receiver_pool_for(
+        a = bulk_receiver.receiver_pool_for('amqp://a/', False)
+        self.assertIs(a, bulk_receiver.receiver_pool_for('amqp://a/', False))
+        self.assertIsNot(a, bulk_receiver.receiver_pool_for('amqp://b/',
+                                                            False))
+        self.assertIsNot(a, bulk_receiver.receiver_pool_for(
             'amqp://a/', {'ca_certs': '/x'}))
 
 
@@ -452,7 +454,7 @@ class TestPublisherAfterABrokerRestart(test_base.BaseTestCase):
         cut = [FakeConnection('cut-%d' % i) for i in range(3)]
         fresh = FakeConnection('fresh')
         self.useFixture(fixtures.MonkeyPatch(
-            'nova_consolelog.rpc.bulk._connection',
+            'nova_consolelog.rpc.bulk.connect',
             lambda url, ssl_params=False: fresh))
         self.useFixture(fixtures.MonkeyPatch('kombu.Producer', mock.Mock()))
         publisher = cl_bulk.Publisher('amqp://x/')
