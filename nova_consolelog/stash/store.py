@@ -13,9 +13,9 @@
 """``Stash``: one instance's console-log chain moved aside, and the store.
 
 Making a stash (the renames are in ``moves``), finding stashes,
-settling a resize's held stash, deleting one and expiring
-the old ones. Grants, pins and giving a stash back have modules of their
-own; ``Stash`` offers them as methods.
+deleting one and expiring the old ones. Grants, pins, a resize's held
+stash (``holds``) and giving a stash back have modules of their own;
+``Stash`` offers them as methods.
 """
 
 import os
@@ -32,6 +32,7 @@ from nova_consolelog import exception
 from nova_consolelog import fileutils
 from nova_consolelog import hashlist
 from nova_consolelog.stash import grants
+from nova_consolelog.stash import holds
 from nova_consolelog.stash import install
 from nova_consolelog.stash import manifest as cl_manifest
 from nova_consolelog.stash import moves
@@ -40,7 +41,7 @@ from nova_consolelog.stash import pins
 LOG = logging.getLogger(__name__)
 
 
-class Stash:
+class Stash(holds.HeldStash):
     """One stash of one instance's console-log chain.
 
     :param conf: ConfigOpts with our options registered; a stash reads
@@ -87,20 +88,6 @@ class Stash:
     def destination(self):
         """The only host a pull of this stash is granted to, or None."""
         return self.manifest.get('destination')
-
-    @property
-    def held(self):
-        """True for a resize's stash, kept until the resize is confirmed."""
-        return self.manifest.get('hold') == cl_manifest.HOLD_CONFIRM
-
-    @property
-    def installed_by(self):
-        """The host that installed a held stash as history, or None."""
-        return self.manifest.get('installed_by')
-
-    @property
-    def confirmed(self):
-        return bool(self.manifest.get('confirmed'))
 
     @property
     def chain(self):
@@ -203,39 +190,6 @@ class Stash:
     def pin(cls, instance_uuid, chain, stash_root, host=None, *, conf):
         """Pin the live chain for one pull; see ``pins``."""
         return pins.pin(cls, instance_uuid, chain, stash_root, host, conf)
-
-    # -- held stashes (cold migration and resize) -----------------------
-
-    def settle_install(self, host):
-        """``host`` installed this stash: delete it, or note it if held.
-
-        A resize can still be reverted after its destination installed the
-        source's console log: the revert starts the guest on the source
-        again, and the destination's copy goes with nova's destroy there.
-        So a held stash is only marked installed until the confirm (which
-        deletes it then); once confirmed, an install deletes it at once.
-        Returns True when the stash was deleted. Call under the hand-over
-        lock, exclusively.
-        """
-        if self.held and not self.confirmed:
-            self._rewrite_manifest(installed_by=host)
-            return False
-        self.release()
-        return True
-
-    def settle_confirm(self):
-        """The resize is confirmed: delete an installed held stash.
-
-        One not installed yet is marked confirmed and stays for its
-        destination's pull (whose release then deletes it), or until
-        ``stash_expiry``. Returns True when the stash was deleted. Call
-        under the hand-over lock, exclusively.
-        """
-        if self.installed_by is not None:
-            self.release()
-            return True
-        self._rewrite_manifest(confirmed=True)
-        return False
 
     # -- handing it over (RPC 1.3) ---------------------------------------
 
