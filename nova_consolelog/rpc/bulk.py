@@ -281,20 +281,36 @@ class Publisher:
             conn.release()
 
 
-_publishers = {}
-_publishers_lock = threading.Lock()
+class PerBroker:
+    """One object per broker URL and TLS settings in this process.
+
+    The source's publisher pool and the destination's receiver pool are
+    shared by every pull of the process, to the same broker with the same
+    TLS settings; ``factory(url, ssl_params)`` makes the first one.
+    """
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._objects = {}
+        self._lock = threading.Lock()
+
+    def get(self, url, ssl_params=False):
+        key = (url, repr(sorted(ssl_params.items()))
+               if isinstance(ssl_params, dict) else ssl_params)
+        with self._lock:
+            obj = self._objects.get(key)
+            if obj is None:
+                obj = self._objects[key] = self._factory(url, ssl_params)
+            return obj
+
+
+_publishers = PerBroker(
+    lambda url, ssl_params: Publisher(url, ssl_params=ssl_params))
 
 
 def publisher_for(url, ssl_params=False):
     """The process-wide Publisher of broker ``url`` with ``ssl_params``."""
-    key = (url, repr(sorted(ssl_params.items()))
-           if isinstance(ssl_params, dict) else ssl_params)
-    with _publishers_lock:
-        publisher = _publishers.get(key)
-        if publisher is None:
-            publisher = _publishers[key] = Publisher(url,
-                                                     ssl_params=ssl_params)
-        return publisher
+    return _publishers.get(url, ssl_params)
 
 
 def safe_url(url):

@@ -156,19 +156,12 @@ class ReceiverPool:
             bulk.close_quietly(conn)
 
 
-_receiver_pools = {}
-_receiver_pools_lock = threading.Lock()
+_receiver_pools = bulk.PerBroker(ReceiverPool)
 
 
 def receiver_pool_for(url, ssl_params=False):
     """The process-wide ReceiverPool of broker ``url`` with ``ssl_params``."""
-    key = (url, repr(sorted(ssl_params.items()))
-           if isinstance(ssl_params, dict) else ssl_params)
-    with _receiver_pools_lock:
-        pool = _receiver_pools.get(key)
-        if pool is None:
-            pool = _receiver_pools[key] = ReceiverPool(url, ssl_params)
-        return pool
+    return _receiver_pools.get(url, ssl_params)
 
 
 class Receiver:
