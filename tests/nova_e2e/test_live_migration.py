@@ -36,6 +36,19 @@ class Scenarios:
                       if uuid in os.path.join(dirpath, n)]
         return found
 
+    def a_b_a_b(self, server):
+        """Live-migrate to beta, alpha, beta; yield after each hop.
+
+        Yields ``(server, dest, stay, output)`` once the guest's counter
+        reached ``stay`` (another stay's lines) on ``dest``.
+        """
+        stay = LINES_PER_STAY
+        for dest in ('beta', 'alpha', 'beta'):
+            server, _ = self.live_migrate(
+                server, dest, block_migration=not self.SHARED)
+            stay += LINES_PER_STAY
+            yield server, dest, stay, self.wait_for_counter(server, stay)
+
     def test_control_nova_driver(self):
         # Scenario 1, the control: nova's own driver on both computes
         # (test_control_* start nova's driver; see setUp). The check the
@@ -44,12 +57,7 @@ class Scenarios:
         self.assertFalse(self.ours('alpha') or self.ours('beta'))
         server = self.boot('alpha', LINES_PER_STAY)
         self.assertWhole(self.console(server), 'before the migration')
-        stay = LINES_PER_STAY
-        for dest in ('beta', 'alpha', 'beta'):
-            server, _ = self.live_migrate(
-                server, dest, block_migration=not self.SHARED)
-            stay += LINES_PER_STAY
-            output = self.wait_for_counter(server, stay)
+        for server, dest, stay, output in self.a_b_a_b(server):
             values, problems = base.check_counters(output)
             self.assertTrue(problems, 'nova lost nothing: %s'
                             % base.describe(values))
@@ -61,12 +69,7 @@ class Scenarios:
         # Scenario 2: there and back twice, the whole history each time.
         self.assertTrue(self.ours('alpha') and self.ours('beta'))
         server = self.boot('alpha', LINES_PER_STAY)
-        stay = LINES_PER_STAY
-        for dest in ('beta', 'alpha', 'beta'):
-            server, _ = self.live_migrate(
-                server, dest, block_migration=not self.SHARED)
-            stay += LINES_PER_STAY
-            output = self.wait_for_counter(server, stay)
+        for server, dest, _stay, output in self.a_b_a_b(server):
             values = self.assertWhole(output, 'after moving to %s' % dest)
             # The log is really written on the destination now.
             self.assertTrue(os.path.exists(os.path.join(
