@@ -24,10 +24,12 @@ import random
 import subprocess
 import threading
 import time
+from unittest import mock
 import uuid
 
 from nova_consolelog import chain as cl_chain
 from nova_consolelog import exception
+from nova_consolelog import history_import
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 
@@ -141,16 +143,34 @@ class PullTestCase(base.FunctionalTestCase):
     def pull_killed_at(self, conf, rpcapi, instance, stash_id, chain, at):
         """A pull whose source is killed once ``at`` bytes are in.
 
-        The pull fails and installs nothing; the source stays down (the
-        caller restarts it).
+        And once at least one whole file is recorded as written: progress
+        is recorded durably at the end of each file (and every
+        ``CHECKPOINT_BYTES``), and with two windows in flight ``at`` bytes
+        may lie in two unfinished files, which a resumed pull fetches
+        again. The pull fails and installs nothing; the source stays down
+        (the caller restarts it). Returns the names of the files recorded
+        whole.
         """
+        whole = []
+        checkpoint = history_import.Import.checkpoint
+
+        def recorded(imp, name, upto):
+            checkpoint(imp, name, upto)
+            if upto == imp.progress.range(name)[1]:
+                whole.append(name)
+
         def kill(done, total):
-            if done >= at:
+            if done >= at and whole:
                 self.src.kill()
-        self.assertRaises(exception.TransferFailed, transfer.pull, conf,
-                          rpcapi, 'src', instance, stash_id=stash_id,
-                          chain=chain, progress=kill)
+
+        with mock.patch.object(history_import.Import, 'checkpoint',
+                               recorded):
+            self.assertRaises(exception.TransferFailed, transfer.pull, conf,
+                              rpcapi, 'src', instance, stash_id=stash_id,
+                              chain=chain, progress=kill)
         self.assertEqual(b'', self.history(chain))
+        self.assertNotEqual([], whole)
+        return whole
 
     def history(self, chain):
         return b''.join(
