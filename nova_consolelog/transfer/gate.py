@@ -270,12 +270,15 @@ class ImportGate:
                     ticket.set(RUNNING)
             yield
         finally:
+            # The ticket goes first: once the slot is free the next pull
+            # marks its own ticket running, and ``status`` must never see
+            # more pulls running than the limit.
+            if ticket is not None:
+                ticket.close()
             if taken:
                 with self._cond:
                     self.running -= 1
                     self._cond.notify_all()
-            if ticket is not None:
-                ticket.close()
 
     def _take(self):
         self.running += 1

@@ -140,6 +140,34 @@ class TestImportGate(test_base.BaseTestCase):
         self.assertEqual([], cl_gate.read_tickets(self.dir))
         self.assertEqual([], os.listdir(self.dir))
 
+    def test_status_never_shows_more_running_than_the_limit(self):
+        # A finished pull's ticket is slow to go (a loaded disk): the
+        # next pull may not say "running" before it is gone.
+        gate = cl_gate.ImportGate(1)
+        seen = []
+        real_set, real_close = cl_gate.Ticket.set, cl_gate.Ticket.close
+
+        def set_state(ticket, state):
+            real_set(ticket, state)
+            seen.append([t['state'] for t in cl_gate.read_tickets(self.dir)])
+
+        def slow_close(ticket):
+            time.sleep(0.2)
+            real_close(ticket)
+        self.useFixture(fixtures.MockPatchObject(cl_gate.Ticket, 'set',
+                                                 set_state))
+        self.useFixture(fixtures.MockPatchObject(cl_gate.Ticket, 'close',
+                                                 slow_close))
+        first = Holder(gate, 'a', self.dir)
+        first.entered.wait(WAIT)
+        second = Holder(gate, 'b', self.dir)
+        wait_for(lambda: len(seen) == 2, 'the second ticket')
+        first.release()
+        second.entered.wait(WAIT)
+        second.release()
+        self.assertEqual([['running'], ['running', 'waiting'], ['running']],
+                         seen)
+
     def test_stale_ticket_of_a_dead_process_is_ignored_and_removed(self):
         # What a killed pull leaves: its ticket and an unlocked lock file.
         base = os.path.join(self.dir, uuid.uuid4().hex)
