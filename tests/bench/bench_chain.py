@@ -24,10 +24,9 @@ import tempfile
 import time
 from unittest import mock
 
-from oslo_config import cfg
-
 from nova_consolelog import chain as cl_chain
-from nova_consolelog import conf as cl_conf
+
+from tests import fixtures as test_fixtures
 
 MAX_BYTES = 100 * 1024
 BIG = 256 * 1024 * 1024
@@ -92,9 +91,7 @@ def _bytes_read(fn):
 
 
 def run():
-    conf = cfg.ConfigOpts()
-    cl_conf.register_opts(conf)
-    conf([])
+    conf = test_fixtures.new_conf()
     work = tempfile.mkdtemp(prefix='bench-chain-')
     try:
         big_dir = os.path.join(work, 'big')

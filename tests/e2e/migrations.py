@@ -22,8 +22,6 @@ import os
 import subprocess
 import uuid as uuidlib
 
-from oslo_config import cfg
-
 from nova_consolelog import conf as cl_conf
 from nova_consolelog import migration
 from nova_consolelog.rpc import api as cl_api
@@ -31,6 +29,7 @@ from nova_consolelog.rpc import server as cl_server
 
 from tests.e2e import base
 from tests.e2e import hosts
+from tests import fixtures as test_fixtures
 
 RABBIT_URL = 'rabbit://guest:guest@127.0.0.1:5672/'
 ENSURE_RABBITMQ = os.path.join(
@@ -55,9 +54,7 @@ class ComputeHost:
         self.libvirt_host = libvirt_host
         self.name = '%s-%s' % (libvirt_host.name, topic[-8:])
         self.instances_path = instances_path
-        self.conf = cfg.ConfigOpts()
-        cl_conf.register_opts(self.conf)
-        self.conf([], project='nova-consolelog-e2e', default_config_files=[])
+        self.conf = test_fixtures.new_conf(project='nova-consolelog-e2e')
         self.conf.set_override('instances_path', instances_path,
                                cl_conf.GROUP)
         self.conf.set_override('topic', topic, cl_conf.GROUP)

@@ -42,11 +42,10 @@ import urllib.parse
 import uuid
 
 import kombu
-from oslo_config import cfg
 import oslo_messaging
 
-from nova_consolelog.rpc import transport as cl_transport
 
+from tests import fixtures as test_fixtures
 from tests.functional import base
 
 # nova's control exchange: the default of every service on nova's bus, and
@@ -90,12 +89,9 @@ class RawClient:
     """
 
     def __init__(self, topic, transport_url=None, timeout=30):
-        conf = cfg.ConfigOpts()
         # oslo.messaging 18 needs its tracing and metrics groups on a
         # private ConfigOpts (DESIGN.md fact 7).
-        cl_transport.register_messaging_opts(conf)
-        conf([], project='hostile', default_config_files=[],
-             default_config_dirs=[])
+        conf = test_fixtures.new_conf(messaging=True, project='hostile')
         self.timeout = timeout
         self.transport = oslo_messaging.get_rpc_transport(
             conf, url=transport_url or base.TRANSPORT_URL,

@@ -15,7 +15,6 @@
 import ssl
 
 import fixtures
-from oslo_config import cfg
 import oslo_messaging
 from oslotest import base as test_base
 
@@ -30,8 +29,7 @@ class TestKombuURL(test_base.BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf = cfg.ConfigOpts()
-        self.conf([])
+        self.conf = test_fixtures.new_conf()
 
     def test_rabbit(self):
         self.assertEqual(
@@ -52,8 +50,7 @@ class TestKombuURL(test_base.BaseTestCase):
     def test_url_of_a_shared_transport(self):
         # Inside nova-compute our conf is private; nova's transport carries
         # nova's CONF with its transport_url.
-        nova_conf = cfg.ConfigOpts()
-        nova_conf([])
+        nova_conf = test_fixtures.new_conf()
         self.assertIsNone(broker.kombu_url(nova_conf))
         nova_conf.set_override('transport_url', 'rabbit://n:5672/nova')
 
