@@ -179,15 +179,12 @@ class ConsoleLogChunk(base.ConsoleLogObject):
                 primitive['data'] = base64.b64encode(raw).decode('ascii')
 
     @classmethod
-    def from_bytes(cls, raw, compress=False, sha256=None, **kwargs):
+    def from_bytes(cls, raw, compress=False, **kwargs):
         """Build a chunk for ``raw`` bytes, compressed when it pays.
 
         A sample is compressed first: data that does not shrink (random
         bytes, already compressed output) is sent as it is without paying
-        for a full compression (about 20 ms per MiB). ``sha256``: the
-        digest of ``raw`` when the caller already has it (a stash's hash
-        list); a puller checks what it writes against its own copy of that
-        list on disk either way.
+        for a full compression (about 20 ms per MiB).
         """
         compression = cl_fields.Compression.NONE
         data = raw
@@ -197,8 +194,7 @@ class ConsoleLogChunk(base.ConsoleLogObject):
                 compression = cl_fields.Compression.ZLIB
                 data = packed
         return cls(data=data, compression=compression,
-                   sha256=sha256 or hashlib.sha256(raw).hexdigest(),
-                   **kwargs)
+                   sha256=hashlib.sha256(raw).hexdigest(), **kwargs)
 
     def raw_data(self, max_length=None):
         """The uncompressed bytes of the chunk.

@@ -77,16 +77,16 @@ class ConsoleLogManager:
     # -- what is served ---------------------------------------------------
 
     def _source(self, instance_uuid, stash_id):
-        """(chain, served.Recorded) of what is read."""
+        """(chain, {name: size the reads stop at}) of what is read."""
         return served.source(self._conf, instance_uuid, stash_id)
 
-    def _read(self, chain, recorded, name, offset, length):
+    def _read(self, chain, limits, name, offset, length):
         """Every read of a chunk call or a bulk window goes through here.
 
         ``served.read_within``: reads of a stash or pin stop at the size
         it recorded.
         """
-        return served.read_within(chain, recorded, name, offset, length)
+        return served.read_within(chain, limits, name, offset, length)
 
     # -- 1.0 -------------------------------------------------------------
 
@@ -138,11 +138,10 @@ class ConsoleLogManager:
         checks.check_read(instance_uuid, stash_id, name, offset, length,
                           compression, MAX_READ)
         length = min(length, self._conf.consolelog.chunk_size)
-        chain, recorded = self._source(instance_uuid, stash_id)
-        data, eof = self._read(chain, recorded, name, offset, length)
+        chain, limits = self._source(instance_uuid, stash_id)
+        data, eof = self._read(chain, limits, name, offset, length)
         chunk = cl_objects.ConsoleLogChunk.from_bytes(
             data, compress=compression == cl_fields.Compression.ZLIB,
-            sha256=recorded.digest(name, offset, len(data)),
             instance_uuid=instance_uuid, stash_id=stash_id, name=name,
             offset=offset, eof=eof)
         if compression is None:
@@ -178,10 +177,10 @@ class ConsoleLogManager:
                 reason='host %s offers no bulk channel (no RabbitMQ '
                 'transport, or bulk_transfer is off)' % self._host)
         length = min(length, group.bulk_window)
-        chain, recorded = self._source(instance_uuid, stash_id)
+        chain, limits = self._source(instance_uuid, stash_id)
         # Read the first chunk now: a bad name or offset is the caller's
         # error (typed), before anything is published.
-        first = self._read(chain, recorded, name, offset,
+        first = self._read(chain, limits, name, offset,
                            min(length, group.chunk_size))
         summary = {'chunks': 0, 'bytes': 0, 'eof': False}
         binding = {}
@@ -189,10 +188,10 @@ class ConsoleLogManager:
             binding = dict(token=request_token, instance_uuid=instance_uuid,
                            stash_id=stash_id)
         frames = served.range_frames(
-            lambda position, size: self._read(chain, recorded, name,
-                                              position, size),
+            lambda position, size: self._read(chain, limits, name, position,
+                                              size),
             first, name, offset, length, group.chunk_size, compression,
-            binding, summary, recorded)
+            binding, summary)
         cl_bulk.publisher_for(self._bulk_url, self._bulk_ssl).publish(
             reply_queue, frames)
         return summary

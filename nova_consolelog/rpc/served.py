@@ -59,58 +59,26 @@ def load_stash(conf, instance_uuid, stash_id):
     return cl_stash.Stash.load(instance_uuid, stash_id, root=root, conf=conf)
 
 
-class Recorded:
-    """What a stash or pin recorded of its files: sizes and hash lists.
-
-    Empty for the live chain (nothing recorded, reads go to the end).
-    """
-
-    def __init__(self, manifest=None):
-        manifest = manifest or {}
-        self.block_size = manifest.get('block_size')
-        self._files = {}
-        if self.block_size:
-            self._files = {e['name']: e for e in manifest.get('files', ())
-                           if 'blocks' in e}
-
-    def size(self, name):
-        """The size reads of ``name`` stop at; None: no limit."""
-        entry = self._files.get(name)
-        return None if entry is None else entry['size']
-
-    def digest(self, name, offset, length):
-        """The recorded sha256 of ``length`` bytes at ``offset``, or None.
-
-        Why: the stash hashed every block when it was made; a chunk that
-        is exactly one block (the default ``chunk_size`` is the block size)
-        is not hashed a second time on its way out. None when the chunk
-        is not one whole block.
-        """
-        entry = self._files.get(name)
-        if entry is None or length <= 0 or offset % self.block_size:
-            return None
-        index = offset // self.block_size
-        if index >= len(entry['blocks']) or length != min(
-                self.block_size, entry['size'] - offset):
-            return None
-        return entry['blocks'][index]
-
-
 def source(conf, instance_uuid, stash_id):
-    """(chain, Recorded) of what is read."""
+    """(chain, {name: size the reads stop at}) of what is read."""
     if stash_id is None:
-        return instance_chain(conf, instance_uuid), Recorded()
+        return instance_chain(conf, instance_uuid), {}
     stash = load_stash(conf, instance_uuid, stash_id)
-    return stash.chain, Recorded(stash.manifest)
+    limits = {}
+    if stash.manifest.get('block_size'):
+        limits = {e['name']: e['size']
+                  for e in stash.manifest.get('files', ())
+                  if 'blocks' in e}
+    return stash.chain, limits
 
 
-def read_within(chain, recorded, name, offset, length):
+def read_within(chain, limits, name, offset, length):
     """``chain.read_chunk`` within the size a pin or stash recorded.
 
     A pinned file may have grown since (virtlogd appends to the linked
     inode): the bytes past its recorded size are not part of it.
     """
-    limit = recorded.size(name)
+    limit = limits.get(name)
     if limit is None:
         return chain.read_chunk(name, offset, length)
     if offset > limit:
@@ -138,7 +106,7 @@ def compatible(console_log_set):
 
 
 def range_frames(read, first, name, offset, length, chunk_size, compression,
-                 binding, summary, recorded=None):
+                 binding, summary):
     """The frames of a bulk window: ``(headers, body)``, in order.
 
     :param read: ``(position, length) -> (data, eof)`` of file ``name``.
@@ -149,16 +117,13 @@ def range_frames(read, first, name, offset, length, chunk_size, compression,
         instance and stash), empty for a 1.2 caller.
     :param summary: ``{'chunks', 'bytes', 'eof'}``, counted as frames are
         taken.
-    :param recorded: the stash's ``Recorded`` (its block digests stand
-        for the chunks that are whole blocks).
     """
     data, eof = first
     position = offset
     end = offset + length
     while True:
         chunk = cl_objects.ConsoleLogChunk.from_bytes(
-            data, compress=compression == cl_fields.Compression.ZLIB,
-            sha256=recorded and recorded.digest(name, position, len(data)))
+            data, compress=compression == cl_fields.Compression.ZLIB)
         yield (frames.chunk_headers(
             name, position, len(data), chunk.sha256, chunk.compression, eof,
             **binding), chunk.data)

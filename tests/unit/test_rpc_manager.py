@@ -16,9 +16,7 @@ Every case must raise a typed error and change nothing on disk; the same
 inputs travel over RabbitMQ in the functional tests.
 """
 
-import hashlib
 import os
-import random
 import uuid
 
 
@@ -27,7 +25,6 @@ from nova_consolelog import exception
 from nova_consolelog import hashlist
 from nova_consolelog.objects import console_log as cl_objects
 from nova_consolelog.rpc import manager as cl_manager
-from nova_consolelog.rpc import served
 from nova_consolelog import stash as cl_stash
 
 from tests import fixtures as test_fixtures
@@ -202,62 +199,6 @@ class TestManager(test_fixtures.ManagerTestCase):
             stash_id=remote.stash_id, compression='none')
         self.assertEqual(self.files['console.log'][-10:], chunk.raw_data())
         self.assertTrue(chunk.eof)
-
-    def test_chunks_of_whole_blocks_carry_the_stash_time_digest(self):
-        # The source hashed every block when it stashed; a chunk that is
-        # one whole block is not hashed again on its way out.
-        self.conf.set_override('chunk_size', hashlist.BLOCK_SIZE,
-                               'consolelog')
-        other = str(uuid.uuid4())
-        data = random.Random(3).randbytes(2 * hashlist.BLOCK_SIZE + 1000)
-        chain_dir = test_fixtures.write_chain(self.conf, other,
-                                              {'console.log': data})
-        stash = cl_stash.Stash.create(
-            other, cl_chain.ConsoleLogChain(chain_dir, conf=self.conf),
-            root=self.conf.consolelog.stash_path, conf=self.conf)
-        blocks = stash.manifest['files'][0]['blocks']
-
-        def chunk(offset, length):
-            return self.manager.read_console_log_chunk(
-                {}, other, 'console.log', offset, length,
-                stash_id=stash.stash_id, compression='none')
-        block = hashlist.BLOCK_SIZE
-        self.assertEqual(blocks[0], chunk(0, block).sha256)
-        self.assertEqual(blocks[2], chunk(2 * block, block).sha256)
-        # Not a whole block: hashed as it is read.
-        part = chunk(block + 10, 100)
-        self.assertEqual(hashlib.sha256(data[block + 10:block + 110])
-                         .hexdigest(), part.sha256)
-        # A stash file changed on disk since: the chunk says what the
-        # stash recorded, so the puller sees the damage.
-        with open(os.path.join(stash.path, 'console.log'), 'r+b') as f:
-            f.write(b'X')
-        damaged = chunk(0, block)
-        self.assertEqual(blocks[0], damaged.sha256)
-        self.assertNotEqual(hashlib.sha256(damaged.raw_data()).hexdigest(),
-                            damaged.sha256)
-        # The live chain records nothing: every chunk is hashed.
-        live = self.manager.read_console_log_chunk(
-            {}, self.uuid, 'console.log.1', 0, 100, compression='none')
-        self.assertEqual(hashlib.sha256(self.files['console.log.1'][:100])
-                         .hexdigest(), live.sha256)
-
-    def test_recorded_digest_only_for_whole_blocks(self):
-        recorded = served.Recorded({
-            'block_size': 4096,
-            'files': [{'name': 'a', 'size': 10000,
-                       'blocks': ['0' * 64, '1' * 64, '2' * 64]},
-                      {'name': 'b', 'size': 5}]})
-        self.assertEqual('1' * 64, recorded.digest('a', 4096, 4096))
-        self.assertEqual('2' * 64, recorded.digest('a', 8192, 1808))
-        for name, offset, length in (('a', 1, 4096), ('a', 0, 4095),
-                                     ('a', 8192, 4096), ('a', 12288, 4096),
-                                     ('a', 0, 0), ('b', 0, 5),
-                                     ('c', 0, 4096)):
-            self.assertIsNone(recorded.digest(name, offset, length))
-        self.assertEqual(10000, recorded.size('a'))
-        self.assertIsNone(recorded.size('b'))
-        self.assertIsNone(served.Recorded().digest('a', 0, 4096))
 
     def test_list_stashes(self):
         other, stash = self._stash()
