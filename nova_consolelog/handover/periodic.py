@@ -14,7 +14,8 @@
 
 Run by the driver's periodic task (``[consolelog] reaper_interval``):
 
-* owed imports (a record in state ``PULLING`` or ``INSTALLED``) are
+* owed imports (a record in state ``PULLING`` or ``INSTALLED``, or a
+  resize's ``MIGRATING`` left by a process that died in its finish) are
   retried, until ``stash_expiry``, after which the source has given the
   stash up too;
 * an evacuation's history left on a host that was down is collected once
@@ -99,6 +100,7 @@ class Housekeeping:
     def _retry_import(self, rec, data):
         """Retry an owed import; True when it completed now."""
         expiry = self.host.conf.consolelog.stash_expiry
+        data = rec.adopt_orphan(data)
         if State.of(data) not in (State.PULLING, State.INSTALLED):
             # An import installed but not released (a crash, a source
             # away) is pulled again: the ledger finds it installed and

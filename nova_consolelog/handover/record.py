@@ -35,6 +35,10 @@ A destination's record may name a reserved history slot (``reserved``:
 see ``history_import.reserve_slot``), which the import fills.
 
 A record without a usable role or peer is dropped by the periodic task.
+A resize's destination record still MIGRATING that another process wrote
+(nova-compute died between ``cold_migration_finishing`` and
+``cold_migration_finished``) is taken as PULLING by the periodic task: the
+import is owed, and nothing else would ever start it.
 """
 
 import enum
@@ -42,6 +46,7 @@ import json
 import os
 import re
 import time
+import uuid
 
 from oslo_log import log as logging
 from oslo_utils import uuidutils
@@ -53,6 +58,10 @@ LOG = logging.getLogger(__name__)
 
 # Under the stash root: one directory of records per host.
 RECORDS_DIR = '.handover'
+# Written into every record this process writes (``writer``): a record in
+# a step's middle state written by another process was left by one that
+# died in that step (see ``HandoverRecord.adopt_orphan``).
+PROCESS_TOKEN = uuid.uuid4().hex
 
 
 class Role(str, enum.Enum):
@@ -166,6 +175,7 @@ class HandoverRecord:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         data.setdefault('instance_uuid', self.instance_uuid)
         data.setdefault('created', time.time())
+        data['writer'] = PROCESS_TOKEN
         tmp = self.path + '.tmp'
         with open(tmp, 'w') as f:
             json.dump(data, f)
@@ -173,6 +183,26 @@ class HandoverRecord:
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
         return data
+
+    def adopt_orphan(self, data):
+        """The loaded record ``data``, PULLING if a dead process left it.
+
+        A destination record still MIGRATING and held (a resize's finish,
+        an unshelve's spawn) that another process wrote was left by a
+        nova-compute that died inside that step: its guest may run here by
+        now and nothing else would start the import, so it is owed from
+        now on (the periodic task pulls; a QEMU start reserves its slot).
+        The source holds its stash until the confirm or ``stash_expiry``.
+        """
+        if (data is None or not data.get('hold') or
+                data.get('role') != Role.DESTINATION or
+                State.of(data) != State.MIGRATING or
+                data.get('writer') == PROCESS_TOKEN):
+            return data
+        LOG.info('Console-log import of instance %s from %s is owed: the '
+                 'nova-compute that began it stopped before starting it',
+                 self.instance_uuid, data.get('peer'))
+        return self.update(state=State.PULLING)
 
     def remove(self):
         try:

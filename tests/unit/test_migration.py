@@ -24,10 +24,12 @@ import time
 from unittest import mock
 import uuid
 
+import fixtures
 import oslo_messaging
 
 from nova_consolelog import exception
 from nova_consolelog.handover import catching
+from nova_consolelog.handover import record as cl_record
 
 from tests.unit import migration_cases
 
@@ -521,6 +523,50 @@ class TestColdMigration(migration_cases.MigrationTestBase):
         self.assertIsNone(self.dst.steps.cold_migration_finished(
             self.uuid, 'src'))
         return after
+
+    def _finish_died(self):
+        """nova-compute died in the finish, after its guest started.
+
+        Returns what the guest printed on the destination. The record was
+        written by the process that died: this one is its restart.
+        """
+        self.migrate(self.src, self.dst)
+        after = self.finish(self.src, self.dst)
+        # While the finish runs (the same process), nothing is started.
+        self.assertEqual([], self.dst.steps.retry_pending())
+        self.assertEqual('migrating',
+                         self.dst.steps.record(self.uuid).load()['state'])
+        self.useFixture(fixtures.MockPatchObject(
+            cl_record, 'PROCESS_TOKEN', 'the-restarted-process'))
+        return after
+
+    def test_finish_died_then_the_periodic_task_pulls(self):
+        after = self._finish_died()
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertEqual(['console.history.000001'], self.history(self.dst))
+        # Held until the confirm, as after a finish that completed.
+        held = self.src.steps.held_stashes(self.uuid)
+        self.assertEqual(['dst'], [s.installed_by for s in held])
+        self.confirm(self.src)
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+
+    def test_finish_died_then_a_reboot_before_the_periodic_task(self):
+        # The operator reboots the guest before any retry: its output
+        # since the resize is kept behind the owed import's slot.
+        after = self._finish_died()
+        self.assertEqual(['console.history.000002'],
+                         self.dst.steps.before_qemu_start(self.uuid))
+        self.dst.qemu_start(self.uuid)
+        newest = lines(0, 10, 'dst-boot2')
+        self.dst.append(self.uuid, 'console.log', newest)
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertEqual(self.before + after + newest,
+                         self.dst.read(self.uuid))
+        self.assertEqual(['console.history.000001', 'console.history.000002'],
+                         self.history(self.dst))
 
     def test_failed_pull_retried(self):
         after = self._pull_owed()
