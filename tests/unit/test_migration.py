@@ -451,6 +451,21 @@ class TestColdMigration(migration_cases.MigrationTestBase):
         src.append(self.uuid, 'console.log', again)
         return again
 
+    def assertInstalledAndHeldUntilConfirm(self, after):
+        """The destination installed the source's part; nothing is owed.
+
+        The source holds its stash for a revert until the confirm, which
+        deletes it; the destination's console is whole before and after.
+        """
+        self.assertIsNone(self.dst.steps.record(self.uuid).load())
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertEqual(['console.history.000001'], self.history(self.dst))
+        held = self.src.steps.held_stashes(self.uuid)
+        self.assertEqual(['dst'], [s.installed_by for s in held])
+        self.confirm(self.src)
+        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
+        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+
     def test_to_another_host_then_confirm(self):
         self.migrate(self.src, self.dst)
         self.assertEqual(self.before, self.src.read(self.uuid))
@@ -459,15 +474,7 @@ class TestColdMigration(migration_cases.MigrationTestBase):
         self.assertEqual(self.before + after, self.dst.read(self.uuid))
         self.assertTrue(self.dst.steps.cold_migration_finished(
             self.uuid, 'src'))
-        self.assertIsNone(self.dst.steps.record(self.uuid).load())
-        self.assertEqual(self.before + after, self.dst.read(self.uuid))
-        self.assertEqual(['console.history.000001'], self.history(self.dst))
-        # Held for a revert until the confirm.
-        held = self.src.steps.held_stashes(self.uuid)
-        self.assertEqual(['dst'], [s.installed_by for s in held])
-        self.confirm(self.src)
-        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
-        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+        self.assertInstalledAndHeldUntilConfirm(after)
         # A retry finds nothing owed.
         self.assertEqual([], self.dst.steps.retry_pending())
         self.assertEqual(['console.history.000001'], self.history(self.dst))
@@ -540,28 +547,29 @@ class TestColdMigration(migration_cases.MigrationTestBase):
             cl_record, 'PROCESS_TOKEN', 'the-restarted-process'))
         return after
 
-    def test_finish_died_then_the_periodic_task_pulls(self):
-        after = self._finish_died()
-        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
-        self.assertEqual(self.before + after, self.dst.read(self.uuid))
-        self.assertIsNone(self.dst.steps.record(self.uuid).load())
-        self.assertEqual(['console.history.000001'], self.history(self.dst))
-        # Held until the confirm, as after a finish that completed.
-        held = self.src.steps.held_stashes(self.uuid)
-        self.assertEqual(['dst'], [s.installed_by for s in held])
-        self.confirm(self.src)
-        self.assertEqual([], self.src.steps.held_stashes(self.uuid))
-        self.assertEqual(self.before + after, self.dst.read(self.uuid))
+    def _reboot_while_owed(self):
+        """The resized guest reboots while the import is owed.
 
-    def test_finish_died_then_a_reboot_before_the_periodic_task(self):
-        # The operator reboots the guest before any retry: its output
-        # since the resize is kept behind the owed import's slot.
-        after = self._finish_died()
+        Its output goes behind the slot the start reserves for the import;
+        returns what the new boot printed.
+        """
         self.assertEqual(['console.history.000002'],
                          self.dst.steps.before_qemu_start(self.uuid))
         self.dst.qemu_start(self.uuid)
         newest = lines(0, 10, 'dst-boot2')
         self.dst.append(self.uuid, 'console.log', newest)
+        return newest
+
+    def test_finish_died_then_the_periodic_task_pulls(self):
+        after = self._finish_died()
+        self.assertEqual([self.uuid], self.dst.steps.retry_pending())
+        self.assertInstalledAndHeldUntilConfirm(after)
+
+    def test_finish_died_then_a_reboot_before_the_periodic_task(self):
+        # The operator reboots the guest before any retry: its output
+        # since the resize is kept behind the owed import's slot.
+        after = self._finish_died()
+        newest = self._reboot_while_owed()
         self.assertEqual([self.uuid], self.dst.steps.retry_pending())
         self.assertEqual(self.before + after + newest,
                          self.dst.read(self.uuid))
@@ -587,11 +595,7 @@ class TestColdMigration(migration_cases.MigrationTestBase):
         # A reboot of the resized guest before the source answers: its
         # output goes behind a reserved slot, the import fills the slot.
         after = self._pull_owed()
-        self.assertEqual(['console.history.000002'],
-                         self.dst.steps.before_qemu_start(self.uuid))
-        self.dst.qemu_start(self.uuid)
-        newest = lines(0, 10, 'dst-boot2')
-        self.dst.append(self.uuid, 'console.log', newest)
+        newest = self._reboot_while_owed()
         self.hosts.servers['src'].start()
         self.assertEqual(self.before + after + newest,
                          self.dst.read(self.uuid))
