@@ -100,7 +100,11 @@ class Housekeeping:
     def _retry_import(self, rec, data):
         """Retry an owed import; True when it completed now."""
         expiry = self.host.conf.consolelog.stash_expiry
-        data = rec.adopt_orphan(data)
+        if State.of(data) == State.MIGRATING:
+            with self.host.lock(rec.instance_uuid):
+                data = rec.adopt_orphan(rec.load())
+            if data is None:
+                return False
         if State.of(data) not in (State.PULLING, State.INSTALLED):
             # An import installed but not released (a crash, a source
             # away) is pulled again: the ledger finds it installed and

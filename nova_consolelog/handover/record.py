@@ -193,6 +193,8 @@ class HandoverRecord:
         now and nothing else would start the import, so it is owed from
         now on (the periodic task pulls; a QEMU start reserves its slot).
         The source holds its stash until the confirm or ``stash_expiry``.
+        Called under the host's hand-over lock, as every record change;
+        None when the record is gone.
         """
         if (data is None or not data.get('hold') or
                 data.get('role') != Role.DESTINATION or
@@ -202,7 +204,7 @@ class HandoverRecord:
         LOG.info('Console-log import of instance %s from %s is owed: the '
                  'nova-compute that began it stopped before starting it',
                  self.instance_uuid, data.get('peer'))
-        return self.update(state=State.PULLING)
+        return self.update(create=False, state=State.PULLING)
 
     def remove(self):
         try:

@@ -65,7 +65,8 @@ class SameHostSteps:
         host = self.host
         chain = host.chain(instance_uuid)
         handle = host.record(instance_uuid)
-        record = handle.adopt_orphan(handle.load())
+        with host.lock(instance_uuid):
+            record = handle.adopt_orphan(handle.load())
         if record is not None and record.get('hold') and \
                 State.of(record) == State.MIGRATING:
             # A resize's destination: the chain here is new, the source's
