@@ -35,6 +35,13 @@ an flock on while it waits or runs. A killed process drops its flocks with
 it: a ticket whose lock nobody holds is stale, ignored by ``status`` and
 removed by the next gate of that host. The slots themselves are counted
 in memory, so a stale ticket can never keep a pull waiting.
+
+A ticket is marked ``running`` only after its pull took a slot, and goes
+before the slot is freed; ``status`` reads the tickets one file after the
+other, so a pull finishing and the next one starting between two of those
+reads would still show one more running than the limit. Changing a ticket
+and reading them all therefore hold an flock on the tickets' directory
+(``_tickets_locked``): exclusive to change one, shared to read.
 """
 
 import collections
@@ -62,6 +69,26 @@ WAITING = 'waiting'
 RUNNING = 'running'
 
 _local = threading.local()
+
+
+@contextlib.contextmanager
+def _tickets_locked(directory, exclusive):
+    """Hold the flock of the tickets' ``directory`` (see the docstring).
+
+    Never fails: a directory that cannot be opened (not there yet, no
+    permission for a reader) is simply not locked.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY |
+                     os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # drops the flock
 
 
 @contextlib.contextmanager
@@ -122,14 +149,16 @@ class Ticket:
         try:
             with open(tmp, 'w') as f:
                 json.dump(self.info, f)
-            os.replace(tmp, self.path)
+            with _tickets_locked(self.directory, exclusive=True):
+                os.replace(tmp, self.path)
         except OSError as e:
             LOG.debug('Import ticket %s not written: %s', self.path, e)
 
     def close(self):
         if self._fd is None:
             return
-        fileutils.unlink_quietly(self.path)
+        with _tickets_locked(self.directory, exclusive=True):
+            fileutils.unlink_quietly(self.path)
         fileutils.unlink_quietly(self.path[:-len('.json')] + LOCK_SUFFIX)
         os.close(self._fd)
         self._fd = None
@@ -139,8 +168,14 @@ def read_tickets(directory):
     """The live tickets in ``directory``: a list of dicts, oldest first.
 
     A ticket whose lock nobody holds (its process died) is left out; one
-    that cannot be read is returned as ``{'error': ...}``.
+    that cannot be read is returned as ``{'error': ...}``. All of them as
+    they were at one moment: no ticket changes while they are read.
     """
+    with _tickets_locked(directory, exclusive=False):
+        return _read_tickets(directory)
+
+
+def _read_tickets(directory):
     try:
         names = sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):

@@ -168,6 +168,46 @@ class TestImportGate(test_base.BaseTestCase):
         self.assertEqual([['running'], ['running', 'waiting'], ['running']],
                          seen)
 
+    def test_status_reads_the_tickets_as_they_were_at_one_moment(self):
+        # A pull finishes and the next one starts while status is between
+        # two tickets: it must not see the first still running and the
+        # second already running.
+        gate = cl_gate.ImportGate(1)
+        names = iter(uuid.UUID(int=n) for n in range(1, 100))
+        self.useFixture(fixtures.MockPatch(
+            'nova_consolelog.transfer.gate.uuid.uuid4',
+            lambda: next(names)))
+        first = Holder(gate, 'a', self.dir)
+        first.entered.wait(WAIT)
+        second = Holder(gate, 'b', self.dir)
+        wait_for(lambda: len(cl_gate.read_tickets(self.dir)) == 2,
+                 'the second ticket')
+        real_load = cl_gate.fileutils.load_json
+        loads = []
+
+        def load_then_let_the_first_finish(path):
+            data = real_load(path)
+            loads.append(data['instance_uuid'])
+            if len(loads) == 1:
+                first.go.set()
+                # Time for the first pull to leave and the second to be
+                # marked running, unless reading holds them off.
+                time.sleep(0.3)
+            return data
+        self.useFixture(fixtures.MockPatch(
+            'nova_consolelog.fileutils.load_json',
+            load_then_let_the_first_finish))
+        seen = [(t['instance_uuid'], t['state'])
+                for t in cl_gate.read_tickets(self.dir)]
+        self.assertEqual(['a', 'b'], loads)
+        self.assertEqual([('a', 'running'), ('b', 'waiting')], seen)
+        first.thread.join(WAIT)
+        second.entered.wait(WAIT)
+        self.assertEqual(['running'], [t['state'] for t in
+                                       cl_gate.read_tickets(self.dir)])
+        second.release()
+        self.assertEqual([], os.listdir(self.dir))
+
     def test_stale_ticket_of_a_dead_process_is_ignored_and_removed(self):
         # What a killed pull leaves: its ticket and an unlocked lock file.
         base = os.path.join(self.dir, uuid.uuid4().hex)
