@@ -227,11 +227,11 @@ to 5.6 s against 3.5 to 3.9 s without (measured on another, quieter day).
 Most bytes per second all console-log pulls of one process ask their sources
 for together (window and chunk requests; the destination asks, so this paces
 the sources too). 0: no limit. With a limit the rate adapts to the broker: it
-halves while a small AMQP round trip to the broker, timed twice a second by
-every pull, takes more than 3 times its idle value (and more than 50 ms), or
-while RabbitMQ blocks a connection of ours (memory or disk alarm), never
-below 1/16 of the limit, and grows back by 1/20 of the limit per second after
-5 seconds without either. The bucket holds one second of the rate, so an
+halves while a small AMQP round trip to the broker, timed twice a second on a
+connection of its own, takes more than 3 times its idle value (and more than
+5 ms), or while RabbitMQ blocks a connection of ours (memory or disk alarm),
+never below 1/16 of the limit, and grows back by 1/20 of the limit per second
+after 5 seconds without either. The bucket holds one second of the rate, so an
 import of up to that size starts at full speed on an idle host.
 
 The default, 10 MB/s, is a trade-off measured with RabbitMQ and 4 destination

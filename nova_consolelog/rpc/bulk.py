@@ -102,12 +102,20 @@ def _on_unblocked():
         unblocked()
 
 
-def connect(url, ssl_params=False):
+def connect(url, ssl_params=False, io_timeout=None):
+    """A kombu connection for the bulk channel (not yet connected).
+
+    ``io_timeout`` bounds every socket read and write in seconds (None:
+    unbounded, as a consumer waiting for messages needs).
+    """
+    options = {'confirm_publish': False,
+               'on_blocked': _on_blocked,
+               'on_unblocked': _on_unblocked}
+    if io_timeout is not None:
+        options.update(read_timeout=io_timeout, write_timeout=io_timeout)
     return kombu.Connection(url, ssl=ssl_params,
                             connect_timeout=CONNECT_TIMEOUT,
-                            transport_options={'confirm_publish': False,
-                                               'on_blocked': _on_blocked,
-                                               'on_unblocked': _on_unblocked})
+                            transport_options=options)
 
 
 class Publisher:

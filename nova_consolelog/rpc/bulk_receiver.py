@@ -37,6 +37,10 @@ RECEIVER_POOL_SIZE = 4
 # heartbeats, so one left idle for long may have been cut (a broker
 # restart, a firewall) without our knowing: it is closed, not reused.
 RECEIVER_IDLE_MAX = 30.0
+# Seconds a broker probe (``BrokerProbe``) waits for the broker's answer:
+# a connection cut without our knowing (a firewall) must not hold the
+# pull that probes. Far above any latency the pacing reacts to.
+PROBE_TIMEOUT = 2.0
 
 
 class ReceiverPool:
@@ -164,6 +168,69 @@ def receiver_pool_for(url, ssl_params=False):
     return _receiver_pools.get(url, ssl_params)
 
 
+class BrokerProbe:
+    """Times a small round trip to the broker on a connection of its own.
+
+    Why: the pacing of pulls (``transfer.pacing``) backs off when the
+    broker is slow to answer, which is what nova's own small calls feel.
+    Timed on a pull's bulk connection, the round trip also reads whatever
+    of our own megabyte messages the broker sent first, so it measured
+    our pull rather than the broker and had to ignore everything below
+    50 ms; a connection that carries nothing else measures only the
+    broker's (and the host's) delay. One per process and broker, shared
+    by every pull; a passive declare of ``amq.direct``, which every
+    RabbitMQ has, changes nothing on the broker.
+    """
+
+    def __init__(self, url, ssl_params=False):
+        self.url = url
+        self.ssl_params = ssl_params
+        self._conn = None
+        self._channel = None
+        self._lock = threading.Lock()
+
+    def round_trip(self):
+        """Seconds of one round trip, or None when the broker is unreachable.
+
+        A failed probe (no connection, or no answer within
+        ``PROBE_TIMEOUT``) only closes its connection, the next one opens
+        a new one: the pull's own channel says whether the broker is gone.
+        """
+        with self._lock:
+            try:
+                if self._channel is None:
+                    self._conn = bulk.connect(self.url, self.ssl_params,
+                                              io_timeout=PROBE_TIMEOUT)
+                    self._conn.ensure_connection(max_retries=1)
+                    self._channel = self._conn.channel()
+                started = time.monotonic()
+                self._channel.exchange_declare('amq.direct', 'direct',
+                                               passive=True)
+                return time.monotonic() - started
+            except Exception as e:
+                LOG.debug('Broker probe on %s failed: %s',
+                          bulk.safe_url(self.url), e)
+                self._close()
+                return None
+
+    def _close(self):
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None:
+            bulk.close_quietly(conn)
+
+    def close(self):
+        with self._lock:
+            self._close()
+
+
+_probes = bulk.PerBroker(BrokerProbe)
+
+
+def probe_for(url, ssl_params=False):
+    """The process-wide BrokerProbe of broker ``url`` with ``ssl_params``."""
+    return _probes.get(url, ssl_params)
+
+
 class Receiver:
     """The destination's end: an exclusive queue of its own, consumed.
 
@@ -251,24 +318,6 @@ class Receiver:
             raise exception.BulkUnavailable(reason='bulk queue lost: %s' % e)
         received, self._received = self._received, []
         return received
-
-    def round_trip(self):
-        """Seconds of one small AMQP round trip to the broker.
-
-        A passive declare of our own queue on our connection: it measures
-        the broker (and at most a prefetch of our messages read on the
-        way), not the source, which is what nova's own small calls feel.
-        Messages arriving meanwhile are kept for ``receive``.
-
-        :raises: BulkUnavailable when the connection broke.
-        """
-        started = time.monotonic()
-        try:
-            self._queue.queue_declare(passive=True)
-        except Exception as e:
-            self._broken = True
-            raise exception.BulkUnavailable(reason='bulk queue lost: %s' % e)
-        return time.monotonic() - started
 
     def close(self):
         """Delete our queue; the connection back to the pool if clean.

@@ -50,7 +50,8 @@ BULK_GRACE = 5.0
 # Bulk messages received but not yet verified and written (see
 # BulkPath._on_bulk_message); beyond this the receiving thread waits.
 SINK_BACKLOG = 4
-# Seconds between two broker round trips measured for the pacing.
+# Seconds between two broker round trips measured for the pacing, by one
+# pull of the process for all of them (``pacing.Pacer.probe_due``).
 PROBE_INTERVAL = 0.5
 # Seconds the receiving thread waits for a bulk message when there is
 # nothing else to do.
@@ -167,12 +168,13 @@ class BulkPath:
     def _loop(self, imp, by_name, windows, receiver, callers):
         self._queue_name = receiver.queue_name
         inflight = []
-        next_probe = time.monotonic()
+        probe = bulk_receiver.probe_for(
+            self.job.rpcapi.bulk_url,
+            getattr(self.job.rpcapi, 'bulk_ssl', False))
         while windows or inflight:
-            if self.job.pacer.enabled and time.monotonic() >= next_probe:
+            if self.job.pacer.probe_due(PROBE_INTERVAL):
                 # The broker's small-call latency steers the pacing.
-                self.job.pacer.observe(receiver.round_trip())
-                next_probe = time.monotonic() + PROBE_INTERVAL
+                self.job.pacer.observe(probe.round_trip())
             while windows and len(inflight) < BULK_WINDOWS:
                 w = windows.popleft()
                 w.future = callers.submit(self._send_window, w,

@@ -28,18 +28,24 @@ How, kept simple:
 * the rate adapts to the broker (multiplicative decrease, additive
   increase, as TCP does):
 
-  - the *broker's latency*: every ``bulk_path.PROBE_INTERVAL`` a pull
-    times a small AMQP round trip to the broker on its bulk connection (a
-    passive declare of its own queue), which is what nova's own small
-    calls feel. Not the round trip of a window's request to its first
-    message: that one measures the queue of windows at the source, which
-    pacing itself makes long, and backing off on it only slows everything
-    to the floor (measured). The latency's idle baseline is the lowest
-    seen, allowed to drift up by ``BASELINE_DRIFT`` a minute so that a
-    host whose idle latency really grew is not throttled forever. A
-    latency above ``LATENCY_FACTOR`` times the baseline, and above
-    ``LATENCY_MIN`` (reading a prefetch of our own messages on the way
-    takes up to a few tens of milliseconds), halves the rate;
+  - the *broker's latency*: every ``bulk_path.PROBE_INTERVAL`` one pull
+    of the process (``probe_due``) times a small AMQP round trip to the
+    broker on a connection that carries nothing else
+    (``rpc.bulk_receiver.BrokerProbe``), which is what nova's own small
+    calls feel. Not on a pull's bulk connection: there the round trip
+    first reads whatever of our own megabyte messages came before the
+    answer, so it measured the pull and had to ignore everything below
+    50 ms, which on a busy host it never reached. Not the round trip of
+    a window's request to its first message either: that one measures
+    the queue of windows at the source, which pacing itself makes long,
+    and backing off on it only slows everything to the floor (measured).
+    The latency's idle baseline is the lowest seen, allowed to drift up
+    by ``BASELINE_DRIFT`` a minute so that a host whose idle latency
+    really grew is not throttled forever. A latency above
+    ``LATENCY_FACTOR`` times the baseline, and above ``LATENCY_MIN``,
+    halves the rate. Waiting for two such latencies in a row instead
+    never backed off in the host-drain bench (the probe is twice a
+    second; its slow answers came one at a time), nor helped nova's calls;
   - the broker blocking our connection (RabbitMQ's memory or disk alarm:
     AMQP ``connection.blocked``) halves the rate too, and keeps it at the
     floor until ``connection.unblocked``;
@@ -62,10 +68,12 @@ from nova_consolelog.rpc import bulk as cl_bulk
 LOG = logging.getLogger(__name__)
 
 LATENCY_FACTOR = 3.0
-# Broker latencies below this never count as congestion (seconds): a
-# baseline of a fraction of a millisecond would make noise look like it,
-# and the round trip may first read a prefetch (8 MiB) of our messages.
-LATENCY_MIN = 0.050
+# Broker latencies below this never count as congestion (seconds): an idle
+# loopback broker answers in 0.1 to 0.3 ms, and a baseline that small
+# would make noise look like congestion. nova's small calls take about 3
+# ms (p50) to 6 ms (p99) on an idle 2-vCPU host; a broker 5 ms late is
+# one they feel.
+LATENCY_MIN = 0.005
 BASELINE_DRIFT = 0.1
 BACKOFF_INTERVAL = 1.0
 FLOOR = 1.0 / 16
@@ -92,6 +100,7 @@ class Pacer:
         self._baseline_at = now
         self._last_backoff = None
         self._blocked = False
+        self._next_probe = None
         self.backoffs = 0
         # Seconds requests of the process waited for tokens, in all.
         self.waited = 0.0
@@ -152,8 +161,28 @@ class Pacer:
             self._refill(self._clock())
             return max(0.0, (self.rate - self._tokens) / self.rate)
 
+    def probe_due(self, interval):
+        """Whether the caller should measure the broker now.
+
+        True for one caller once ``interval`` seconds have passed since
+        the last: every pull of the process asks, one measures for all
+        (the pacer is the process's, so is what steers it).
+        """
+        if not self.enabled:
+            return False
+        with self._lock:
+            now = self._clock()
+            if self._next_probe is not None and now < self._next_probe:
+                return False
+            self._next_probe = now + interval
+            return True
+
     def observe(self, latency):
-        """A broker round trip (seconds); halves the rate when high."""
+        """A broker round trip (seconds); halves the rate when high.
+
+        ``None`` (the probe could not reach the broker) is no sample: the
+        pull's own channel tells whether the broker is gone.
+        """
         if not self.enabled or latency is None or latency < 0:
             return
         with self._lock:

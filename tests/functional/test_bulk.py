@@ -392,10 +392,18 @@ class TestBulkConnections(BulkTestCase):
         self.assertEqual(total, result.bulk_bytes)
         self.assertGreaterEqual(pool.idle(), 1)
         kept = [conn for conn, _since in pool._idle]
+        probe = bulk_receiver.BrokerProbe(rpcapi.bulk_url, rpcapi.bulk_ssl)
+        self.addCleanup(probe.close)
+        self.assertGreater(probe.round_trip(), 0.0)
         self.addCleanup(subprocess.run, ['rabbitmqctl', 'start_app'],
                         capture_output=True, check=False)
         subprocess.run(['rabbitmqctl', 'stop_app'], capture_output=True,
                        check=True)
+        # The pacing's probe of a broker that is down: no sample, at once.
+        started = time.monotonic()
+        self.assertIsNone(probe.round_trip())
+        self.assertLess(time.monotonic() - started,
+                        bulk_receiver.PROBE_TIMEOUT + 1)
         subprocess.run(['rabbitmqctl', 'start_app'], capture_output=True,
                        check=True)
         second = self._stash_when_served(files)
@@ -412,6 +420,8 @@ class TestBulkConnections(BulkTestCase):
         idle = [conn for conn, _since in pool._idle]
         self.assertFalse(any(conn in idle for conn in kept))
         self.assertQueuesGone()
+        # The probe opened a new connection of its own.
+        self.assertGreater(probe.round_trip(), 0.0)
 
     def _stash_when_served(self, files):
         """A new stash, once the source serves again after the restart."""

@@ -26,6 +26,7 @@ import time
 import uuid
 
 from nova_consolelog import chain as cl_chain
+from nova_consolelog.rpc import bulk_receiver
 from nova_consolelog import stash as cl_stash
 from nova_consolelog import transfer
 from nova_consolelog.transfer import gate as cl_gate
@@ -127,5 +128,8 @@ class TestPacedPull(pulls.PullTestCase):
         # Four windows asked for, the later ones after waiting for tokens.
         self.assertEqual(4, len(waits))
         self.assertGreater(sum(waits), 0)
-        # The broker's round trip was measured on the bulk connection.
+        # The broker's round trip was measured, on a connection of its
+        # own, against the real broker.
         self.assertIsNotNone(pacer._baseline)
+        self.assertGreater(pacer._baseline, 0.0)
+        self.assertLess(pacer._baseline, bulk_receiver.PROBE_TIMEOUT)

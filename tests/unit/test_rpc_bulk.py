@@ -317,8 +317,9 @@ class TestReceiverPool(test_base.BaseTestCase):
         self.now = 100.0
         self.made = []
 
-        def connection(url, ssl_params=False):
+        def connection(url, ssl_params=False, io_timeout=None):
             conn = FakeConnection(len(self.made))
+            conn.io_timeout = io_timeout
             self.made.append(conn)
             return conn
         self.useFixture(fixtures.MonkeyPatch(
@@ -366,19 +367,62 @@ class TestReceiverPool(test_base.BaseTestCase):
         self.assertEqual((2, 0, 1), (self.pool.created, self.pool.reused,
                                      self.pool.discarded))
 
-    def test_a_failed_round_trip_or_close_drops_the_connection(self):
-        receiver = self.receiver()
-        with receiver:
-            receiver._queue.queue_declare.side_effect = OSError('gone')
-            self.assertRaises(exception.BulkUnavailable,
-                              receiver.round_trip)
-        self.assertTrue(self.made[0].released)
+    def test_a_failed_close_drops_the_connection(self):
         receiver = self.receiver()
         with receiver:
             receiver._channel.close.side_effect = OSError('gone')
-        self.assertTrue(self.made[1].released)
+        self.assertTrue(self.made[0].released)
         self.assertEqual(0, self.pool.idle())
-        self.assertEqual(2, self.pool.discarded)
+        self.assertEqual(1, self.pool.discarded)
+
+    def test_broker_probe_has_a_connection_of_its_own(self):
+        probe = bulk_receiver.BrokerProbe('amqp://x/')
+        self.addCleanup(probe.close)
+        with self.receiver() as receiver:
+            latency = probe.round_trip()
+            self.assertIsInstance(latency, float)
+            self.assertGreaterEqual(latency, 0.0)
+            # Not the pull's connection: nothing of ours is read on the
+            # way, and the pull's channel saw nothing of the probe.
+            self.assertEqual(2, len(self.made))
+            self.assertIs(self.made[0], receiver._conn)
+            # Its answer is awaited for a bounded time; the pull's
+            # consumer waits as long as it must.
+            self.assertEqual(bulk_receiver.PROBE_TIMEOUT,
+                             self.made[1].io_timeout)
+            self.assertIsNone(self.made[0].io_timeout)
+            declare = self.made[1].channels[0].exchange_declare
+            declare.assert_called_once_with('amq.direct', 'direct',
+                                            passive=True)
+            receiver._channel.exchange_declare.assert_not_called()
+            # Kept for the next probe.
+            probe.round_trip()
+            self.assertEqual(2, len(self.made))
+            self.assertEqual(2, declare.call_count)
+
+    def test_a_failed_probe_is_no_sample_and_reconnects(self):
+        probe = bulk_receiver.BrokerProbe('amqp://x/')
+        self.addCleanup(probe.close)
+        probe.round_trip()
+        self.made[0].channels[0].exchange_declare.side_effect = OSError(
+            'connection reset')
+        self.assertIsNone(probe.round_trip())
+        self.assertTrue(self.made[0].released)
+        self.assertIsInstance(probe.round_trip(), float)
+        self.assertEqual(2, len(self.made))
+        self.assertFalse(self.made[1].released)
+        # A broker that refuses connections: no sample either.
+        probe.close()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_consolelog.rpc.bulk.connect',
+            lambda url, ssl_params=False, io_timeout=None: self._failing()))
+        self.assertIsNone(probe.round_trip())
+        self.assertTrue(self.made[2].released)
+
+    def test_one_probe_per_broker_and_tls(self):
+        a = bulk_receiver.probe_for('amqp://a/', False)
+        self.assertIs(a, bulk_receiver.probe_for('amqp://a/', False))
+        self.assertIsNot(a, bulk_receiver.probe_for('amqp://b/', False))
 
     def test_a_connection_cut_while_idle_is_replaced(self):
         with self.receiver():

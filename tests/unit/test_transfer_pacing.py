@@ -84,10 +84,11 @@ class TestPacer(test_base.BaseTestCase):
         self.assertEqual(0.5, self.pacer.take(8 * MB, max_wait=0.5))
 
     def test_high_latency_halves_once_per_interval_down_to_the_floor(self):
+        self.pacer.observe(0.0003)
+        self.pacer.observe(0.004)  # below LATENCY_MIN: no congestion
         self.pacer.observe(0.004)
-        self.pacer.observe(0.040)  # below LATENCY_MIN: no congestion
         self.assertEqual(10 * MB, self.pacer.rate)
-        self.pacer.observe(0.200)
+        self.pacer.observe(0.006)
         self.assertEqual(5 * MB, self.pacer.rate)
         self.assertEqual(1, self.pacer.backoffs)
         self.pacer.observe(0.200)  # within BACKOFF_INTERVAL
@@ -97,8 +98,27 @@ class TestPacer(test_base.BaseTestCase):
             self.pacer.observe(0.200)
         self.assertEqual(10 * MB * pacing.FLOOR, self.pacer.rate)
 
+    def test_a_probe_that_reached_no_broker_is_no_sample(self):
+        self.pacer.observe(None)
+        self.assertIsNone(self.pacer._baseline)
+        self.pacer.observe(0.0003)
+        self.pacer.observe(None)
+        self.assertEqual(10 * MB, self.pacer.rate)
+        self.assertEqual(0.0003, self.pacer._baseline)
+
+    def test_one_pull_of_the_process_probes_per_interval(self):
+        self.assertTrue(self.pacer.probe_due(0.5))
+        self.assertFalse(self.pacer.probe_due(0.5))
+        self.clock.now += 0.49
+        self.assertFalse(self.pacer.probe_due(0.5))
+        self.clock.now += 0.02
+        self.assertTrue(self.pacer.probe_due(0.5))
+        self.assertFalse(self.pacer.probe_due(0.5))
+        off = pacing.Pacer(0, clock=self.clock, sleep=self.clock.sleep)
+        self.assertFalse(off.probe_due(0.5))
+
     def test_recovers_slowly_after_quiet(self):
-        self.pacer.observe(0.004)
+        self.pacer.observe(0.0003)
         self.pacer.observe(0.100)
         self.assertEqual(5 * MB, self.pacer.rate)
         self.clock.now += pacing.RECOVER_AFTER - 0.1
