@@ -50,6 +50,7 @@ on signals, and by a watchdog process when this one is killed).
 """
 
 import atexit
+import hashlib
 import os
 import random
 import re
@@ -201,7 +202,8 @@ def publisher_main(url):
         print('ok', flush=True)
 
 
-def raw_kombu(pub, total, size, kind, setup=False, durable=False):
+def raw_kombu(pub, total, size, kind, setup=False, durable=False,
+              write_to=None):
     """Seconds to move ``total`` bytes as ``size`` messages, pipelined.
 
     The consumer is this process, with the bulk channel's queue settings
@@ -209,15 +211,45 @@ def raw_kombu(pub, total, size, kind, setup=False, durable=False):
     ``setup`` both connections (and the queue) are made inside the timer,
     in parallel, and the consumer's is closed inside it too, as a pull
     opens and closes its queue. ``durable``: a durable queue and
-    persistent messages instead (information only).
+    persistent messages instead (information only). ``write_to``: a
+    directory where the consumer also writes what it receives, in files of
+    ``HANDOVER_PART`` bytes, fsyncs them and the directory, and reads them
+    back through sha256 inside the timer: the least a hand-over that keeps
+    its bytes and checks them on disk has to do besides moving them.
     """
     count = total // size
     name = 'consolelog-bench-%s' % uuid.uuid4().hex
     received = [0]
+    files = []
 
     def on_message(body, message):
+        if write_to is not None:
+            part = received[0] // HANDOVER_PART
+            if part == len(files):
+                files.append(os.open(
+                    os.path.join(write_to, 'part-%d' % part),
+                    os.O_CREAT | os.O_TRUNC | os.O_RDWR, 0o600))
+            os.pwrite(files[part], message.body,
+                      received[0] % HANDOVER_PART)
         received[0] += len(message.body)
         message.ack()
+
+    def keep_and_check():
+        for fd in files:
+            os.fsync(fd)
+        directory = os.open(write_to, os.O_RDONLY)
+        os.fsync(directory)
+        os.close(directory)
+        for fd in files:
+            digest = hashlib.sha256()
+            at = 0
+            while True:
+                block = os.pread(fd, size, at)
+                if not block:
+                    break
+                digest.update(block)
+                at += len(block)
+            os.close(fd)
 
     def open_consumer():
         conn = kombu.Connection(KOMBU_URL)
@@ -255,6 +287,8 @@ def raw_kombu(pub, total, size, kind, setup=False, durable=False):
     pub.send('publish %s %d %d' % (name, count, 2 if durable else 1))
     while received[0] < count * size:
         consumer[0].drain_events(timeout=30)
+    if write_to is not None:
+        keep_and_check()
     if setup:
         close_consumer(*consumer)
     elapsed = time.perf_counter() - started
@@ -915,6 +949,25 @@ def _run(root, topic, src, pub, probe, hand):
               median(cold_times) / median(cold_kombu), None,
               'median of %d; the same destination process, its pooled '
               'bulk connection closed before each pull' % HANDOVER_COLD_RUNS)
+    # Information: what moving the bytes, writing them durably and reading
+    # them back through sha256 costs raw kombu: the floor of a hand-over
+    # that keeps and checks its bytes on disk, which the goal's baseline
+    # above does not pay.
+    kept_kombu = []
+    for i in range(HANDOVER_RUNS + 1):
+        with tempfile.TemporaryDirectory(dir=root) as where:
+            k = raw_kombu(pub, total, chunk, 'text', setup=True,
+                          write_to=where)
+        if i:
+            kept_kombu.append(k * 1e3)
+    goals.add('info: hand-over / raw kombu+setup+disk',
+              '%.0f ms (%s)' % (ours, spread(pull_times)),
+              '%.1f ms (%s)' % (median(kept_kombu),
+                                spread(kept_kombu, '%.1f')),
+              ours / median(kept_kombu), None,
+              'median of %d; raw kombu also writing the 4 files, fsyncing '
+              'them and their directory and reading them back through '
+              'sha256, on the same disk as the hand-over' % HANDOVER_RUNS)
     # Information: the same hand-over in this process, right after the
     # 64 MiB rows and back to back: with bulk_rate_limit each pays the
     # debt the ones before it left in the bucket.
