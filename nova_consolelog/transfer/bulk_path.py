@@ -38,8 +38,9 @@ from nova_consolelog.transfer import job as cl_job
 
 LOG = logging.getLogger(__name__)
 
-# Bulk windows (RPC 1.2 calls) in flight: one being published while the
-# next is asked for, so the link never idles on a round trip.
+# Bulk windows (RPC 1.2 calls) in flight, counted until all their bytes
+# arrived (``_Window.busy``): one being published while the next is asked
+# for, so the link never idles on a round trip.
 BULK_WINDOWS = 2
 # Bulk messages taken from the broker before they are processed.
 BULK_PREFETCH = 8
@@ -73,6 +74,8 @@ class _Window:
         self.seen = 0
         self.received = {}
         self.got = 0
+        # Bytes of this window that arrived (checked or not yet).
+        self.arrived = 0
         # offset -> future of a received chunk still being checked.
         self.checking = {}
         self.grace_end = None
@@ -80,6 +83,16 @@ class _Window:
     def holds(self, name, offset, length):
         return (name == self.name and self.start <= offset and
                 offset + length <= self.end)
+
+    def busy(self, now):
+        """Whether this window still holds a place among those in flight.
+
+        Until all its bytes arrived: what is still being checked and
+        written no longer needs the source or the broker (the sink's
+        backlog bounds it), so the next window is asked for meanwhile.
+        """
+        return self.arrived < self.end - self.start and not self.settled(
+            now)
 
     def settled(self, now):
         if self.checking:
@@ -175,7 +188,8 @@ class BulkPath:
             if self.job.pacer.probe_due(PROBE_INTERVAL):
                 # The broker's small-call latency steers the pacing.
                 self.job.pacer.observe(probe.round_trip())
-            while windows and len(inflight) < BULK_WINDOWS:
+            while windows and sum(
+                    w.busy(time.monotonic()) for w in inflight) < BULK_WINDOWS:
                 w = windows.popleft()
                 w.future = callers.submit(self._send_window, w,
                                           receiver.queue_name)
@@ -283,6 +297,7 @@ class BulkPath:
         if offset in window.received or offset in window.checking:
             return  # a duplicate; the first copy is checked on disk
         window.seen += 1
+        window.arrived += length
         if window.summary is not None:
             window.grace_end = time.monotonic() + min(BULK_GRACE,
                                                       self.job.rpc_timeout)

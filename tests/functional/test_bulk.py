@@ -17,9 +17,11 @@ release); this process pulls. A chunk damaged in flight is injected by
 wrapping the destination's decoder; everything else is real.
 """
 
+import hashlib
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -28,6 +30,7 @@ import fixtures
 import kombu
 
 from nova_consolelog import chain as cl_chain
+from nova_consolelog import history_import
 from nova_consolelog.rpc import broker
 from nova_consolelog.rpc import bulk as cl_bulk
 from nova_consolelog.rpc import bulk_receiver
@@ -203,6 +206,52 @@ class TestBulkPull(BulkTestCase):
         self.assertEqual(4 * MiB, result.bulk_bytes)
         # The source cut each window to its 512 KiB; we asked for the rest.
         self.assertEqual(8, len(api.windows))
+        self.assertQueuesGone()
+
+    def test_next_window_asked_while_the_last_is_still_written(self):
+        # A window whose bytes all arrived no longer holds a place in
+        # flight: writing them (a slow disk here) does not keep the next
+        # one from being asked for; every byte is still checked on disk.
+        files = {'console.log.1': random_bytes(MiB, 20),
+                 'console.log.0': random_bytes(MiB, 21),
+                 'console.log': random_bytes(MiB, 22),
+                 'console.history.000001': random_bytes(MiB, 23)}
+        instance, stash_id = self.make_source(files, chunk_size=MiB,
+                                              bulk_window=MiB)
+        conf, rpcapi = self.client(chunk_size=MiB, bulk_window=MiB)
+        events = []
+        lock = threading.Lock()
+
+        class Recorder(RangeCounter):
+            def send_range(self, ctxt, host, instance_uuid, name, *args,
+                           **kwargs):
+                with lock:
+                    events.append(('asked', name))
+                return super().send_range(ctxt, host, instance_uuid, name,
+                                          *args, **kwargs)
+        real_write = history_import.Import.write
+
+        def slow_write(imp, name, offset, data):
+            time.sleep(0.3)
+            real_write(imp, name, offset, data)
+            with lock:
+                events.append(('written', name))
+        self.useFixture(fixtures.MockPatchObject(
+            history_import.Import, 'write', slow_write))
+        api = Recorder(rpcapi)
+        chain = self.dest_chain(conf, instance)
+        result = transfer.pull(conf, api, 'src', instance,
+                               stash_id=stash_id, chain=chain)
+        got, want = self.history(chain), test_fixtures.chain_bytes(files)
+        self.assertEqual((len(want), hashlib.sha256(want).hexdigest()),
+                         (len(got), hashlib.sha256(got).hexdigest()))
+        self.assertEqual(4 * MiB, result.bulk_bytes)
+        self.assertTrue(result.released)
+        self.assertEqual(4, len(api.windows))
+        asked = [name for what, name in events if what == 'asked']
+        third = events.index(('asked', asked[2]))
+        first_written = events.index(('written', asked[0]))
+        self.assertLess(third, first_written, events)
         self.assertQueuesGone()
 
     def test_corrupted_bulk_chunk_is_read_again(self):
