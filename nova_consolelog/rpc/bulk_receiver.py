@@ -15,7 +15,8 @@
 A pull's ``Receiver`` declares an exclusive, auto-delete queue of its own
 and consumes the source's chunk messages from it; the connection under it
 comes from the process's ``ReceiverPool`` of that broker and goes back
-there only when the pull ended cleanly.
+there only when the pull ended cleanly. The process's ``BrokerProbe``
+times the broker for the pacing of its pulls on a connection of its own.
 """
 
 import threading

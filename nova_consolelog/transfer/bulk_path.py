@@ -188,8 +188,9 @@ class BulkPath:
             if self.job.pacer.probe_due(PROBE_INTERVAL):
                 # The broker's small-call latency steers the pacing.
                 self.job.pacer.observe(probe.round_trip())
-            while windows and sum(
-                    w.busy(time.monotonic()) for w in inflight) < BULK_WINDOWS:
+            now = time.monotonic()
+            while windows and sum(w.busy(now)
+                                  for w in inflight) < BULK_WINDOWS:
                 w = windows.popleft()
                 w.future = callers.submit(self._send_window, w,
                                           receiver.queue_name)
