@@ -34,6 +34,16 @@ if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
     # A suite that failed before running tests (set-up, style) counts once.
     failed=1
 fi
+if [ "$failed" -ne 0 ]; then
+    # The end of a long log is what a CI page shows: repeat the failed
+    # tests and their tracebacks (not their captured logs) here.
+    echo
+    echo "failed tests:"
+    grep -E '\.\.\. FAILED$' "$log" || true
+    awk '/^Captured traceback:$/ {n = 80; print; next}
+         /^Captured / {n = 0}
+         n > 0 {print; n--}' "$log"
+fi
 echo
 echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$rc"
