@@ -94,9 +94,13 @@ CONTENT_TYPE = 'application/octet-stream'
 # to 2x from run to run: one run proves nothing, and the best of a few
 # flatters whichever side had the lucky run.
 RUNS = 5
+# The same pulls without the rate limit (information only).
+UNPACED_RUNS = 3
 HANDOVER_RUNS = 9
 # Hand-overs that open their bulk connection inside their time (info).
 HANDOVER_COLD_RUNS = 5
+# The same pulls without the rate limit (information only).
+UNPACED_RUNS = 3
 LINK_RUNS = 3
 # Rounds of (idle, 1 pull, 4 pulls) for the p99 rows, and each window.
 P99_ROUNDS = 3
@@ -871,7 +875,10 @@ def _run(root, topic, src, pub, probe, hand):
               bulk_path.BULK_WINDOWS, bulk_path.BULK_PREFETCH,
               group.bulk_compression, group.bulk_rate_limit), flush=True)
 
-    # Rows 1 and 2: throughput.
+    # Rows 1 and 2: throughput. The same pulls with the rate limit off are
+    # printed for information: what the channel itself does per byte.
+    unpaced, unpaced_api = puller(root, topic, host='dst-unpaced',
+                                  bulk_rate_limit=0)
     stashed = []
     for kind, seed, goal in (('random', 1, 0.5), ('text', 2, 1.0)):
         files = chain_files(SIZE, kind, seed)
@@ -895,6 +902,25 @@ def _run(root, topic, src, pub, probe, hand):
                       RUNS, 100.0 * wire / SIZE))
         print('  CPU ms per MiB, raw kombu: %s' % kombu_meter.summary())
         print('  CPU ms per MiB, our pull:  %s' % pull_meter.summary())
+        kombu_rates, free_rates = [], []
+        free_meter = CPUMeter(src.proc.pid)
+        for _ in range(UNPACED_RUNS):
+            kombu_rates.append(SIZE / raw_kombu(pub, SIZE, chunk, kind) /
+                               1e6)
+            _, elapsed = our_pull(unpaced, unpaced_api, src, instance,
+                                  files, free_meter)
+            free_rates.append(SIZE / elapsed / 1e6)
+        goals.add('info: bulk pull %s, no rate limit' % kind,
+                  '%.0f MB/s (%s)' % (median(free_rates),
+                                      spread(free_rates)),
+                  '%.0f MB/s (%s)' % (median(kombu_rates),
+                                      spread(kombu_rates)),
+                  median(free_rates) / median(kombu_rates), None,
+                  'median of %d; bulk_rate_limit 0, otherwise the same '
+                  'pull: the channel\'s own speed' % UNPACED_RUNS)
+        print('  CPU ms per MiB, our pull without rate limit: %s' %
+              free_meter.summary())
+    unpaced_api.transport.cleanup()
     print('  (not timed) stash creation on the source, hash lists '
           'included: %.1f ms per MiB (median)' % (
               median(stashed) * 1e3 / (SIZE / MiB)), flush=True)
