@@ -99,8 +99,6 @@ UNPACED_RUNS = 3
 HANDOVER_RUNS = 9
 # Hand-overs that open their bulk connection inside their time (info).
 HANDOVER_COLD_RUNS = 5
-# The same pulls without the rate limit (information only).
-UNPACED_RUNS = 3
 LINK_RUNS = 3
 # Rounds of (idle, 1 pull, 4 pulls) for the p99 rows, and each window.
 P99_ROUNDS = 3
